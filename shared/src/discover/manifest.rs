@@ -1,0 +1,1 @@
+//! Finding images in rendered Kubernetes objects: pod specs, custom resources, args, env, ConfigMaps.

@@ -1,0 +1,168 @@
+//! `kubectl kkp mirror`: discover every image a KKP install needs, plan, then print, copy or archive.
+//!
+//! This is the only place the mirror steps are put together; each step lives in its own module.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::cli::{CommonArgs, KubeArgs};
+use crate::discover::{Discovery, Finding, Origin, SourceKind};
+use crate::plan::{Plan, PlanError};
+
+/// Flags of `kubectl kkp mirror`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MirrorArgs {
+    /// Private registry to mirror to (`host[:port][/prefix]`); optional with --dry-run.
+    #[arg(value_name = "REGISTRY")]
+    pub registry_pos: Option<String>,
+    /// Same as the REGISTRY argument (image-loader's `-registry`).
+    #[arg(
+        long = "registry",
+        value_name = "REGISTRY",
+        conflicts_with = "registry_pos",
+        hide = true
+    )]
+    pub registry_flag: Option<String>,
+
+    /// KubermaticConfiguration file (`-configuration-file`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of Helm charts: every directory with a Chart.yaml below it is rendered (`-charts-path`).
+    #[arg(long, value_name = "DIR")]
+    pub charts_path: Option<PathBuf>,
+    /// Values file passed to every chart render; repeatable, later files win (`-helm-values-file`).
+    #[arg(long = "helm-values", value_name = "FILE")]
+    pub helm_values: Vec<PathBuf>,
+    /// Helm binary (default: $HELM_BINARY, else `helm` on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub helm_binary: Option<PathBuf>,
+    /// Kubernetes version charts are rendered for (`helm template --kube-version`).
+    #[arg(long, value_name = "VERSION")]
+    pub kube_version: Option<String>,
+    /// Render Helm test hooks too (they are left out by default).
+    #[arg(long)]
+    pub include_tests: bool,
+    /// Directory of plain YAML manifests to scan; repeatable.
+    #[arg(long = "manifests", value_name = "DIR")]
+    pub manifests: Vec<PathBuf>,
+    /// File with extra images, one reference per line, `#` comments; alone, it is the whole plan.
+    #[arg(long = "image-list", value_name = "FILE")]
+    pub image_lists: Vec<PathBuf>,
+    /// Do not contact any registry: unconfirmed candidate images are listed separately.
+    #[arg(long)]
+    pub offline: bool,
+
+    /// Directory of KKP addons (`-addons-path`).
+    #[arg(long, value_name = "DIR")]
+    pub addons_path: Option<PathBuf>,
+    /// Image to extract the addons from (default: from the configuration and the KKP version).
+    #[arg(long, value_name = "IMAGE", conflicts_with = "addons_path")]
+    pub addons_image: Option<String>,
+    /// KKP release whose control-plane catalog is used (default: the newest embedded).
+    #[arg(long, value_name = "VERSION")]
+    pub kkp_version: Option<String>,
+    /// Semver constraint on user-cluster Kubernetes versions (e.g. ">= 1.34").
+    #[arg(long, value_name = "CONSTRAINT")]
+    pub version_filter: Option<String>,
+    /// Only these cloud providers; repeatable or comma-separated.
+    #[arg(long, value_name = "PROVIDER", value_delimiter = ',')]
+    pub provider_filter: Vec<String>,
+    /// Use the configuration's dockerRepository overrides as sources instead of KKP's defaults.
+    #[arg(long)]
+    pub respect_repository_overrides: bool,
+
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+impl MirrorArgs {
+    /// The target registry, from the argument or `--registry`.
+    pub fn registry(&self) -> Option<&str> {
+        self.registry_pos.as_deref().or(self.registry_flag.as_deref())
+    }
+}
+
+/// Why `kubectl kkp mirror` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The arguments do not make sense together.
+    #[error("{0}")]
+    Usage(String),
+    /// The plan could not be made.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// Printing failed.
+    #[error("writing output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl MirrorError {
+    /// The process exit code for this error (2 for usage, else 1).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            MirrorError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Reads an `--image-list` file: one reference per line, blank lines and `#` comments ignored.
+pub fn read_image_list(path: &Path) -> Result<Vec<Finding>, MirrorError> {
+    let text = std::fs::read_to_string(path).map_err(|source| MirrorError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let name = path.display().to_string();
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let line = line.split_once('#').map_or(line, |(l, _)| l).trim();
+            (!line.is_empty()).then(|| Finding {
+                image: line.to_string(),
+                origin: Origin {
+                    source: SourceKind::List,
+                    name: name.clone(),
+                    object: None,
+                    field: Some(format!("line {}", i + 1)),
+                    template: None,
+                },
+            })
+        })
+        .collect())
+}
+
+/// Runs `kubectl kkp mirror`; returns the exit code on success paths (0, or 1 when some images failed).
+pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
+    let registry = args.registry();
+    if registry.is_none() && !args.common.is_dry_run() {
+        return Err(MirrorError::Usage(
+            "a target REGISTRY is required (or use --dry-run to only print the plan)".into(),
+        ));
+    }
+    let mut discovery = Discovery::default();
+    for list in &args.image_lists {
+        discovery.images.extend(read_image_list(list)?);
+    }
+    let plan = Plan::build(
+        &discovery.images,
+        &discovery.candidates,
+        discovery.warnings,
+        registry,
+    )?;
+    let format = crate::output::default_format(args.common.output);
+    crate::output::print(&plan.render(format)).map_err(MirrorError::Output)?;
+    Ok(0)
+}

@@ -1,0 +1,5 @@
+//! The one integration-test binary: every CLI and end-to-end test is a module below.
+
+mod support;
+
+mod cli_mirror;

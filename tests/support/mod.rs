@@ -1,0 +1,29 @@
+//! Test support: paths to the built binaries and fixtures, and helpers that start real peers.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Path of a binary of this package.
+pub fn bin(name: &str) -> PathBuf {
+    match name {
+        "kubectl-kkp" => env!("CARGO_BIN_EXE_kubectl-kkp").into(),
+        "kubectl-kkp-mirror" => env!("CARGO_BIN_EXE_kubectl-kkp-mirror").into(),
+        "kubectl-kkp-retarget" => env!("CARGO_BIN_EXE_kubectl-kkp-retarget").into(),
+        "kubectl-kkp-seedproxy" => env!("CARGO_BIN_EXE_kubectl-kkp-seedproxy").into(),
+        other => panic!("unknown binary {other}"),
+    }
+}
+
+/// Directory of the test fixtures.
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Runs a binary with arguments, stdin closed.
+pub fn run(name: &str, args: &[&str]) -> Output {
+    Command::new(bin(name))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("binary runs")
+}
