@@ -24,3 +24,7 @@ pub struct Matrix {
     /// CNI plugins and versions.
     pub cnis: Vec<Cni>,
 }
+
+pub mod addons;
+pub mod catalog;
+pub mod config;
