@@ -47,7 +47,40 @@ pub struct ScanError {
 
 /// Scans a multi-document YAML stream (helm's `# Source:` comments give each object's template).
 pub fn scan_stream(text: &str, ctx: &ScanContext) -> Result<Discovery, ScanError> {
+    on_parser_stack(|| scan_stream_here(text, ctx)).map_err(|e| no_thread(&ctx.name, e))?
+}
+
+/// Nesting allowed in one document: deep CRD schemas reach ~30 levels; 128 leaves room.
+const MAX_DEPTH: usize = 128;
+
+/// serde-saphyr recurses once per nesting level with large frames (~18 KiB each in debug builds, so
+/// ~110 levels overflow a 2 MiB thread stack). Scanning therefore runs on a thread of its own whose
+/// stack fits [`MAX_DEPTH`] many times over, whatever thread the caller is on.
+const PARSER_STACK_BYTES: usize = 32 << 20;
+
+fn on_parser_stack<T: Send>(f: impl FnOnce() -> T + Send) -> std::io::Result<T> {
+    std::thread::scope(|s| {
+        let handle = std::thread::Builder::new()
+            .name("manifest-scan".to_string())
+            .stack_size(PARSER_STACK_BYTES)
+            .spawn_scoped(s, f)?;
+        Ok(handle
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })
+}
+
+fn no_thread(name: &str, e: std::io::Error) -> ScanError {
+    ScanError {
+        name: name.to_string(),
+        location: "scanning".to_string(),
+        message: format!("cannot start the scanning thread: {e}"),
+    }
+}
+
+fn scan_stream_here(text: &str, ctx: &ScanContext) -> Result<Discovery, ScanError> {
     let mut out = Collector::default();
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for doc in split_documents(text) {
         let value = parse_yaml(doc.text).map_err(|e| ScanError {
             name: ctx.name.clone(),
@@ -115,7 +148,9 @@ pub fn scan_dir(dir: &Path, include_tests: bool) -> Result<Discovery, ScanError>
             include_tests,
         };
         tracing::debug!(file = %ctx.name, "scanning manifest");
-        all.extend(scan_stream(&text, &ctx)?);
+        let found =
+            on_parser_stack(|| scan_stream_here(&text, &ctx)).map_err(|e| no_thread(&ctx.name, e))??;
+        all.extend(found);
     }
     Ok(all)
 }
@@ -243,8 +278,7 @@ fn yaml_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_aliases = 10_000;
     budget.max_anchors = 10_000;
-    // Deep CRD schemas exceed the default 64 levels.
-    budget.max_depth = 256;
+    budget.max_depth = MAX_DEPTH;
     budget.max_nodes = 2_000_000;
     budget.max_events = 4_000_000;
     let mut options = serde_saphyr::Options::default();
@@ -717,6 +751,12 @@ impl ObjScan<'_> {
             match child {
                 Value::String(s) => return self.certain(s, &field),
                 Value::Null => return self.warn(&field, "image is null".to_string()),
+                // An image volume source (`image: {reference: …}`) in a pod template of a CR.
+                Value::Object(m) if !m.contains_key("repository") => {
+                    if let Some(Value::String(r)) = m.get("reference") {
+                        self.certain(r, &format!("{field}.reference"));
+                    }
+                }
                 _ => {}
             }
         }
@@ -1115,8 +1155,9 @@ fn is_image_shaped(t: &str) -> bool {
             if matches!(first, "sha256" | "sha512") {
                 return false;
             }
-            // `key:value`: real tags are versions (a digit) or `latest`.
-            if tag != "latest" && !tag.chars().any(|c| c.is_ascii_digit()) {
+            // `key:value`, `node:node_cpu_saturation_load1` (a Prometheus rule): without a registry,
+            // only version-like tags count.
+            if !version_like_tag(tag) {
                 return false;
             }
             // `service:8080`, `app:80`, `dns:53`: an all-digit tag that is a likely port. Short numeric
@@ -1133,6 +1174,17 @@ fn is_image_shaped(t: &str) -> bool {
             true
         }
     }
+}
+
+/// `latest`, `1.29`, `v0.14`, `fe6f4b0` (a commit), `3.22-alpine`, `distroless-v1.35.3`.
+fn version_like_tag(tag: &str) -> bool {
+    let mut chars = tag.chars();
+    let first = chars.next();
+    tag == "latest"
+        || first.is_some_and(|c| c.is_ascii_digit())
+        || (first == Some('v') && chars.next().is_some_and(|c| c.is_ascii_digit()))
+        || (tag.len() >= 7 && tag.chars().all(|c| c.is_ascii_hexdigit()))
+        || (tag.contains(['.', '-']) && tag.chars().any(|c| c.is_ascii_digit()))
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -1656,6 +1708,42 @@ spec:
     }
 
     #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let mut deep = String::from("kind: Thing\nmetadata: {name: deep}\nspec:\n");
+        for i in 0..400 {
+            deep.push_str(&" ".repeat(2 * i + 2));
+            deep.push_str("a:\n");
+        }
+        let e = scan_stream(&deep, &ctx("deep")).expect_err("too deep");
+        assert_eq!(e.location, "document 1");
+        assert!(e.message.contains("depth"), "{}", e.message);
+        let flow = format!("kind: Thing\nx: {}{}\n", "[".repeat(5000), "]".repeat(5000));
+        assert!(scan_stream(&flow, &ctx("flow")).is_err());
+        // Deep but sane (a CRD-like schema) is fine.
+        let mut ok = String::from("kind: Thing\nmetadata: {name: ok}\nspec:\n");
+        for i in 0..120 {
+            ok.push_str(&" ".repeat(2 * i + 2));
+            ok.push_str("a:\n");
+        }
+        ok.push_str(&" ".repeat(242));
+        ok.push_str("image: quay.io/deep/x:v1\n");
+        assert_eq!(scan(&ok).images.len(), 1);
+    }
+
+    #[test]
+    fn image_volume_inside_a_custom_resource_and_bom() {
+        let text = "\u{feff}---\nkind: Workload\nmetadata: {name: w}\nspec:\n  podTemplate:\n    volumes:\n    - name: m\n      image: {reference: 'quay.io/m/m:v1', pullPolicy: Always}\n";
+        assert_eq!(
+            triples(&scan(text).images),
+            vec![t(
+                "quay.io/m/m:v1",
+                "Workload/w",
+                "spec.podTemplate.volumes[0].image.reference"
+            )]
+        );
+    }
+
+    #[test]
     fn documents_split_at_markers() {
         let text = "# leading comment\n--- {kind: Thing, metadata: {name: a}, image: quay.io/a/a:v1}\n...\n---\n# Source: c/templates/b.yaml\n\nkind: Thing\nmetadata: {name: b}\nimage: quay.io/a/b:v1\n---\n# only a comment\n";
         let docs = split_documents(text);
@@ -1694,6 +1782,8 @@ spec:
             "app:nginx",
             "level:info",
             "role:master",
+            "node:node_cpu_saturation_load1",
+            "instance:node_num_cpu:sum",
             // versions and durations
             "v1.2.3",
             "1.29.3",
@@ -1745,6 +1835,9 @@ spec:
             "nginx:latest",
             "redis:7",
             "node:22",
+            "alpine:3.22-slim",
+            "envoyproxy/ratelimit:99d85510",
+            "nginx:stable-1.29",
             "bitnami/redis:7.4.2",
             "busybox@sha256:0000000000000000000000000000000000000000000000000000000000000001",
             "[::1]:5000/x/y:v1",
