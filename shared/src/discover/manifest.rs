@@ -12,7 +12,9 @@
 //!   and maps like `{repository, tag}`, `{registry, repository, tag, digest}`, `{image, tag}`;
 //! * args, env values and ConfigMap data: a value named as an image (`--foo-image=X`, `FOO_IMAGE`) with a
 //!   tag or digest is certain; any other image-shaped token is a candidate. ConfigMap values that are
-//!   YAML/JSON documents are read with the custom-resource rules.
+//!   YAML/JSON documents are read with the custom-resource rules;
+//! * CustomResourceDefinitions (schemas) and Secrets (opaque data) are skipped, and so are Helm test
+//!   hooks unless asked for.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -1576,6 +1578,7 @@ mod tests {
                 format!(
                     r#"{w}: spec.sidecarImage: "{{{{ .Values.sidecar }}}}" has unrendered template text"#
                 ),
+                format!(r#"{w}: spec.initImage: ":" is not an image reference: bad tag """#),
                 format!("{w}: spec.helper: `repository` is empty or null"),
                 format!(r#"{w}: spec.badDigest: digest "abc123" does not start with sha256:"#),
             ]
