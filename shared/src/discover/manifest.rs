@@ -1961,4 +1961,23 @@ spec:
         let e = scan_dir(&root.join("missing"), false).expect_err("missing dir");
         assert!(e.name.ends_with("missing"), "{e}");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+
+        /// Arbitrary YAML-ish input gives a result or an error, never a panic.
+        #[test]
+        fn scanning_never_panics(text in "(kind: Pod\n|kind: ConfigMap\n|---\n|spec:\n|  |- |image: |data:\n|[a-zA-Z0-9:/@._\\-\n \"'{}\\[\\],&*#|>]){0,120}") {
+            let _ = scan_stream(&text, &ctx("prop"));
+        }
+
+        /// Whatever the shape check accepts is a valid reference.
+        #[test]
+        fn image_shaped_strings_parse(s in "([a-z0-9.:/@_-]{1,40}|\\PC{0,40})") {
+            if is_image_shaped(&s) {
+                proptest::prop_assert!(ImageRef::parse(&s).is_ok());
+                proptest::prop_assert!(check_image(&s).is_ok());
+            }
+        }
+    }
 }
