@@ -136,25 +136,26 @@ pub fn scan_dir(dir: &Path, include_tests: bool) -> Result<Discovery, ScanError>
         collect_manifest_files(dir, dir, &mut files).map_err(|(p, e)| io_err(&p, e))?;
         files.sort();
     }
-    let mut all = Discovery::default();
-    for (name, path) in files {
-        let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
-        let text = String::from_utf8(bytes).map_err(|e| ScanError {
-            name: name.clone(),
-            location: "reading".to_string(),
-            message: format!("not UTF-8 text: {e}"),
-        })?;
-        let ctx = ScanContext {
-            source: SourceKind::Manifest,
-            name,
-            include_tests,
-        };
-        tracing::debug!(file = %ctx.name, "scanning manifest");
-        let found =
-            on_parser_stack(|| scan_stream_here(&text, &ctx)).map_err(|e| no_thread(&ctx.name, e))??;
-        all.extend(found);
-    }
-    Ok(all)
+    let scan_all = || {
+        let mut all = Discovery::default();
+        for (name, path) in files {
+            let bytes = std::fs::read(&path).map_err(|e| io_err(&path, e))?;
+            let text = String::from_utf8(bytes).map_err(|e| ScanError {
+                name: name.clone(),
+                location: "reading".to_string(),
+                message: format!("not UTF-8 text: {e}"),
+            })?;
+            let ctx = ScanContext {
+                source: SourceKind::Manifest,
+                name,
+                include_tests,
+            };
+            tracing::debug!(file = %ctx.name, "scanning manifest");
+            all.extend(scan_stream_here(&text, &ctx)?);
+        }
+        Ok(all)
+    };
+    on_parser_stack(scan_all).map_err(|e| no_thread(&dir.display().to_string(), e))?
 }
 
 /// Recursively lists manifest files as (`/`-separated path relative to `root`, full path).
@@ -1918,6 +1919,7 @@ spec:
             r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"j"},"spec":{"containers":[{"name":"x","image":"quay.io/j/son:v1"}]}}"#,
         );
         write("notes.txt", "image: quay.io/not/scanned:v1\n");
+        std::fs::write(root.join("sub/latin1.yml.bak"), [0xff_u8]).expect("write");
         write("hook.yaml", fixture("hooks-and-list"));
         #[cfg(unix)]
         std::os::unix::fs::symlink(root.join("b.yaml"), root.join("link.yaml")).expect("symlink");
@@ -1958,6 +1960,13 @@ spec:
         write("sub/broken.yaml", "kind: [\n");
         let e = scan_dir(root, false).expect_err("broken file");
         assert_eq!(e.name, "sub/broken.yaml");
+        std::fs::remove_file(root.join("sub/broken.yaml")).expect("rm");
+        std::fs::write(root.join("sub/latin1.yaml"), [b'a', b':', b' ', 0xff]).expect("write");
+        let e = scan_dir(root, false).expect_err("not UTF-8");
+        assert_eq!(
+            (e.name.as_str(), e.location.as_str()),
+            ("sub/latin1.yaml", "reading")
+        );
         let e = scan_dir(&root.join("missing"), false).expect_err("missing dir");
         assert!(e.name.ends_with("missing"), "{e}");
     }
