@@ -536,8 +536,9 @@ impl ObjScan<'_> {
     }
 
     /// A value whose name says image (`--foo-image=X`, `FOO_IMAGE=X`): certain when it carries a tag
-    /// or digest, else a candidate if image-shaped.
-    fn named_image(&mut self, raw: &str, field: &str) {
+    /// or digest. Without one (`--image=busybox`, or a repository whose tag is set elsewhere) it is
+    /// only a candidate: when `strong`, any valid reference; otherwise only an image-shaped one.
+    fn named_image(&mut self, raw: &str, field: &str, strong: bool) {
         let s = trim_token(raw);
         if s.is_empty() || has_template_leftover(s) {
             return;
@@ -549,6 +550,13 @@ impl ObjScan<'_> {
                     origin: self.origin(field),
                 };
                 self.out.images.push(finding);
+            }
+            Ok(_) if strong => {
+                let finding = Finding {
+                    image: s.to_string(),
+                    origin: self.origin(field),
+                };
+                self.out.candidates.push(finding);
             }
             _ => self.candidate_token(s, field),
         }
@@ -572,15 +580,18 @@ impl ObjScan<'_> {
             .split(|c: char| c.is_whitespace() || TOKEN_SEPARATORS.contains(&c))
             .filter(|t| !t.is_empty())
             .collect();
-        let mut next_is_image = false;
+        // Set after `--image` (strong: a flag) or `image:` (weak: could be prose).
+        let mut next_is_image: Option<bool> = None;
         for tok in tokens {
-            if std::mem::take(&mut next_is_image) && !tok.starts_with('-') {
-                self.named_image(tok, field);
+            if let Some(strong) = next_is_image.take()
+                && !tok.starts_with('-')
+            {
+                self.named_image(tok, field, strong);
                 continue;
             }
             if let Some((name, value)) = tok.split_once('=') {
                 if name_says_image(name) {
-                    self.named_image(value, field);
+                    self.named_image(value, field, true);
                 } else {
                     self.candidate_token(value, field);
                 }
@@ -589,11 +600,11 @@ impl ObjScan<'_> {
             if let Some(name) = tok.strip_suffix(':')
                 && name_says_image(name)
             {
-                next_is_image = true;
+                next_is_image = Some(false);
                 continue;
             }
             if tok.starts_with('-') && name_says_image(tok) {
-                next_is_image = true;
+                next_is_image = Some(true);
                 continue;
             }
             self.candidate_token(tok, field);
@@ -675,7 +686,8 @@ impl ObjScan<'_> {
                     if v.contains(char::is_whitespace) {
                         self.text(v, &field);
                     } else {
-                        self.named_image(v, &field);
+                        // `IMAGE_PULL_SECRET=regcred` is named after images but is not one.
+                        self.named_image(v, &field, name_says_image(name));
                     }
                 } else {
                     self.text(value, &field);
@@ -691,7 +703,7 @@ impl ObjScan<'_> {
             let field = format!("{base}[{i}]");
             let Some(arg) = item.as_str() else { continue };
             if std::mem::take(&mut next_is_image) && !arg.starts_with('-') {
-                self.named_image(arg, &field);
+                self.named_image(arg, &field, true);
                 continue;
             }
             if arg.starts_with('-') && !arg.contains(['=', ' ']) && name_says_image(arg) {
@@ -710,7 +722,7 @@ impl ObjScan<'_> {
             let field = join_key("data", key);
             let trimmed = text.trim();
             if name_says_image(key) && !trimmed.contains(char::is_whitespace) {
-                self.named_image(trimmed, &field);
+                self.named_image(trimmed, &field, true);
                 continue;
             }
             if let Some(docs) = structured_documents(text) {
@@ -1470,6 +1482,46 @@ mod tests {
         );
         // `--image-pull-policy=Always` and `IMAGE_PULL_SECRET=regcred` are not images.
         assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+    }
+
+    #[test]
+    fn untagged_values_named_image_are_candidates() {
+        let text = r#"
+apiVersion: batch/v1
+kind: Job
+metadata: {name: j}
+spec:
+  template:
+    spec:
+      containers:
+      - name: c
+        image: quay.io/x/job:v1
+        args: ["--image=busybox", "--image-pull-policy=Always", "--note", "image: see below"]
+        env:
+        - {name: WORKER_IMAGE, value: quay.io/x/worker}
+        - {name: IMAGE_PULL_SECRET, value: regcred}
+        - {name: SCRIPT, value: "run --helper-image=quay.io/x/helper:v2 then sleep 5m:30s"}
+"#;
+        let d = scan(text);
+        let c = "spec.template.spec.containers[c]";
+        assert_eq!(
+            triples(&d.images),
+            vec![
+                t("quay.io/x/helper:v2", "Job/j", &format!("{c}.env[SCRIPT].value")),
+                t("quay.io/x/job:v1", "Job/j", &format!("{c}.image")),
+            ]
+        );
+        assert_eq!(
+            triples(&d.candidates),
+            vec![
+                t("busybox", "Job/j", &format!("{c}.args[0]")),
+                t(
+                    "quay.io/x/worker",
+                    "Job/j",
+                    &format!("{c}.env[WORKER_IMAGE].value")
+                ),
+            ]
+        );
     }
 
     #[test]
