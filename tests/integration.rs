@@ -2,4 +2,5 @@
 
 mod support;
 
+mod cli_discovery;
 mod cli_mirror;

@@ -43,6 +43,9 @@ pub struct MirrorArgs {
     /// Render Helm test hooks too (they are left out by default).
     #[arg(long)]
     pub include_tests: bool,
+    /// Kill a `helm template` that runs longer than this (e.g. 90s, 5m, 1m30s) [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = crate::discover::helm::parse_duration)]
+    pub helm_timeout: Option<std::time::Duration>,
     /// Directory of plain YAML manifests to scan; repeatable.
     #[arg(long = "manifests", value_name = "DIR")]
     pub manifests: Vec<PathBuf>,
@@ -103,6 +106,12 @@ pub enum MirrorError {
     /// The plan could not be made.
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// Charts could not be rendered at all (no helm, unreadable charts path).
+    #[error(transparent)]
+    Helm(#[from] crate::discover::helm::HelmError),
+    /// A `--manifests` file could not be scanned.
+    #[error(transparent)]
+    Scan(#[from] crate::discover::manifest::ScanError),
     /// Printing failed.
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
@@ -156,6 +165,38 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     for list in &args.image_lists {
         discovery.images.extend(read_image_list(list)?);
     }
+    // ---- Charts (--charts-path, rendered by discover::helm) and plain manifests (--manifests) ----
+    // A chart that fails to render is reported on stderr and makes the exit code 1; the others still count.
+    let mut chart_failures = 0usize;
+    if let Some(root) = &args.charts_path {
+        for values in &args.helm_values {
+            std::fs::metadata(values).map_err(|source| MirrorError::Read {
+                path: values.clone(),
+                source,
+            })?;
+        }
+        let opts = crate::discover::helm::HelmOptions {
+            binary: args.helm_binary.clone(),
+            values: args.helm_values.clone(),
+            kube_version: args.kube_version.clone(),
+            include_tests: args.include_tests,
+            timeout: args
+                .helm_timeout
+                .unwrap_or(crate::discover::helm::DEFAULT_TIMEOUT),
+            jobs: crate::discover::helm::default_jobs(),
+        };
+        let (found, failures) = crate::discover::helm::discover_charts(root, &opts)?;
+        for failure in &failures {
+            eprintln!("error: {failure}");
+        }
+        chart_failures = failures.len();
+        discovery.extend(found);
+    }
+    for dir in &args.manifests {
+        discovery.extend(crate::discover::manifest::scan_dir(dir, args.include_tests)?);
+    }
+    // ---- end of charts and manifests ----
+
     let plan = Plan::build(
         &discovery.images,
         &discovery.candidates,
@@ -164,5 +205,5 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     )?;
     let format = crate::output::default_format(args.common.output);
     crate::output::print(&plan.render(format)).map_err(MirrorError::Output)?;
-    Ok(0)
+    Ok(if chart_failures > 0 { 1 } else { 0 })
 }
