@@ -2,4 +2,5 @@
 
 mod support;
 
+mod cli_kkp;
 mod cli_mirror;
