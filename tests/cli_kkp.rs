@@ -290,3 +290,31 @@ fn version_filter_errors_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr_line(&out).starts_with("error: --version-filter: invalid version constraint"));
 }
+
+#[test]
+fn enterprise_edition_from_the_configuration_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubermatic.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: kubermatic.k8c.io/v1\n\
+         kind: KubermaticConfiguration\n\
+         metadata: {name: kubermatic, namespace: kubermatic}\n\
+         spec:\n  versions:\n    versions: [v1.35.7]\n\
+         status:\n  kubermaticEdition: Enterprise Edition\n  kubermaticVersion: v2.31.0\n",
+    )
+    .unwrap();
+    let images = sources(&mirror_json(&["--config", path.to_str().unwrap()]));
+    for image in [
+        "quay.io/kubermatic/kubermatic-ee:v2.31.0",
+        "quay.io/kubermatic/dashboard-ee:v2.31.0",
+        "quay.io/kubermatic/kubelb-ccm-ee:v1.4.3",
+        "quay.io/kubermatic/metering:v1.4.1",
+        "reg.kyverno.io/kyverno/kyverno:v1.15.3",
+        "registry.k8s.io/autoscaling/cluster-autoscaler:v1.35.1",
+    ] {
+        assert!(images.contains_key(image), "missing {image}");
+    }
+    assert!(!images.contains_key("quay.io/kubermatic/kubermatic:v2.31.0"));
+    assert_eq!(apiserver_versions(&images), ["1.35.7"]);
+}

@@ -175,7 +175,7 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
             version_filter: args.version_filter.clone(),
             provider_filter: args.provider_filter.clone(),
             respect_repository_overrides: args.respect_repository_overrides,
-            edition: crate::discover::kkp::Edition::default(),
+            edition: None,
         };
         // The matrix is what the addons pass renders over.
         let (found, _matrix) = crate::discover::kkp::discover_kkp(&opts)?;

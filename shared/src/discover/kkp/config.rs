@@ -572,6 +572,16 @@ impl KubermaticConfiguration {
             .map(str::to_string)
     }
 
+    /// The edition `status.kubermaticEdition` names (`Enterprise Edition`, `ee`, …), if any.
+    pub fn edition(&self) -> Option<super::Edition> {
+        let e = self.status.as_ref()?.get("kubermaticEdition")?.as_str()?;
+        match e.trim().to_lowercase().as_str() {
+            "ee" | "enterprise edition" => Some(super::Edition::Ee),
+            "ce" | "community edition" => Some(super::Edition::Ce),
+            _ => None,
+        }
+    }
+
     /// Images the configuration names itself: `spec.mirrorImages` and the etcd backup containers
     /// (KKP's default container when a field is empty).
     pub fn images(&self, file: &str) -> Result<Vec<ConfigImage>, ConfigError> {
@@ -720,6 +730,22 @@ spec:
                 ("spec.seedController.backupStoreContainer", "reg.local/s3cmd:2.4"),
                 ("default", DEFAULT_BACKUP_IMAGE),
             ]
+        );
+    }
+
+    #[test]
+    fn edition_comes_from_the_status() {
+        assert_eq!(parse(GOOD, "k.yaml").unwrap().edition(), None);
+        let ee =
+            format!("{GOOD}status:\n  kubermaticEdition: Enterprise Edition\n  kubermaticVersion: v2.31.0\n");
+        assert_eq!(
+            parse(&ee, "k.yaml").unwrap().edition(),
+            Some(super::super::Edition::Ee)
+        );
+        let ce = format!("{GOOD}status:\n  kubermaticEdition: Community Edition\n");
+        assert_eq!(
+            parse(&ce, "k.yaml").unwrap().edition(),
+            Some(super::super::Edition::Ce)
         );
     }
 

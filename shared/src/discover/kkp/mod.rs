@@ -48,8 +48,9 @@ pub struct KkpOptions {
     pub provider_filter: Vec<String>,
     /// `--respect-repository-overrides`: use the configuration's repository fields as sources.
     pub respect_repository_overrides: bool,
-    /// KKP edition whose images are wanted.
-    pub edition: Edition,
+    /// KKP edition whose images are wanted; `None` = the configuration's `status.kubermaticEdition`,
+    /// else Community Edition.
+    pub edition: Option<Edition>,
 }
 
 /// Why KKP discovery failed.
@@ -206,9 +207,13 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<(Discovery, Matrix), KkpError> 
             .find(|f| lookup(f).is_some())
             .cloned()
     };
+    let edition = opts
+        .edition
+        .or_else(|| cfg.as_ref().and_then(|c| c.edition()))
+        .unwrap_or_default();
     for img in selected
         .catalog
-        .images(&matrix, &selected.kkp_tag, opts.edition, &lookup)
+        .images(&matrix, &selected.kkp_tag, edition, &lookup)
     {
         let field = overridden(&img.component);
         discovery.images.push(Finding {
