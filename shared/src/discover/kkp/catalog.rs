@@ -204,6 +204,17 @@ pub fn parse(line: &str, text: &str) -> Result<Catalog, CatalogError> {
         line: line.to_string(),
         message: e.to_string(),
     })?;
+    if let Some(v) = catalog
+        .defaults
+        .kubernetes
+        .iter()
+        .find(|v| lenient_version(v).is_none())
+    {
+        return Err(CatalogError::Invalid {
+            line: line.to_string(),
+            message: format!("defaults.kubernetes: {v:?} is not a version"),
+        });
+    }
     for c in &catalog.components {
         let bad = |message: String| CatalogError::Invalid {
             line: line.to_string(),

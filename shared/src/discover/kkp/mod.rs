@@ -62,6 +62,9 @@ pub enum KkpError {
     /// The catalog could not be selected.
     #[error(transparent)]
     Catalog(#[from] catalog::CatalogError),
+    /// A Kubernetes version in the list is not a version.
+    #[error("{0:?} in the Kubernetes version list is not a version")]
+    BadVersion(String),
     /// `--version-filter` is not a constraint.
     #[error("--version-filter: {0}")]
     VersionFilter(String),
@@ -253,15 +256,54 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<(Discovery, Matrix), KkpError> 
             },
         });
     }
-    if let Some(c) = &cfg
-        && !opts.respect_repository_overrides
-        && c.spec
-            .user_cluster
-            .overwrite_registry
-            .as_deref()
-            .is_some_and(|r| !r.trim().is_empty())
-    {
-        tracing::debug!("spec.userCluster.overwriteRegistry is set; sources stay the upstream registries");
-    }
     Ok((discovery, matrix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_give_kkps_full_matrix() {
+        let cat = catalog::select(None).unwrap().catalog;
+        let m = matrix(None, &cat, None, &[]).unwrap();
+        assert_eq!(m.versions.len(), 31);
+        assert_eq!(m.versions[0], Version::new(1, 33, 0));
+        assert_eq!(m.providers.len(), 15);
+        assert_eq!(m.cnis.len(), 11 + 28 + 1);
+        assert!(m.cnis.contains(&Cni {
+            kind: "none".into(),
+            version: String::new()
+        }));
+    }
+
+    #[test]
+    fn configuration_versions_replace_the_defaults_and_filters_narrow() {
+        let cat = catalog::select(None).unwrap().catalog;
+        let cfg = config::parse(
+            "apiVersion: kubermatic.k8c.io/v1\nkind: KubermaticConfiguration\n\
+             spec:\n  versions:\n    versions: [v1.34.2, 1.35.7, v1.34.2]\n",
+            "k.yaml",
+        )
+        .unwrap();
+        let m = matrix(Some(&cfg), &cat, None, &[]).unwrap();
+        assert_eq!(m.versions, [Version::new(1, 34, 2), Version::new(1, 35, 7)]);
+        let m = matrix(Some(&cfg), &cat, Some("~1.35"), &["Hetzner, aws".into()]).unwrap();
+        assert_eq!(m.versions, [Version::new(1, 35, 7)]);
+        assert_eq!(m.providers, ["aws", "hetzner"]);
+    }
+
+    #[test]
+    fn filter_errors_name_what_is_valid() {
+        let cat = catalog::select(None).unwrap().catalog;
+        let e = matrix(None, &cat, None, &["aws".into(), "amazon".into(), "gke".into()]).unwrap_err();
+        assert!(e.is_usage());
+        let msg = e.to_string();
+        assert!(msg.contains("unknown provider(s) amazon, gke;"), "{msg}");
+        assert!(msg.contains("valid providers: alibaba, anexia, aws,"), "{msg}");
+        let e = matrix(None, &cat, Some("< 1.0"), &[]).unwrap_err();
+        assert!(matches!(e, KkpError::NoVersions { .. }), "{e}");
+        let e = matrix(None, &cat, Some(">="), &[]).unwrap_err();
+        assert!(matches!(e, KkpError::VersionFilter(_)), "{e}");
+    }
 }
