@@ -68,7 +68,7 @@ pub struct KubermaticConfiguration {
     #[serde(default)]
     pub metadata: Option<Value>,
     /// The spec.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub spec: Spec,
     /// Status (not interpreted).
     #[serde(default)]
@@ -92,22 +92,22 @@ pub struct Spec {
     #[serde(default)]
     pub feature_gates: Option<Value>,
     /// `ui`.
-    #[serde(default)]
-    pub ui: Component,
+    #[serde(default, deserialize_with = "null_default")]
+    pub ui: Ui,
     /// `api`.
-    #[serde(default)]
-    pub api: Component,
+    #[serde(default, deserialize_with = "null_default")]
+    pub api: Api,
     /// `seedController`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub seed_controller: SeedController,
     /// `masterController`.
-    #[serde(default)]
-    pub master_controller: Component,
+    #[serde(default, deserialize_with = "null_default")]
+    pub master_controller: MasterController,
     /// `webhook`.
-    #[serde(default)]
-    pub webhook: Component,
+    #[serde(default, deserialize_with = "null_default")]
+    pub webhook: Webhook,
     /// `userCluster`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub user_cluster: UserCluster,
     /// `exposeStrategy`.
     #[serde(default)]
@@ -116,134 +116,119 @@ pub struct Spec {
     #[serde(default)]
     pub ingress: Option<Value>,
     /// `versions`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub versions: Versions,
     /// `verticalPodAutoscaler`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub vertical_pod_autoscaler: Vpa,
     /// `proxy` (not interpreted).
     #[serde(default)]
     pub proxy: Option<Value>,
     /// `mirrorImages`: extra images to mirror.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub mirror_images: Vec<String>,
     /// `applications`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub applications: Applications,
 }
 
-/// `spec.ui`, `spec.api`, `spec.masterController`, `spec.webhook` (a KKP deployment's settings).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct Component {
-    /// Repository override.
-    #[serde(default)]
-    pub docker_repository: Option<String>,
-    /// Tag (development only).
-    #[serde(default)]
-    pub docker_tag: Option<String>,
-    /// Tag suffix.
-    #[serde(default)]
-    pub docker_tag_suffix: Option<String>,
-    /// `ui.config`.
-    #[serde(default)]
-    pub config: Option<String>,
-    /// `api.accessibleAddons`.
-    #[serde(default)]
-    pub accessible_addons: Option<Value>,
-    /// `pprofEndpoint`.
-    #[serde(default)]
-    pub pprof_endpoint: Option<Value>,
-    /// `resources`.
-    #[serde(default)]
-    pub resources: Option<Value>,
-    /// `debugLog`.
-    #[serde(default)]
-    pub debug_log: Option<Value>,
-    /// `replicas`.
-    #[serde(default)]
-    pub replicas: Option<Value>,
-    /// `ui.extraVolumeMounts`.
-    #[serde(default)]
-    pub extra_volume_mounts: Option<Value>,
-    /// `ui.extraVolumes`.
-    #[serde(default)]
-    pub extra_volumes: Option<Value>,
-    /// `masterController.projectsMigrator`.
-    #[serde(default)]
-    pub projects_migrator: Option<Value>,
-    /// Scheduling (`nodeSelector`, `affinity`, …; inline in KKP).
-    #[serde(default)]
-    pub node_selector: Option<Value>,
-    /// See `node_selector`.
-    #[serde(default)]
-    pub affinity: Option<Value>,
-    /// See `node_selector`.
-    #[serde(default)]
-    pub tolerations: Option<Value>,
-    /// See `node_selector`.
-    #[serde(default)]
-    pub topology_spread_constraints: Option<Value>,
-    /// See `node_selector`.
-    #[serde(default)]
-    pub priority_class_name: Option<Value>,
+/// Deserialises `null` (which Go's YAML reads as "unset") as the type's default.
+fn null_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// `spec.seedController`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct SeedController {
-    /// Repository override.
-    #[serde(default)]
-    pub docker_repository: Option<String>,
-    /// Container spec (YAML text) of the etcd backup store container.
-    #[serde(default)]
-    pub backup_store_container: Option<String>,
-    /// Container spec (YAML text) of the etcd backup delete container.
-    #[serde(default)]
-    pub backup_delete_container: Option<String>,
-    /// Container spec (YAML text) of the legacy backup cleanup container.
-    #[serde(default)]
-    pub backup_cleanup_container: Option<String>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub maximum_parallel_reconciles: Option<Value>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub pprof_endpoint: Option<Value>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub resources: Option<Value>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub debug_log: Option<Value>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub replicas: Option<Value>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub disabled_collectors: Option<Value>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub backup_interval: Option<Value>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub backup_count: Option<Value>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub node_selector: Option<Value>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub affinity: Option<Value>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub tolerations: Option<Value>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub topology_spread_constraints: Option<Value>,
-    /// Not interpreted.
-    #[serde(default)]
-    pub priority_class_name: Option<Value>,
+/// Defines the settings struct of one KKP deployment: the typed image fields plus every other key
+/// KKP knows there (kept opaque), so unknown keys are errors exactly where KKP rejects them.
+macro_rules! deployment_settings {
+    ($(#[$meta:meta])* $name:ident {
+        images: [$($ifield:ident: $ijson:literal),* $(,)?],
+        opaque: [$($ofield:ident: $ojson:literal),* $(,)?] $(,)?
+    }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $(
+                #[doc = concat!("`", $ijson, "`.")]
+                #[serde(default, rename = $ijson)]
+                pub $ifield: Option<String>,
+            )*
+            $(
+                #[doc = concat!("`", $ojson, "` (not interpreted).")]
+                #[serde(default, rename = $ojson)]
+                pub $ofield: Option<Value>,
+            )*
+            /// `nodeSelector` (scheduling, inline in KKP; not interpreted).
+            #[serde(default, rename = "nodeSelector")]
+            pub node_selector: Option<Value>,
+            /// `affinity` (not interpreted).
+            #[serde(default)]
+            pub affinity: Option<Value>,
+            /// `tolerations` (not interpreted).
+            #[serde(default)]
+            pub tolerations: Option<Value>,
+            /// `topologySpreadConstraints` (not interpreted).
+            #[serde(default, rename = "topologySpreadConstraints")]
+            pub topology_spread_constraints: Option<Value>,
+            /// `priorityClassName` (not interpreted).
+            #[serde(default, rename = "priorityClassName")]
+            pub priority_class_name: Option<Value>,
+        }
+    };
+}
+
+deployment_settings! {
+    /// `spec.ui` (`KubermaticUIConfiguration`).
+    Ui {
+        images: [docker_repository: "dockerRepository", docker_tag: "dockerTag", docker_tag_suffix: "dockerTagSuffix"],
+        opaque: [config: "config", resources: "resources", replicas: "replicas",
+                 extra_volume_mounts: "extraVolumeMounts", extra_volumes: "extraVolumes"],
+    }
+}
+
+deployment_settings! {
+    /// `spec.api` (`KubermaticAPIConfiguration`).
+    Api {
+        images: [docker_repository: "dockerRepository", docker_tag: "dockerTag", docker_tag_suffix: "dockerTagSuffix"],
+        opaque: [accessible_addons: "accessibleAddons", pprof_endpoint: "pprofEndpoint",
+                 resources: "resources", debug_log: "debugLog", replicas: "replicas"],
+    }
+}
+
+deployment_settings! {
+    /// `spec.masterController` (`KubermaticMasterControllerConfiguration`).
+    MasterController {
+        images: [docker_repository: "dockerRepository"],
+        opaque: [projects_migrator: "projectsMigrator", pprof_endpoint: "pprofEndpoint",
+                 resources: "resources", debug_log: "debugLog", replicas: "replicas"],
+    }
+}
+
+deployment_settings! {
+    /// `spec.webhook` (`KubermaticWebhookConfiguration`).
+    Webhook {
+        images: [docker_repository: "dockerRepository"],
+        opaque: [pprof_endpoint: "pprofEndpoint", resources: "resources", debug_log: "debugLog",
+                 replicas: "replicas"],
+    }
+}
+
+deployment_settings! {
+    /// `spec.seedController` (`KubermaticSeedControllerConfiguration`); the backup containers are
+    /// container specs written as YAML text.
+    SeedController {
+        images: [docker_repository: "dockerRepository", backup_store_container: "backupStoreContainer",
+                 backup_delete_container: "backupDeleteContainer",
+                 backup_cleanup_container: "backupCleanupContainer"],
+        opaque: [maximum_parallel_reconciles: "maximumParallelReconciles",
+                 pprof_endpoint: "pprofEndpoint", resources: "resources", debug_log: "debugLog",
+                 replicas: "replicas", disabled_collectors: "disabledCollectors",
+                 backup_interval: "backupInterval", backup_count: "backupCount"],
+    }
 }
 
 /// `spec.userCluster`.
@@ -263,7 +248,7 @@ pub struct UserCluster {
     #[serde(default)]
     pub overwrite_registry: Option<String>,
     /// `addons`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub addons: Addons,
     /// Not interpreted.
     #[serde(default)]
@@ -287,13 +272,13 @@ pub struct UserCluster {
     #[serde(default, rename = "apiserverReplicas")]
     pub apiserver_replicas: Option<Value>,
     /// `machineController`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub machine_controller: ImageSettings,
     /// `operatingSystemManager`.
-    #[serde(default)]
-    pub operating_system_manager: ImageSettings,
+    #[serde(default, deserialize_with = "null_default")]
+    pub operating_system_manager: OsmSettings,
     /// `kubelb`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub kubelb: ImageSettings,
     /// Not interpreted.
     #[serde(default)]
@@ -321,7 +306,7 @@ pub struct Addons {
     pub docker_tag_suffix: Option<String>,
 }
 
-/// `machineController`, `operatingSystemManager`, `kubelb` under `spec.userCluster`.
+/// `machineController` and `kubelb` under `spec.userCluster`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ImageSettings {
@@ -331,7 +316,19 @@ pub struct ImageSettings {
     /// Tag override.
     #[serde(default)]
     pub image_tag: Option<String>,
-    /// `operatingSystemManager.disableDefaultOperatingSystemProfiles`.
+}
+
+/// `spec.userCluster.operatingSystemManager`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OsmSettings {
+    /// Repository override.
+    #[serde(default)]
+    pub image_repository: Option<String>,
+    /// Tag override.
+    #[serde(default)]
+    pub image_tag: Option<String>,
+    /// Not interpreted.
     #[serde(default)]
     pub disable_default_operating_system_profiles: Option<Value>,
 }
@@ -341,7 +338,7 @@ pub struct ImageSettings {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Versions {
     /// Supported user-cluster versions; empty = KKP's defaults.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub versions: Vec<String>,
     /// Not interpreted.
     #[serde(default)]
@@ -362,13 +359,13 @@ pub struct Versions {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Vpa {
     /// `recommender`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub recommender: VpaComponent,
     /// `updater`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub updater: VpaComponent,
     /// `admissionController`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_default")]
     pub admission_controller: VpaComponent,
 }
 
@@ -540,8 +537,10 @@ impl KubermaticConfiguration {
         let vpa = &s.vertical_pod_autoscaler;
         let v = match field {
             "spec.api.dockerRepository" => &s.api.docker_repository,
+            "spec.api.dockerTag" => &s.api.docker_tag,
             "spec.api.dockerTagSuffix" => &s.api.docker_tag_suffix,
             "spec.ui.dockerRepository" => &s.ui.docker_repository,
+            "spec.ui.dockerTag" => &s.ui.docker_tag,
             "spec.ui.dockerTagSuffix" => &s.ui.docker_tag_suffix,
             "spec.masterController.dockerRepository" => &s.master_controller.docker_repository,
             "spec.seedController.dockerRepository" => &s.seed_controller.docker_repository,
@@ -757,6 +756,25 @@ spec:
         assert!(e.contains("unknown field `foo`"), "{e}");
         assert!(e.ends_with("in spec.ui"), "{e}");
         assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn null_reads_as_unset_like_in_go() {
+        // KKP's generated example (docs/zz_generated.kubermaticConfiguration.ce.yaml) writes nulls.
+        let text = "apiVersion: kubermatic.k8c.io/v1\nkind: KubermaticConfiguration\nspec:\n  \
+                    mirrorImages: null\n  ui: null\n  versions:\n    versions: null\n  api:\n    \
+                    dockerRepository: null\n    tolerations: null\n";
+        let cfg = parse(text, "k.yaml").unwrap();
+        assert!(cfg.spec.mirror_images.is_empty() && cfg.spec.versions.versions.is_empty());
+        assert_eq!(cfg.override_value("spec.api.dockerRepository"), None);
+    }
+
+    #[test]
+    fn a_field_of_another_deployment_is_unknown_here() {
+        // `accessibleAddons` belongs to spec.api; KKP rejects it under spec.ui.
+        let text = GOOD.replace("    replicas: 2\n", "    replicas: 2\n    accessibleAddons: []\n");
+        let e = parse(&text, "k.yaml").unwrap_err().to_string();
+        assert!(e.contains("unknown field `accessibleAddons` in spec.ui"), "{e}");
     }
 
     #[test]
