@@ -563,6 +563,19 @@ impl KubermaticConfiguration {
             "spec.verticalPodAutoscaler.admissionController.dockerRepository" => {
                 &vpa.admission_controller.docker_repository
             }
+            "spec.applications.catalogManager.image.repository"
+            | "spec.applications.catalogManager.image.tag" => {
+                let key = field.rsplit('.').next().unwrap_or_default();
+                return s
+                    .applications
+                    .catalog_manager
+                    .as_ref()?
+                    .pointer(&format!("/image/{key}"))?
+                    .as_str()
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(str::to_string);
+            }
             _ => return None,
         };
         v.as_deref()
@@ -693,6 +706,10 @@ spec:
     versions:
       - v1.34.2
       - 1.35.7
+  applications:
+    catalogManager:
+      image:
+        tag: abc123
   mirrorImages:
     - docker.io/library/busybox:1.37
     - quay.io/foo/bar:1.0
@@ -716,6 +733,11 @@ spec:
             Some("v1.66.9")
         );
         assert_eq!(cfg.override_value("spec.api.dockerRepository"), None);
+        assert_eq!(
+            cfg.override_value("spec.applications.catalogManager.image.tag")
+                .as_deref(),
+            Some("abc123")
+        );
         let images = cfg.images("k.yaml").unwrap();
         let pairs: Vec<(&str, &str)> = images
             .iter()
@@ -781,7 +803,7 @@ spec:
     fn unknown_top_level_spec_key_is_an_error() {
         let text = GOOD.replace("  mirrorImages:\n", "  mirrorImagez:\n");
         let e = parse(&text, "k.yaml").unwrap_err().to_string();
-        assert!(e.starts_with("k.yaml:26:"), "{e}");
+        assert!(e.starts_with("k.yaml:30:3: "), "{e}");
         assert!(e.contains("unknown field `mirrorImagez` in spec"), "{e}");
     }
 
