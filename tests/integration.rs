@@ -3,4 +3,5 @@
 mod support;
 
 mod cli_discovery;
+mod cli_kkp;
 mod cli_mirror;

@@ -115,6 +115,9 @@ pub enum MirrorError {
     /// Printing failed.
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
+    /// KKP discovery (configuration, catalog, filters) failed.
+    #[error(transparent)]
+    Kkp(#[from] crate::discover::kkp::KkpError),
 }
 
 impl MirrorError {
@@ -122,6 +125,7 @@ impl MirrorError {
     pub fn exit_code(&self) -> u8 {
         match self {
             MirrorError::Usage(_) => 2,
+            MirrorError::Kkp(e) if e.is_usage() => 2,
             _ => 1,
         }
     }
@@ -197,6 +201,27 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     }
     // ---- end of charts and manifests ----
 
+    // ---- KKP: KubermaticConfiguration + embedded control-plane catalog --------------------------
+    // Runs with --config, or on its own when no other source is given (the embedded default: the
+    // newest release's catalog with KKP's default versions, providers and CNIs).
+    let no_other_source = args.charts_path.is_none()
+        && args.manifests.is_empty()
+        && args.image_lists.is_empty()
+        && args.addons_path.is_none();
+    if args.config.is_some() || no_other_source {
+        let opts = crate::discover::kkp::KkpOptions {
+            config: args.config.clone(),
+            kkp_version: args.kkp_version.clone(),
+            version_filter: args.version_filter.clone(),
+            provider_filter: args.provider_filter.clone(),
+            respect_repository_overrides: args.respect_repository_overrides,
+            edition: None,
+        };
+        // The matrix is what the addons pass renders over.
+        let (found, _matrix) = crate::discover::kkp::discover_kkp(&opts)?;
+        discovery.extend(found);
+    }
+    // ---- end KKP ---------------------------------------------------------------------------------
     let plan = Plan::build(
         &discovery.images,
         &discovery.candidates,

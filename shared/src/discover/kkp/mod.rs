@@ -28,3 +28,282 @@ pub struct Matrix {
 pub mod addons;
 pub mod catalog;
 pub mod config;
+
+pub use catalog::Edition;
+
+use std::path::PathBuf;
+
+use crate::discover::{Discovery, Finding, Origin, SourceKind};
+
+/// What `discover_kkp` is asked to do (the mirror's `--config`, `--kkp-version`, filters …).
+#[derive(Debug, Clone, Default)]
+pub struct KkpOptions {
+    /// KubermaticConfiguration file; `None` = KKP's defaults for the release.
+    pub config: Option<PathBuf>,
+    /// `--kkp-version` (`v2.31`, `2.31`, `v2.31.0`); `None` = newest embedded catalog.
+    pub kkp_version: Option<String>,
+    /// `--version-filter`: semver constraint on user-cluster Kubernetes versions.
+    pub version_filter: Option<String>,
+    /// `--provider-filter`: only these providers (empty = all).
+    pub provider_filter: Vec<String>,
+    /// `--respect-repository-overrides`: use the configuration's repository fields as sources.
+    pub respect_repository_overrides: bool,
+    /// KKP edition whose images are wanted; `None` = the configuration's `status.kubermaticEdition`,
+    /// else Community Edition.
+    pub edition: Option<Edition>,
+}
+
+/// Why KKP discovery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum KkpError {
+    /// The configuration file is unreadable or invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The catalog could not be selected.
+    #[error(transparent)]
+    Catalog(#[from] catalog::CatalogError),
+    /// A Kubernetes version in the list is not a version.
+    #[error("{0:?} in the Kubernetes version list is not a version")]
+    BadVersion(String),
+    /// `--version-filter` is not a constraint.
+    #[error("--version-filter: {0}")]
+    VersionFilter(String),
+    /// `--version-filter` leaves no version.
+    #[error("--version-filter {filter:?} matches none of the Kubernetes versions ({})", versions.join(", "))]
+    NoVersions {
+        /// The filter.
+        filter: String,
+        /// The versions it was applied to.
+        versions: Vec<String>,
+    },
+    /// `--provider-filter` names providers KKP does not know.
+    #[error("--provider-filter: unknown provider(s) {}; valid providers: {}", unknown.join(", "), valid.join(", "))]
+    UnknownProvider {
+        /// The unknown names.
+        unknown: Vec<String>,
+        /// The valid names.
+        valid: Vec<String>,
+    },
+}
+
+impl KkpError {
+    /// True for errors in what the user typed on the command line (exit code 2).
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            KkpError::Catalog(catalog::CatalogError::UnknownVersion { .. })
+                | KkpError::VersionFilter(_)
+                | KkpError::NoVersions { .. }
+                | KkpError::UnknownProvider { .. }
+        )
+    }
+}
+
+/// Builds the version × provider × CNI matrix: versions from the configuration (or the catalog's
+/// defaults) filtered by `version_filter`; providers from the catalog, narrowed by `provider_filter`
+/// (names are trimmed and lower-cased; unknown ones are an error listing the valid ones); every CNI
+/// type and version the release allows.
+pub fn matrix(
+    config: Option<&config::KubermaticConfiguration>,
+    catalog: &catalog::Catalog,
+    version_filter: Option<&str>,
+    provider_filter: &[String],
+) -> Result<Matrix, KkpError> {
+    let listed: Vec<String> = match config {
+        Some(c) if !c.spec.versions.versions.is_empty() => c.spec.versions.versions.clone(),
+        _ => catalog.defaults.kubernetes.clone(),
+    };
+    let mut versions: Vec<Version> = Vec::new();
+    for v in &listed {
+        let parsed = catalog::lenient_version(v)
+            .ok_or_else(|| KkpError::VersionFilter(format!("{v:?} in the version list is not a version")))?;
+        if !versions.contains(&parsed) {
+            versions.push(parsed);
+        }
+    }
+    if let Some(filter) = version_filter.map(str::trim).filter(|f| !f.is_empty()) {
+        let req = catalog::parse_constraint(filter).map_err(KkpError::VersionFilter)?;
+        let before: Vec<String> = versions.iter().map(ToString::to_string).collect();
+        versions.retain(|v| catalog::matches(&req, v));
+        if versions.is_empty() {
+            return Err(KkpError::NoVersions {
+                filter: filter.to_string(),
+                versions: before,
+            });
+        }
+    }
+
+    let valid = &catalog.defaults.providers;
+    let wanted: Vec<String> = provider_filter
+        .iter()
+        .flat_map(|p| p.split(','))
+        .map(|p| p.trim().to_lowercase())
+        .filter(|p| !p.is_empty())
+        .collect();
+    let providers = if wanted.is_empty() {
+        valid.clone()
+    } else {
+        let unknown: Vec<String> = wanted.iter().filter(|p| !valid.contains(p)).cloned().collect();
+        if !unknown.is_empty() {
+            return Err(KkpError::UnknownProvider {
+                unknown,
+                valid: valid.clone(),
+            });
+        }
+        valid.iter().filter(|p| wanted.contains(p)).cloned().collect()
+    };
+
+    let cnis = catalog
+        .defaults
+        .cni
+        .iter()
+        .flat_map(|(kind, versions)| {
+            versions.iter().map(move |v| Cni {
+                kind: kind.clone(),
+                version: v.clone(),
+            })
+        })
+        .collect();
+    Ok(Matrix {
+        versions,
+        providers,
+        cnis,
+    })
+}
+
+/// Discovers the images only KKP knows about: the embedded control-plane catalog evaluated over the
+/// matrix, plus the configuration's own images (`spec.mirrorImages`, etcd backup containers). Returns
+/// the matrix too, for the addons pass.
+pub fn discover_kkp(opts: &KkpOptions) -> Result<(Discovery, Matrix), KkpError> {
+    let selected = catalog::select(opts.kkp_version.as_deref())?;
+    let (cfg, file) = match &opts.config {
+        Some(path) => (Some(config::load(path)?), path.display().to_string()),
+        None => (None, String::new()),
+    };
+    let matrix = matrix(
+        cfg.as_ref(),
+        &selected.catalog,
+        opts.version_filter.as_deref(),
+        &opts.provider_filter,
+    )?;
+    tracing::info!(
+        kkp = %selected.kkp_tag,
+        versions = matrix.versions.len(),
+        providers = matrix.providers.len(),
+        cnis = matrix.cnis.len(),
+        "evaluating the KKP control-plane catalog"
+    );
+
+    let mut discovery = Discovery::default();
+    let lookup = |field: &str| -> Option<String> {
+        if !opts.respect_repository_overrides {
+            return None;
+        }
+        cfg.as_ref().and_then(|c| c.override_value(field))
+    };
+    let overridden = |name: &str| -> Option<String> {
+        let component = selected.catalog.components.iter().find(|c| c.name == name)?;
+        let o = component.overrides.as_ref()?;
+        [&o.repository, &o.tag, &o.tag_suffix]
+            .into_iter()
+            .flatten()
+            .find(|f| lookup(f).is_some())
+            .cloned()
+    };
+    let edition = opts
+        .edition
+        .or_else(|| cfg.as_ref().and_then(|c| c.edition()))
+        .unwrap_or_default();
+    for img in selected
+        .catalog
+        .images(&matrix, &selected.kkp_tag, edition, &lookup)
+    {
+        let field = overridden(&img.component);
+        discovery.images.push(Finding {
+            image: img.image,
+            origin: Origin {
+                source: if field.is_some() {
+                    SourceKind::Config
+                } else {
+                    SourceKind::Catalog
+                },
+                name: img.component,
+                object: None,
+                field,
+                template: None,
+            },
+        });
+    }
+
+    let config_images = match &cfg {
+        Some(c) => c.images(&file)?,
+        None => config::default_images(),
+    };
+    for img in config_images {
+        let from_file = img.field != "default";
+        discovery.images.push(Finding {
+            image: img.image,
+            origin: Origin {
+                source: if from_file {
+                    SourceKind::Config
+                } else {
+                    SourceKind::Catalog
+                },
+                name: img.name,
+                object: None,
+                field: from_file.then_some(img.field),
+                template: None,
+            },
+        });
+    }
+    Ok((discovery, matrix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_give_kkps_full_matrix() {
+        let cat = catalog::select(None).unwrap().catalog;
+        let m = matrix(None, &cat, None, &[]).unwrap();
+        assert_eq!(m.versions.len(), 31);
+        assert_eq!(m.versions[0], Version::new(1, 33, 0));
+        assert_eq!(m.providers.len(), 15);
+        assert_eq!(m.cnis.len(), 11 + 28 + 1);
+        assert!(m.cnis.contains(&Cni {
+            kind: "none".into(),
+            version: String::new()
+        }));
+    }
+
+    #[test]
+    fn configuration_versions_replace_the_defaults_and_filters_narrow() {
+        let cat = catalog::select(None).unwrap().catalog;
+        let cfg = config::parse(
+            "apiVersion: kubermatic.k8c.io/v1\nkind: KubermaticConfiguration\n\
+             spec:\n  versions:\n    versions: [v1.34.2, 1.35.7, v1.34.2]\n",
+            "k.yaml",
+        )
+        .unwrap();
+        let m = matrix(Some(&cfg), &cat, None, &[]).unwrap();
+        assert_eq!(m.versions, [Version::new(1, 34, 2), Version::new(1, 35, 7)]);
+        let m = matrix(Some(&cfg), &cat, Some("~1.35"), &["Hetzner, aws".into()]).unwrap();
+        assert_eq!(m.versions, [Version::new(1, 35, 7)]);
+        assert_eq!(m.providers, ["aws", "hetzner"]);
+    }
+
+    #[test]
+    fn filter_errors_name_what_is_valid() {
+        let cat = catalog::select(None).unwrap().catalog;
+        let e = matrix(None, &cat, None, &["aws".into(), "amazon".into(), "gke".into()]).unwrap_err();
+        assert!(e.is_usage());
+        let msg = e.to_string();
+        assert!(msg.contains("unknown provider(s) amazon, gke;"), "{msg}");
+        assert!(msg.contains("valid providers: alibaba, anexia, aws,"), "{msg}");
+        let e = matrix(None, &cat, Some("< 1.0"), &[]).unwrap_err();
+        assert!(matches!(e, KkpError::NoVersions { .. }), "{e}");
+        let e = matrix(None, &cat, Some(">="), &[]).unwrap_err();
+        assert!(matches!(e, KkpError::VersionFilter(_)), "{e}");
+    }
+}
