@@ -752,6 +752,10 @@ impl ObjScan<'_> {
     }
 
     fn generic_entry(&mut self, key: &str, child: &Value, path: &str, leaf_text: bool) {
+        // Machine specs name cloud VM images there (`image: ubuntu-22.04`), not container images.
+        if key == "cloudProviderSpec" {
+            return;
+        }
         let field = join_key(path, key);
         if key_holds_image(key) {
             match child {
@@ -1675,6 +1679,13 @@ spec:
         );
         assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
         assert!(d.warnings[0].contains("spec.f"), "{:?}", d.warnings);
+    }
+
+    #[test]
+    fn machine_cloud_images_are_not_container_images() {
+        let text = "apiVersion: cluster.k8s.io/v1alpha1\nkind: MachineDeployment\nmetadata: {name: md}\nspec:\n  template:\n    spec:\n      providerSpec:\n        value:\n          cloudProviderSpec: {image: ubuntu-22.04, flavor: m1.small}\n          operatingSystemSpec: {distUpgradeOnBoot: false}\n";
+        let d = scan(text);
+        assert!(d.images.is_empty() && d.warnings.is_empty(), "{d:?}");
     }
 
     #[test]
