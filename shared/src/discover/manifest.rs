@@ -11,8 +11,8 @@
 //! * any other kind (custom resources): a string under a key named `image` or ending in `Image`/`image`,
 //!   and maps like `{repository, tag}`, `{registry, repository, tag, digest}`, `{image, tag}`;
 //! * args, env values and ConfigMap data: a value named as an image (`--foo-image=X`, `FOO_IMAGE`) with a
-//!   tag or digest is certain; any other image-shaped token is a candidate. ConfigMap values that are
-//!   YAML/JSON documents are read with the custom-resource rules;
+//!   tag or digest is certain (untagged, a candidate); any other image-shaped token is a candidate.
+//!   ConfigMap values that are YAML/JSON documents are read with the custom-resource rules;
 //! * CustomResourceDefinitions (schemas) and Secrets (opaque data) are skipped, and so are Helm test
 //!   hooks unless asked for.
 
@@ -490,10 +490,13 @@ struct ObjScan<'o> {
 }
 
 impl ObjScan<'_> {
-    fn origin(&self, field: &str) -> Origin {
-        Origin {
-            field: Some(field.to_string()),
-            ..self.origin.clone()
+    fn finding(&self, image: &str, field: &str) -> Finding {
+        Finding {
+            image: image.to_string(),
+            origin: Origin {
+                field: Some(field.to_string()),
+                ..self.origin.clone()
+            },
         }
     }
 
@@ -525,10 +528,7 @@ impl ObjScan<'_> {
         }
         match check_image(s) {
             Ok(_) => {
-                let finding = Finding {
-                    image: s.to_string(),
-                    origin: self.origin(field),
-                };
+                let finding = self.finding(s, field);
                 self.out.images.push(finding);
             }
             Err(reason) => self.warn(field, format!("{s:?} is not an image reference: {reason}")),
@@ -545,17 +545,11 @@ impl ObjScan<'_> {
         }
         match check_image(s) {
             Ok(shape) if shape.tag.is_some() || shape.digest.is_some() => {
-                let finding = Finding {
-                    image: s.to_string(),
-                    origin: self.origin(field),
-                };
+                let finding = self.finding(s, field);
                 self.out.images.push(finding);
             }
             Ok(_) if strong => {
-                let finding = Finding {
-                    image: s.to_string(),
-                    origin: self.origin(field),
-                };
+                let finding = self.finding(s, field);
                 self.out.candidates.push(finding);
             }
             _ => self.candidate_token(s, field),
@@ -565,10 +559,7 @@ impl ObjScan<'_> {
     fn candidate_token(&mut self, token: &str, field: &str) {
         let t = trim_token(token);
         if is_image_shaped(t) {
-            let finding = Finding {
-                image: t.to_string(),
-                origin: self.origin(field),
-            };
+            let finding = self.finding(t, field);
             self.out.candidates.push(finding);
         }
     }
@@ -761,6 +752,10 @@ impl ObjScan<'_> {
     }
 
     fn generic_entry(&mut self, key: &str, child: &Value, path: &str, leaf_text: bool) {
+        // Machine specs name cloud VM images there (`image: ubuntu-22.04`), not container images.
+        if key == "cloudProviderSpec" {
+            return;
+        }
         let field = join_key(path, key);
         if key_holds_image(key) {
             match child {
@@ -1684,6 +1679,13 @@ spec:
         );
         assert_eq!(d.warnings.len(), 1, "{:?}", d.warnings);
         assert!(d.warnings[0].contains("spec.f"), "{:?}", d.warnings);
+    }
+
+    #[test]
+    fn machine_cloud_images_are_not_container_images() {
+        let text = "apiVersion: cluster.k8s.io/v1alpha1\nkind: MachineDeployment\nmetadata: {name: md}\nspec:\n  template:\n    spec:\n      providerSpec:\n        value:\n          cloudProviderSpec: {image: ubuntu-22.04, flavor: m1.small}\n          operatingSystemSpec: {distUpgradeOnBoot: false}\n";
+        let d = scan(text);
+        assert!(d.images.is_empty() && d.warnings.is_empty(), "{d:?}");
     }
 
     #[test]
