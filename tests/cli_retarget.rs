@@ -179,6 +179,8 @@ fn helm_values_render_only_private_images() {
     // The user's comments and keys are still there, byte for byte.
     assert!(after.starts_with("# Values for the KKP charts.\n# Keep this file in git.\n\nweb:\n  image:\n    tag: v1.0.0   # pinned\n"));
     assert!(after.contains("\ndex:\n  ingress:\n    host: \"dex.example.com\"\n"));
+    // A string that looks like an image but is rendered into a ConfigMap is not touched.
+    assert!(!after.contains("bannerImage"), "{after}");
 
     let mut images = Vec::new();
     for chart in ["web", "legacy", "bits"] {

@@ -246,7 +246,7 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
     let mut leak_values: Option<(Vec<PathBuf>, String)> = None;
     let mut set_flags = Vec::new();
     if let Some(charts) = &args.charts_path {
-        let keys = values::learn_charts(charts, args.helm_binary.as_deref())?;
+        let keys = values::learn_charts(charts, &args.helm_values, args.helm_binary.as_deref())?;
         let user: Vec<(PathBuf, String)> = args
             .helm_values
             .iter()
@@ -379,10 +379,7 @@ fn unified_diff(c: &FileChange, colour: bool) -> String {
     let text = diff
         .unified_diff()
         .context_radius(3)
-        .header(
-            &format!("a/{}", c.source.display()),
-            &format!("b/{}", c.target.display()),
-        )
+        .header(&diff_label("a", &c.source), &diff_label("b", &c.target))
         .to_string();
     if !colour {
         return text;
@@ -408,6 +405,15 @@ fn unified_diff(c: &FileChange, colour: bool) -> String {
         }
     }
     out
+}
+
+/// `a/dir/file` for a relative path (as git prints it), the path itself when absolute.
+fn diff_label(side: &str, path: &Path) -> String {
+    if path.is_absolute() {
+        path.display().to_string()
+    } else {
+        format!("{side}/{}", path.display())
+    }
 }
 
 /// Asks `Apply these changes? [y/N]`; only `y`/`yes` (any case) consents.

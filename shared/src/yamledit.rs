@@ -312,7 +312,10 @@ impl YamlDoc {
     pub fn parse(text: impl Into<String>) -> Result<YamlDoc, EditError> {
         let text = text.into();
         let mut events = Vec::new();
-        for ev in Parser::new_from_str(&text) {
+        // Comments are not needed (every byte outside an edit is kept anyway), and not emitting them
+        // avoids the parser's limit on comments buffered during look-ahead.
+        let options = granit_parser::options! { emit_comments: false };
+        for ev in Parser::new_from_str_with_options(&text, options) {
             let (ev, span) = ev.map_err(|e| parse_err(&e))?;
             if matches!(ev, Event::Comment(..)) {
                 continue;
@@ -913,6 +916,14 @@ fn render_key(k: &str) -> String {
     render_new(k)
 }
 
+/// Loads every document of a YAML stream as data (JSON values), the way the edit safety net sees it.
+/// Comments are skipped without limit (the default parser options cap comments buffered in look-ahead,
+/// which long commented-out blocks in real values files exceed).
+pub fn load_data(text: &str) -> Result<Vec<serde_json::Value>, serde_saphyr::Error> {
+    let options = serde_saphyr::options! { emit_comments: false };
+    serde_saphyr::from_multiple_with_options::<serde_json::Value>(text, options)
+}
+
 /// An edit the caller intends: document index, path, new string value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intended {
@@ -928,8 +939,7 @@ pub struct Intended {
 /// requires the result to equal the new data: nothing but the intended paths changed.
 pub fn verify_edits(old: &str, new: &str, intended: &[Intended]) -> Result<(), EditError> {
     let load = |which: &str, text: &str| -> Result<Vec<serde_json::Value>, EditError> {
-        serde_saphyr::from_multiple::<serde_json::Value>(text)
-            .map_err(|e| EditError::Verify(format!("the {which} text does not load as data: {e}")))
+        load_data(text).map_err(|e| EditError::Verify(format!("the {which} text does not load as data: {e}")))
     };
     let mut expected = load("original", old)?;
     let got = load("edited", new)?;

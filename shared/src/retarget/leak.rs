@@ -93,10 +93,11 @@ pub fn render(chart: &Path, values: &[PathBuf], helm: Option<&Path>) -> Result<S
 /// Every `image` string in rendered objects: `(Kind/name, field path, image)`.
 pub fn images_in_render(text: &str) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
-    let docs = serde_saphyr::from_multiple::<Value>(text).unwrap_or_else(|_| {
+    let docs = crate::yamledit::load_data(text).unwrap_or_else(|_| {
         // One odd document must not hide the others: fall back to document by document.
         text.split("\n---")
-            .filter_map(|d| serde_saphyr::from_str::<Value>(d).ok())
+            .filter_map(|d| crate::yamledit::load_data(d).ok())
+            .flatten()
             .collect()
     });
     for v in docs {

@@ -144,11 +144,28 @@ fn chart_keys_are_learned_from_values_and_subcharts() {
             "dex.image.repository registry=None ghcr.io/dexidp/dex",
             // from the unpacked ingress-nginx subchart, under its alias
             "nginx.controller.image.image registry=Some(\"registry.k8s.io\") ingress-nginx/controller",
+            "web.docs.bannerImage = static.example.org/banner.png:large",
             "web.image.repository registry=None quay.io/example/web",
             "web.init.image = quay.io/example/init@sha256:1111111111111111111111111111111111111111111111111111111111111111",
             "web.sidecar.image = busybox:1.37",
         ]
     );
+}
+
+#[test]
+fn a_sentinel_render_drops_strings_that_are_not_images() {
+    let dir = fixtures().join("charts/web");
+    let helm = Some(Path::new("helm3"));
+    let learned = values::learn_chart(&dir, helm).unwrap();
+    let banner = YamlPath::parse("web.docs.bannerImage").unwrap();
+    assert!(learned.iter().any(|k| k.identity() == banner));
+    let confirmed = values::confirm_by_render(&dir, learned.clone(), &[], helm).unwrap();
+    assert_eq!(confirmed.len(), learned.len() - 1);
+    assert!(!confirmed.iter().any(|k| k.identity() == banner));
+    // A chart that cannot be rendered keeps what its values file says.
+    let kept =
+        values::confirm_by_render(&dir, learned.clone(), &[], Some(Path::new("/nonexistent/helm"))).unwrap();
+    assert_eq!(kept, learned);
 }
 
 #[test]

@@ -59,7 +59,8 @@ pub struct ImageKey {
 }
 
 impl ImageKey {
-    fn identity(&self) -> YamlPath {
+    /// The path that identifies this key in a values file (the map for a repository map).
+    pub fn identity(&self) -> YamlPath {
         match &self.kind {
             KeyKind::Repository { map, .. } => map.clone(),
             KeyKind::Whole { path, .. } | KeyKind::GlobalRegistry { path, .. } => path.clone(),
@@ -100,20 +101,116 @@ pub fn chart_dirs(root: &Path) -> Result<Vec<PathBuf>, RetargetError> {
     Ok(out)
 }
 
-/// Learns the image keys of every chart below `root`.
-pub fn learn_charts(root: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, RetargetError> {
+/// Learns the image keys of every chart below `root`, each confirmed by a sentinel render with the user's
+/// values files (see [`confirm_by_render`]).
+pub fn learn_charts(
+    root: &Path,
+    user_values: &[PathBuf],
+    helm: Option<&Path>,
+) -> Result<Vec<ImageKey>, RetargetError> {
     let mut keys = Vec::new();
     for dir in chart_dirs(root)? {
-        keys.extend(learn_chart(&dir, helm)?);
+        let learned = learn_chart(&dir, helm)?;
+        keys.extend(confirm_by_render(&dir, learned, user_values, helm)?);
     }
     Ok(keys)
+}
+
+/// Host of the sentinel values; `.invalid` can never be a real registry (RFC 2606).
+const SENTINEL: &str = "kkp-sentinel.invalid";
+
+fn sentinel(i: usize) -> String {
+    format!("{SENTINEL}/s{i}x")
+}
+
+/// Renders the chart once with every learned key set to a unique sentinel and keeps only what the render
+/// proves: a whole-reference string is kept when its sentinel shows up in an `image` field (a string that
+/// merely looks like an image — a URL, a file name — is not rewritten); a repository map is kept when its
+/// sentinel shows up anywhere (its structure already says it is an image; a component switched off in the
+/// user's values still gets its override, so switching it on later does not leak). If the chart does not
+/// render with sentinels (a template validates the value), the values-file reading is used as is.
+pub fn confirm_by_render(
+    dir: &Path,
+    keys: Vec<ImageKey>,
+    user_values: &[PathBuf],
+    helm: Option<&Path>,
+) -> Result<Vec<ImageKey>, RetargetError> {
+    if keys.is_empty() {
+        return Ok(keys);
+    }
+    let mut edits = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let (path, value) = match &key.kind {
+            KeyKind::Repository { map, repo_key, .. } => (map.child(repo_key), sentinel(i)),
+            KeyKind::Whole { path, .. } => (path.clone(), format!("{}:t", sentinel(i))),
+            KeyKind::GlobalRegistry { .. } => continue,
+        };
+        edits.push(Intended { doc: 0, path, value });
+    }
+    let text = super::apply_edits(Path::new("sentinel values"), "", &edits)?;
+    let mut tmp = tempfile::NamedTempFile::new().map_err(|source| RetargetError::Io {
+        path: PathBuf::from("temporary values file"),
+        source,
+    })?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|source| RetargetError::Io {
+        path: tmp.path().to_path_buf(),
+        source,
+    })?;
+    let mut files = user_values.to_vec();
+    files.push(tmp.path().to_path_buf());
+    let rendered = match super::leak::render(dir, &files, helm) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("{e}; using the keys read from values.yaml without a sentinel check");
+            return Ok(keys);
+        }
+    };
+    let images: Vec<String> = super::leak::images_in_render(&rendered)
+        .into_iter()
+        .map(|(_, _, image)| image)
+        .collect();
+    let shows = |hay: &str, i: usize| hay.contains(&sentinel(i));
+    Ok(keys
+        .into_iter()
+        .enumerate()
+        .filter(|(i, key)| {
+            let keep = match &key.kind {
+                KeyKind::Whole { .. } => images.iter().any(|img| shows(img, *i)),
+                KeyKind::Repository { .. } => {
+                    shows(&rendered, *i) || {
+                        tracing::info!(
+                            "chart {}: {} not used by a default render; kept",
+                            key.chart,
+                            key.identity()
+                        );
+                        true
+                    }
+                }
+                KeyKind::GlobalRegistry { .. } => true,
+            };
+            if !keep {
+                tracing::info!(
+                    "chart {}: {} looks like an image but is not rendered as one; left alone",
+                    key.chart,
+                    key.identity()
+                );
+            }
+            keep
+        })
+        .map(|(_, key)| key)
+        .collect())
 }
 
 fn load_yaml(chart: &Path, what: &str, text: &str) -> Result<Value, RetargetError> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
-    serde_saphyr::from_str::<Value>(text).map_err(|e| chart_err(chart, format!("{what}: {e}")))
+    let mut docs = crate::yamledit::load_data(text).map_err(|e| chart_err(chart, format!("{what}: {e}")))?;
+    Ok(if docs.is_empty() {
+        Value::Null
+    } else {
+        docs.swap_remove(0)
+    })
 }
 
 fn read_yaml(chart: &Path, file: &str) -> Result<Value, RetargetError> {
