@@ -125,6 +125,10 @@ pub enum RetargetError {
         /// What went wrong.
         message: String,
     },
+    /// Charts that could not be rendered, so they cannot be proven leak-free (all of them, not the first).
+    #[error("{} chart(s) could not be rendered, so they cannot be checked for leaks:\n{}", .0.len(),
+        .0.iter().map(|(c, m)| format!("  chart {c}: {m}")).collect::<Vec<_>>().join("\n"))]
+    Render(Vec<(String, String)>),
     /// Rendered charts still use images outside the private registry.
     #[error("{} image(s) outside {registry} after retargeting:\n{}", .leaks.len(), leak::format_leaks(.leaks))]
     Leak {

@@ -510,7 +510,30 @@ impl YamlDoc {
             }
             Some(p) => {
                 let line = self.line_of(p.span.start);
+                let empty_flow_map =
+                    matches!(&p.kind, Kind::Map { flow: true, entries } if entries.is_empty());
+                // `key:`, `key: ~` and `key: {}` become block mappings, unless they sit inside a flow
+                // collection (`a: {b: ~}`), where block lines cannot go.
+                let becomes_block = (p.is_null() || empty_flow_map) && !self.inside_flow(p.span.start);
                 match &p.kind {
+                    _ if becomes_block => {
+                        let indent = if parent_path.is_empty() {
+                            0
+                        } else {
+                            self.key_column(doc, &parent_path).unwrap_or(0) + self.step
+                        };
+                        let cut = if p.span.is_empty() {
+                            None
+                        } else {
+                            // Drop `~`/`null`/`{}` and the blanks before it: `key: ~` → `key:`.
+                            let mut start = p.span.start;
+                            while start > 0 && matches!(self.text.as_bytes()[start - 1], b' ' | b'\t') {
+                                start -= 1;
+                            }
+                            Some(start..p.span.end)
+                        };
+                        (self.line_end(p.span.end), indent, cut)
+                    }
                     Kind::Map { flow: true, .. } | Kind::Seq { flow: true, .. } => {
                         return Err(EditError::FlowStyle {
                             path: parent_path.to_string(),
@@ -530,24 +553,6 @@ impl YamlDoc {
                         };
                         let indent = self.column(first_key.span.start);
                         (self.line_end(p.span.end), indent, None)
-                    }
-                    _ if p.is_null() => {
-                        let indent = if parent_path.is_empty() {
-                            0
-                        } else {
-                            self.key_column(doc, &parent_path).unwrap_or(0) + self.step
-                        };
-                        let cut = if p.span.is_empty() {
-                            None
-                        } else {
-                            // Drop `~`/`null` and the blanks before it: `key: ~` → `key:`.
-                            let mut start = p.span.start;
-                            while start > 0 && matches!(self.text.as_bytes()[start - 1], b' ' | b'\t') {
-                                start -= 1;
-                            }
-                            Some(start..p.span.end)
-                        };
-                        (self.line_end(p.span.end), indent, cut)
                     }
                     _ => {
                         return Err(EditError::WrongKind {
@@ -627,6 +632,25 @@ impl YamlDoc {
             Some(i) => at + i + 1,
             None => self.text.len(),
         }
+    }
+
+    /// True when an unclosed `{` or `[` precedes `at` on its line (the node sits in a flow collection).
+    fn inside_flow(&self, at: usize) -> bool {
+        let start = self.text[..at].rfind('\n').map_or(0, |i| i + 1);
+        let mut depth = 0i32;
+        let mut quote: Option<char> = None;
+        for c in self.text[start..at].chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#') => break,
+                (None, '{' | '[') => depth += 1,
+                (None, '}' | ']') => depth -= 1,
+                _ => {}
+            }
+        }
+        depth > 0
     }
 
     /// Column of the key whose value is at `path`.

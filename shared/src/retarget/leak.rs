@@ -15,7 +15,7 @@ use crate::discover::manifest::{ScanContext, scan_stream};
 
 use super::RetargetError;
 use super::config::is_under;
-use super::values::{chart_dirs, helm_binary};
+use super::values::{chart_dirs, chart_name, helm_binary};
 
 /// One rendered image outside the private registry.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -156,12 +156,17 @@ pub fn check(
     helm: Option<&Path>,
 ) -> Result<Vec<Leak>, RetargetError> {
     let mut leaks = Vec::new();
+    let mut failed = Vec::new();
     for dir in chart_dirs(charts)? {
-        let chart = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let text = render(&dir, values, helm)?;
+        let chart = chart_name(charts, &dir);
+        let text = match render(&dir, values, helm) {
+            Ok(t) => t,
+            Err(RetargetError::Chart { message, .. }) => {
+                failed.push((chart, message));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let ctx = ScanContext {
             source: SourceKind::Chart,
             name: chart.clone(),
@@ -207,6 +212,9 @@ pub fn check(
                 image,
             });
         }
+    }
+    if !failed.is_empty() {
+        return Err(RetargetError::Render(failed));
     }
     leaks.sort();
     leaks.dedup();

@@ -101,6 +101,17 @@ pub fn chart_dirs(root: &Path) -> Result<Vec<PathBuf>, RetargetError> {
     Ok(out)
 }
 
+/// How a chart is named in messages: its path below the charts root (`mla/minio`), else its directory name.
+pub fn chart_name(root: &Path, dir: &Path) -> String {
+    match dir.strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        _ => dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string()),
+    }
+}
+
 /// Learns the image keys of every chart below `root`, each confirmed by a sentinel render with the user's
 /// values files (see [`confirm_by_render`]).
 pub fn learn_charts(
@@ -110,7 +121,11 @@ pub fn learn_charts(
 ) -> Result<Vec<ImageKey>, RetargetError> {
     let mut keys = Vec::new();
     for dir in chart_dirs(root)? {
-        let learned = learn_chart(&dir, helm)?;
+        let mut learned = learn_chart(&dir, helm)?;
+        let name = chart_name(root, &dir);
+        for key in &mut learned {
+            key.chart.clone_from(&name);
+        }
         keys.extend(confirm_by_render(&dir, learned, user_values, helm)?);
     }
     Ok(keys)

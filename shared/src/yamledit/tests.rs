@@ -127,6 +127,23 @@ fn insert_under_null_value() {
 }
 
 #[test]
+fn insert_under_empty_flow_mapping() {
+    assert_eq!(
+        set("dex: {}  # none yet\nb: 1\n", "dex.image.repository", "r/d"),
+        "dex:  # none yet\n  image:\n    repository: r/d\nb: 1\n"
+    );
+    // Inside a flow collection block lines cannot go.
+    let mut d = YamlDoc::parse("a: {b: {}}\n").unwrap();
+    assert!(matches!(
+        d.set(0, &p("a.b.c"), "v"),
+        Err(EditError::FlowStyle { .. })
+    ));
+    let mut d = YamlDoc::parse("a: {b: ~}\n").unwrap();
+    assert!(d.set(0, &p("a.b.c"), "v").is_err());
+    assert_eq!(d.text(), "a: {b: ~}\n");
+}
+
+#[test]
 fn empty_value_gets_a_value() {
     assert_eq!(set("a:\nb: 1\n", "a", "v"), "a: v\nb: 1\n");
 }
