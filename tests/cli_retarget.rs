@@ -285,3 +285,63 @@ fn set_output_gives_helm_flags_that_render_private_images() {
         "{images:?}"
     );
 }
+
+#[test]
+fn overrides_alone_go_to_a_new_file_with_o() {
+    let (_d, root) = workdir();
+    let charts = root.join("charts");
+    let target = root.join("private.yaml");
+    let out = retarget(&[
+        "--charts-path",
+        s(&charts),
+        "-o",
+        s(&target),
+        "--yes",
+        "--allow-leak",
+        "*alpine*",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let images = rendered_images(&charts.join("web"), &["--values", s(&target)]);
+    assert_eq!(images.len(), 5);
+    assert!(
+        images.iter().all(|i| i.starts_with("reg.local:5000/kkp/")),
+        "{images:?}"
+    );
+}
+
+#[test]
+fn config_and_values_in_one_run() {
+    let (_d, root) = workdir();
+    let (config, values) = (root.join("kubermatic.yaml"), root.join("values.yaml"));
+    let (config_before, values_before) = (read(&config), read(&values));
+    let out = retarget(&[
+        "--config",
+        s(&config),
+        "--helm-values",
+        s(&values),
+        "--charts-path",
+        s(&root.join("charts")),
+        "--yes",
+        "--allow-leak",
+        "*alpine*",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let diff = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        diff.lines().filter(|l| l.starts_with("+++ ")).count(),
+        2,
+        "{diff}"
+    );
+    assert_ne!(read(&config), config_before);
+    assert_ne!(read(&values), values_before);
+}
