@@ -55,9 +55,10 @@ pub struct RetargetArgs {
     /// Image that may keep a non-private registry in the leak check (`*` matches any text); repeatable.
     #[arg(long = "allow-leak", value_name = "PATTERN")]
     pub allow_leak: Vec<String>,
-    /// KKP edition whose default repositories are used.
-    #[arg(long, value_enum, default_value = "ce")]
-    pub edition: Edition,
+    /// KKP edition whose default repositories are used (default: ee when the file already names a
+    /// `-ee` repository, else ce).
+    #[arg(long, value_enum)]
+    pub edition: Option<Edition>,
     /// Helm binary (default: $HELM_BINARY, else `helm` on PATH).
     #[arg(long, value_name = "PATH")]
     pub helm_binary: Option<PathBuf>,
@@ -235,7 +236,8 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             path: path.clone(),
             source,
         })?;
-        let edits = config::config_edits(&doc, &registry, args.edition)?;
+        let edition = args.edition.unwrap_or_else(|| config::detect_edition(&doc));
+        let edits = config::config_edits(&doc, &registry, edition)?;
         let new = apply_edits(path, &old, &edits)?;
         changes.push(FileChange {
             source: path.clone(),

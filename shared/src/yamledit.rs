@@ -53,11 +53,16 @@ impl YamlPath {
                 '[' => {
                     chars.next();
                     let mut digits = String::new();
+                    let mut closed = false;
                     for d in chars.by_ref() {
                         if d == ']' {
+                            closed = true;
                             break;
                         }
                         digits.push(d);
+                    }
+                    if !closed {
+                        return Err(bad("unterminated index"));
                     }
                     let n = digits.parse().map_err(|_| bad("index is not a number"))?;
                     segs.push(Seg::Index(n));

@@ -141,6 +141,20 @@ fn find_document(doc: &YamlDoc) -> Option<usize> {
         .or_else(|| (doc.document_count() <= 1).then_some(0))
 }
 
+/// Enterprise when any repository field already names an `-ee` image (`kubermatic-ee`, `dashboard-ee`).
+pub fn detect_edition(doc: &YamlDoc) -> Edition {
+    let Some(index) = find_document(doc) else {
+        return Edition::Ce;
+    };
+    let ee = REPOSITORY_FIELDS.iter().filter(|f| f.ce != f.ee).any(|f| {
+        YamlPath::parse(f.path)
+            .ok()
+            .and_then(|p| doc.get_str(index, &p))
+            .is_some_and(|v| v.ends_with("-ee"))
+    });
+    if ee { Edition::Ee } else { Edition::Ce }
+}
+
 /// The edits that point a KubermaticConfiguration at `registry`: every repository field set to
 /// `REG/<default path>` (added when missing), `overwriteRegistry: REG`.
 pub fn config_edits(doc: &YamlDoc, registry: &str, edition: Edition) -> Result<Vec<Intended>, RetargetError> {

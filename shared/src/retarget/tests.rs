@@ -84,6 +84,14 @@ fn config_enterprise_defaults() {
 }
 
 #[test]
+fn enterprise_is_detected_from_the_file() {
+    let ee = YamlDoc::parse("kind: KubermaticConfiguration\nspec:\n  webhook:\n    dockerRepository: quay.io/kubermatic/kubermatic-ee\n").unwrap();
+    assert_eq!(config::detect_edition(&ee), Edition::Ee);
+    let ce = YamlDoc::parse(fixture("kubermatic.yaml")).unwrap();
+    assert_eq!(config::detect_edition(&ce), Edition::Ce);
+}
+
+#[test]
 fn config_document_is_found_in_a_stream() {
     let text =
         "kind: Seed\nspec:\n  x: 1\n---\nkind: KubermaticConfiguration\nspec:\n  api:\n    replicas: 1\n";

@@ -41,6 +41,8 @@ fn path_notation_round_trips() {
     assert!(YamlPath::parse("a..b").is_err());
     assert!(YamlPath::parse("").is_err());
     assert!(YamlPath::parse("a.").is_err());
+    assert!(YamlPath::parse("a[1").is_err());
+    assert!(YamlPath::parse("a[x]").is_err());
 }
 
 #[test]
