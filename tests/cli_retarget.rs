@@ -197,6 +197,7 @@ fn helm_values_render_only_private_images() {
             "reg.local:5000/kkp/example/legacy:2.0",
             "reg.local:5000/kkp/example/web:v1.0.0",
             "reg.local:5000/kkp/ingress-nginx/controller:v1.14.3@sha256:2222222222222222222222222222222222222222222222222222222222222222",
+            "reg.local:5000/kkp/ingress-nginx/kube-webhook-certgen:v1.6.7",
             "reg.local:5000/kkp/library/busybox:1.37",
         ]
     );
@@ -279,7 +280,7 @@ fn set_output_gives_helm_flags_that_render_private_images() {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let images = rendered_images(&charts.join("web"), &args);
-    assert_eq!(images.len(), 5);
+    assert_eq!(images.len(), 6);
     assert!(
         images.iter().all(|i| i.starts_with("reg.local:5000/kkp/")),
         "{images:?}"
@@ -307,7 +308,7 @@ fn overrides_alone_go_to_a_new_file_with_o() {
         String::from_utf8_lossy(&out.stderr)
     );
     let images = rendered_images(&charts.join("web"), &["--values", s(&target)]);
-    assert_eq!(images.len(), 5);
+    assert_eq!(images.len(), 6);
     assert!(
         images.iter().all(|i| i.starts_with("reg.local:5000/kkp/")),
         "{images:?}"

@@ -152,6 +152,8 @@ fn chart_keys_are_learned_from_values_and_subcharts() {
             "dex.image.repository registry=None ghcr.io/dexidp/dex",
             // from the unpacked ingress-nginx subchart, under its alias
             "nginx.controller.image.image registry=Some(\"registry.k8s.io\") ingress-nginx/controller",
+            // a subchart of the subchart, under both aliases
+            "nginx.patch.image.repository registry=None registry.k8s.io/ingress-nginx/kube-webhook-certgen",
             "web.docs.bannerImage = static.example.org/banner.png:large",
             "web.image.repository registry=None quay.io/example/web",
             "web.init.image = quay.io/example/init@sha256:1111111111111111111111111111111111111111111111111111111111111111",

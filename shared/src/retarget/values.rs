@@ -294,19 +294,30 @@ pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, Ret
     };
     subs.sort();
     for sub in subs {
-        let (sub_chart, sub_values) = if sub.join("Chart.yaml").is_file() {
-            (read_yaml(&sub, "Chart.yaml")?, read_yaml(&sub, "values.yaml")?)
+        let (sub_name, found) = if sub.join("Chart.yaml").is_file() {
+            // An unpacked subchart is learned like a chart, its own subcharts included.
+            let sub_chart = read_yaml(&sub, "Chart.yaml")?;
+            let kinds: Vec<KeyKind> = learn_chart(&sub, helm)?.into_iter().map(|k| k.kind).collect();
+            (
+                sub_chart.get("name").and_then(Value::as_str).map(str::to_string),
+                kinds,
+            )
         } else if sub.extension().is_some_and(|e| e == "tgz") {
-            (helm_show(helm, "chart", &sub)?, helm_show(helm, "values", &sub)?)
+            // A packaged one through `helm show` (its nested subcharts' defaults are not read).
+            let sub_chart = helm_show(helm, "chart", &sub)?;
+            let mut kinds = Vec::new();
+            walk(&helm_show(helm, "values", &sub)?, &mut Vec::new(), &mut kinds);
+            (
+                sub_chart.get("name").and_then(Value::as_str).map(str::to_string),
+                kinds,
+            )
         } else {
             continue;
         };
-        let Some(sub_name) = sub_chart.get("name").and_then(Value::as_str) else {
+        let Some(sub_name) = sub_name else {
             return Err(chart_err(&sub, "Chart.yaml has no name"));
         };
-        let prefix = prefix_for(sub_name);
-        let mut found = Vec::new();
-        walk(&sub_values, &mut Vec::new(), &mut found);
+        let prefix = prefix_for(&sub_name);
         for mut kind in found {
             prefix_kind(&mut kind, &prefix);
             let key = ImageKey {
