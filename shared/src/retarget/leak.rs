@@ -15,7 +15,7 @@ use crate::discover::manifest::{ScanContext, scan_stream};
 
 use super::RetargetError;
 use super::config::is_under;
-use super::values::{chart_dirs, chart_name, helm_binary};
+use super::values::{chart_dirs, chart_name, helm_binary, par_map};
 
 /// One rendered image outside the private registry.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -157,9 +157,11 @@ pub fn check(
 ) -> Result<Vec<Leak>, RetargetError> {
     let mut leaks = Vec::new();
     let mut failed = Vec::new();
-    for dir in chart_dirs(charts)? {
-        let chart = chart_name(charts, &dir);
-        let text = match render(&dir, values, helm) {
+    let dirs = chart_dirs(charts)?;
+    let renders = par_map(&dirs, |dir| render(dir, values, helm));
+    for (dir, rendered) in dirs.iter().zip(renders) {
+        let chart = chart_name(charts, dir);
+        let text = match rendered {
             Ok(t) => t,
             Err(RetargetError::Chart { message, .. }) => {
                 failed.push((chart, message));

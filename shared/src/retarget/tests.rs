@@ -335,3 +335,13 @@ fn atomic_write_keeps_permissions_and_follows_symlinks() {
     names.sort();
     assert_eq!(names, ["link.yaml", "out.yaml", "real.yaml"]);
 }
+
+#[test]
+fn par_map_keeps_order() {
+    let items: Vec<usize> = (0..50).collect();
+    assert_eq!(
+        values::par_map(&items, |i| i * 2),
+        (0..50).map(|i| i * 2).collect::<Vec<_>>()
+    );
+    assert!(values::par_map(&Vec::<usize>::new(), |i| *i).is_empty());
+}

@@ -119,16 +119,53 @@ pub fn learn_charts(
     user_values: &[PathBuf],
     helm: Option<&Path>,
 ) -> Result<Vec<ImageKey>, RetargetError> {
-    let mut keys = Vec::new();
-    for dir in chart_dirs(root)? {
-        let mut learned = learn_chart(&dir, helm)?;
-        let name = chart_name(root, &dir);
+    let dirs = chart_dirs(root)?;
+    let per_chart = par_map(&dirs, |dir| {
+        let mut learned = learn_chart(dir, helm)?;
+        let name = chart_name(root, dir);
         for key in &mut learned {
             key.chart.clone_from(&name);
         }
-        keys.extend(confirm_by_render(&dir, learned, user_values, helm)?);
+        confirm_by_render(dir, learned, user_values, helm)
+    });
+    let mut keys = Vec::new();
+    for k in per_chart {
+        keys.extend(k?);
     }
     Ok(keys)
+}
+
+/// Maps `f` over `items` on up to as many threads as there are CPUs (charts render in separate helm
+/// processes); results keep the order of `items`.
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let jobs = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    if let Ok(mut all) = results.lock() {
+                        all[i] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 /// Host of the sentinel values; `.invalid` can never be a real registry (RFC 2606).
