@@ -346,3 +346,33 @@ fn config_and_values_in_one_run() {
     assert_ne!(read(&config), config_before);
     assert_ne!(read(&values), values_before);
 }
+
+#[test]
+fn usage_errors_exit_2() {
+    let (_d, root) = workdir();
+    let values = root.join("values.yaml");
+    for args in [
+        vec![],
+        vec!["--helm-values", s(&values)],
+        vec!["--config", s(&root.join("kubermatic.yaml")), "-o", "set"],
+        vec!["--live"],
+    ] {
+        let out = retarget(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("error: "),
+            "{args:?}"
+        );
+    }
+    let out = Command::new(bin("kubectl-kkp-retarget"))
+        .args([
+            "--registry",
+            "Bad Registry",
+            "--config",
+            s(&root.join("kubermatic.yaml")),
+            "--diff",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

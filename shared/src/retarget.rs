@@ -213,6 +213,11 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             "nothing to retarget: pass --config, --helm-values and/or --charts-path".into(),
         ));
     }
+    if !args.helm_values.is_empty() && args.charts_path.is_none() {
+        return Err(RetargetError::Usage(
+            "--helm-values needs --charts-path: the values keys are learned from the charts".into(),
+        ));
+    }
     if set_mode && args.config.is_some() {
         return Err(RetargetError::Usage(
             "-o set prints Helm flags; run --config separately".into(),
@@ -292,13 +297,6 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
                 new,
                 edits,
             });
-        }
-    } else {
-        for path in &args.helm_values {
-            tracing::warn!(
-                "{}: without --charts-path the values keys cannot be learned; file left alone",
-                path.display()
-            );
         }
     }
 
