@@ -5,3 +5,4 @@ mod support;
 mod cli_discovery;
 mod cli_kkp;
 mod cli_mirror;
+mod cli_retarget;

@@ -13,3 +13,5 @@ pub mod output;
 pub mod plan;
 pub mod reference;
 pub mod registry;
+pub mod retarget;
+pub mod yamledit;

@@ -1,0 +1,463 @@
+//! `kubectl kkp retarget`: point a KubermaticConfiguration and Helm values files at the private registry,
+//! in place, keeping comments and layout, and prove with a real render that no image is left behind.
+//!
+//! Puts the steps together: compute edits ([`config`], [`values`]), splice them ([`crate::yamledit`]),
+//! show a unified diff, confirm, write atomically, check renders for leaks ([`leak`]). Knows nothing of
+//! registries on the wire.
+
+pub mod config;
+pub mod leak;
+pub mod values;
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+
+use crate::yamledit::{EditError, Intended, YamlDoc, verify_edits};
+
+pub use config::Edition;
+
+/// Flags of `kubectl kkp retarget`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RetargetArgs {
+    /// Private registry the images were mirrored to (`host[:port][/prefix]`).
+    #[arg(long, value_name = "REGISTRY")]
+    pub registry: String,
+    /// KubermaticConfiguration file to retarget.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Helm values file; repeatable (later files win, as with helm). The last one is edited.
+    #[arg(long = "helm-values", value_name = "FILE")]
+    pub helm_values: Vec<PathBuf>,
+    /// Directory of Helm charts whose image keys are learned and whose renders are checked for leaks.
+    #[arg(long, value_name = "DIR")]
+    pub charts_path: Option<PathBuf>,
+    /// Print what would change and write nothing; exit 0 when nothing would change, 1 when something
+    /// would, >1 on error.
+    #[arg(long, conflicts_with = "yes")]
+    pub diff: bool,
+    /// Apply without asking.
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    /// Write the result to FILE instead of in place (one input file only), or `set` to print
+    /// `--set key=value` flags for helm instead of editing a values file.
+    #[arg(
+        short = 'o',
+        long = "output",
+        value_name = "FILE|set",
+        conflicts_with = "in_place"
+    )]
+    pub output: Option<String>,
+    /// Edit the files in place (the default).
+    #[arg(long)]
+    pub in_place: bool,
+    /// Image that may keep a non-private registry in the leak check (`*` matches any text); repeatable.
+    #[arg(long = "allow-leak", value_name = "PATTERN")]
+    pub allow_leak: Vec<String>,
+    /// KKP edition whose default repositories are used (default: ee when the file already names a
+    /// `-ee` repository, else ce).
+    #[arg(long, value_enum)]
+    pub edition: Option<Edition>,
+    /// Helm binary (default: $HELM_BINARY, else `helm` on PATH).
+    #[arg(long, value_name = "PATH")]
+    pub helm_binary: Option<PathBuf>,
+    /// Retarget the live KubermaticConfiguration and Seeds in the cluster (not implemented yet).
+    #[arg(long)]
+    pub live: bool,
+    /// More log output on stderr (repeatable).
+    #[arg(short = 'v', long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Why `kubectl kkp retarget` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RetargetError {
+    /// The arguments do not make sense together.
+    #[error("{0}")]
+    Usage(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An edit was refused.
+    #[error("{path}: {source}")]
+    Edit {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: EditError,
+    },
+    /// Not a terminal and no `--yes`: nothing is written without consent.
+    #[error(
+        "refusing to write without confirmation: stdin is not a terminal; pass --yes, or --diff to only look"
+    )]
+    NotATerminal,
+    /// The user answered no.
+    #[error("aborted; nothing was written")]
+    Aborted,
+    /// Two charts want different values at one path of the shared values file.
+    #[error(
+        "{path}: chart {chart_a} needs {value_a:?} but chart {chart_b} needs {value_b:?}; use a values file per chart"
+    )]
+    Conflict {
+        /// The values path.
+        path: String,
+        /// First chart.
+        chart_a: String,
+        /// Its value.
+        value_a: String,
+        /// Second chart.
+        chart_b: String,
+        /// Its value.
+        value_b: String,
+    },
+    /// A chart could not be read or rendered.
+    #[error("chart {chart}: {message}")]
+    Chart {
+        /// Chart directory.
+        chart: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Charts that could not be rendered, so they cannot be proven leak-free (all of them, not the first).
+    #[error("{} chart(s) could not be rendered, so they cannot be checked for leaks:\n{}", .0.len(),
+        .0.iter().map(|(c, m)| format!("  chart {c}: {m}")).collect::<Vec<_>>().join("\n"))]
+    Render(Vec<(String, String)>),
+    /// Rendered charts still use images outside the private registry.
+    #[error("{} image(s) outside {registry} after retargeting:\n{}", .leaks.len(), leak::format_leaks(.leaks))]
+    Leak {
+        /// The registry.
+        registry: String,
+        /// Every leak.
+        leaks: Vec<leak::Leak>,
+    },
+}
+
+impl RetargetError {
+    /// The process exit code (2 usage/refusal, else 1). With `--diff` every error is 2 (kubectl diff).
+    pub fn exit_code(&self, diff_mode: bool) -> u8 {
+        match self {
+            _ if diff_mode => 2,
+            RetargetError::Usage(_) | RetargetError::NotATerminal => 2,
+            _ => 1,
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RetargetError + '_ {
+    move |source| RetargetError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One file's planned change.
+#[derive(Debug, Clone)]
+pub struct FileChange {
+    /// File read.
+    pub source: PathBuf,
+    /// File written (the source, or `-o FILE`).
+    pub target: PathBuf,
+    /// Text before.
+    pub old: String,
+    /// Text after.
+    pub new: String,
+    /// The edits, already verified against a re-parse.
+    pub edits: Vec<Intended>,
+}
+
+impl FileChange {
+    /// True when the text changes.
+    pub fn changed(&self) -> bool {
+        self.old != self.new
+    }
+}
+
+/// Applies `edits` to `old` with span-preserving splices, then proves by re-parsing that nothing else moved.
+pub fn apply_edits(path: &Path, old: &str, edits: &[Intended]) -> Result<String, RetargetError> {
+    let edit_err = |source| RetargetError::Edit {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut doc = YamlDoc::parse(old).map_err(edit_err)?;
+    for e in edits {
+        doc.set(e.doc, &e.path, &e.value).map_err(edit_err)?;
+    }
+    let new = doc.into_text();
+    verify_edits(old, &new, edits).map_err(edit_err)?;
+    Ok(new)
+}
+
+fn read(path: &Path) -> Result<String, RetargetError> {
+    std::fs::read_to_string(path).map_err(io_err(path))
+}
+
+/// Runs `kubectl kkp retarget`; returns the exit code (0, or 1 under `--diff` when something would change).
+pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
+    if args.live {
+        return Err(RetargetError::Usage("--live is not implemented yet".into()));
+    }
+    let registry = args.registry.trim_end_matches('/').to_string();
+    // Validates the registry once, with a clear message.
+    config::retarget_repository("quay.io/kubermatic/kubermatic", &registry)?;
+    let set_mode = args.output.as_deref() == Some("set");
+    if args.config.is_none() && args.helm_values.is_empty() && args.charts_path.is_none() {
+        return Err(RetargetError::Usage(
+            "nothing to retarget: pass --config, --helm-values and/or --charts-path".into(),
+        ));
+    }
+    if !args.helm_values.is_empty() && args.charts_path.is_none() {
+        return Err(RetargetError::Usage(
+            "--helm-values needs --charts-path: the values keys are learned from the charts".into(),
+        ));
+    }
+    if set_mode && args.config.is_some() {
+        return Err(RetargetError::Usage(
+            "-o set prints Helm flags; run --config separately".into(),
+        ));
+    }
+    if set_mode && args.charts_path.is_none() {
+        return Err(RetargetError::Usage(
+            "-o set needs --charts-path to learn the values keys".into(),
+        ));
+    }
+    if args.charts_path.is_some() && args.helm_values.is_empty() && !set_mode && args.output.is_none() {
+        return Err(RetargetError::Usage(
+            "--charts-path needs a --helm-values file to edit, -o FILE for a new one, or -o set".into(),
+        ));
+    }
+
+    let mut changes = Vec::new();
+    if let Some(path) = &args.config {
+        let old = read(path)?;
+        let doc = YamlDoc::parse(old.as_str()).map_err(|source| RetargetError::Edit {
+            path: path.clone(),
+            source,
+        })?;
+        let edition = args.edition.unwrap_or_else(|| config::detect_edition(&doc));
+        let edits = config::config_edits(&doc, &registry, edition)?;
+        let new = apply_edits(path, &old, &edits)?;
+        changes.push(FileChange {
+            source: path.clone(),
+            target: path.clone(),
+            old,
+            new,
+            edits,
+        });
+    }
+
+    // Values as they would be passed to helm after retargeting (for the leak check).
+    let mut leak_values: Option<(Vec<PathBuf>, String)> = None;
+    let mut set_flags = Vec::new();
+    if let Some(charts) = &args.charts_path {
+        let keys = values::learn_charts(charts, &args.helm_values, args.helm_binary.as_deref())?;
+        let user: Vec<(PathBuf, String)> = args
+            .helm_values
+            .iter()
+            .map(|p| read(p).map(|t| (p.clone(), t)))
+            .collect::<Result<_, _>>()?;
+        let edits = values::values_edits(&keys, &user, &registry)?;
+        if set_mode {
+            // The flags act as one more values file after the user's.
+            let extra = apply_edits(Path::new("--set flags"), "", &edits)?;
+            leak_values = Some((args.helm_values.clone(), extra));
+            set_flags = edits
+                .iter()
+                .map(|e| {
+                    format!(
+                        "--set {}={}",
+                        values::set_key(&e.path),
+                        values::set_value(&e.value)
+                    )
+                })
+                .collect();
+        } else {
+            let (path, old) = match user.last() {
+                Some((p, t)) => (p.clone(), t.clone()),
+                None => (
+                    PathBuf::from(args.output.as_deref().unwrap_or("values.yaml")),
+                    String::new(),
+                ),
+            };
+            let new = apply_edits(&path, &old, &edits)?;
+            let mut earlier = args.helm_values.clone();
+            earlier.pop();
+            leak_values = Some((earlier, new.clone()));
+            changes.push(FileChange {
+                source: path.clone(),
+                target: path,
+                old,
+                new,
+                edits,
+            });
+        }
+    }
+
+    if let Some(out) = args.output.as_deref().filter(|_| !set_mode) {
+        if changes.len() != 1 {
+            return Err(RetargetError::Usage(format!(
+                "-o FILE takes exactly one input file, got {}; edit in place or run once per file",
+                changes.len()
+            )));
+        }
+        changes[0].target = PathBuf::from(out);
+    }
+
+    let stdout = std::io::stdout();
+    let colour = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let mut out = stdout.lock();
+    let mut any = false;
+    for c in &changes {
+        let text = unified_diff(c, colour);
+        if !text.is_empty() {
+            any = true;
+            out.write_all(text.as_bytes())
+                .map_err(io_err(Path::new("stdout")))?;
+        }
+    }
+    out.flush().map_err(io_err(Path::new("stdout")))?;
+    drop(out);
+
+    // Leak check against the values as they would be written; nothing is written when it fails.
+    if let (Some(charts), Some((mut files, text))) = (&args.charts_path, leak_values) {
+        let mut tmp = tempfile::NamedTempFile::new().map_err(io_err(Path::new("temporary values file")))?;
+        tmp.write_all(text.as_bytes()).map_err(io_err(tmp.path()))?;
+        files.push(tmp.path().to_path_buf());
+        let leaks = leak::check(
+            charts,
+            &files,
+            &registry,
+            &args.allow_leak,
+            args.helm_binary.as_deref(),
+        )?;
+        if !leaks.is_empty() {
+            return Err(RetargetError::Leak { registry, leaks });
+        }
+    }
+    if set_mode {
+        for flag in &set_flags {
+            println!("{flag}");
+        }
+        return Ok(0);
+    }
+    if args.diff {
+        return Ok(u8::from(any));
+    }
+    let to_write: Vec<&FileChange> = changes
+        .iter()
+        .filter(|c| c.changed() || c.target != c.source)
+        .collect();
+    if to_write.is_empty() {
+        eprintln!("nothing to change");
+        return Ok(0);
+    }
+    if !args.yes {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return Err(RetargetError::NotATerminal);
+        }
+        if !confirm(&mut stdin.lock(), &mut std::io::stderr())? {
+            return Err(RetargetError::Aborted);
+        }
+    }
+    for c in to_write {
+        write_atomically(&c.target, &c.source, &c.new)?;
+        eprintln!("wrote {}", c.target.display());
+    }
+    Ok(0)
+}
+
+/// A unified diff of one change (`--- a/FILE` / `+++ b/FILE`), coloured for a terminal; empty if unchanged.
+fn unified_diff(c: &FileChange, colour: bool) -> String {
+    if !c.changed() {
+        return String::new();
+    }
+    let diff = similar::TextDiff::from_lines(&c.old, &c.new);
+    let text = diff
+        .unified_diff()
+        .context_radius(3)
+        .header(&diff_label("a", &c.source), &diff_label("b", &c.target))
+        .to_string();
+    if !colour {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 256);
+    for line in text.split_inclusive('\n') {
+        let code = if line.starts_with("+++") || line.starts_with("---") {
+            "1"
+        } else if line.starts_with('+') {
+            "32"
+        } else if line.starts_with('-') {
+            "31"
+        } else if line.starts_with("@@") {
+            "36"
+        } else {
+            ""
+        };
+        if code.is_empty() {
+            out.push_str(line);
+        } else {
+            let body = line.trim_end_matches(['\n', '\r']);
+            out.push_str(&format!("\x1b[{code}m{body}\x1b[0m{}", &line[body.len()..]));
+        }
+    }
+    out
+}
+
+/// `a/dir/file` for a relative path (as git prints it), the path itself when absolute.
+fn diff_label(side: &str, path: &Path) -> String {
+    if path.is_absolute() {
+        path.display().to_string()
+    } else {
+        format!("{side}/{}", path.display())
+    }
+}
+
+/// Asks `Apply these changes? [y/N]`; only `y`/`yes` (any case) consents.
+fn confirm(input: &mut dyn BufRead, prompt: &mut dyn Write) -> Result<bool, RetargetError> {
+    let e = io_err(Path::new("terminal"));
+    write!(prompt, "Apply these changes? [y/N] ")
+        .and_then(|_| prompt.flush())
+        .map_err(e)?;
+    let mut line = String::new();
+    input
+        .read_line(&mut line)
+        .map_err(io_err(Path::new("terminal")))?;
+    Ok(matches!(line.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// Writes `text` to `target` through a temporary file in the same directory and a rename, so readers see
+/// the old or the new file, never half of one. The permissions of `target` (or of `like` for a new file)
+/// are kept; a symlinked `target` is followed.
+fn write_atomically(target: &Path, like: &Path, text: &str) -> Result<(), RetargetError> {
+    let target = std::fs::canonicalize(target).unwrap_or_else(|_| target.to_path_buf());
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let perms = std::fs::metadata(&target)
+        .or_else(|_| std::fs::metadata(like))
+        .map(|m| m.permissions())
+        .ok();
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(io_err(&dir))?;
+    tmp.write_all(text.as_bytes()).map_err(io_err(&target))?;
+    tmp.as_file().sync_all().map_err(io_err(&target))?;
+    if let Some(p) = perms {
+        std::fs::set_permissions(tmp.path(), p).map_err(io_err(&target))?;
+    }
+    tmp.persist(&target).map_err(|e| RetargetError::Io {
+        path: target.clone(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,224 @@
+//! The leak check: render every chart with the retargeted values (real `helm template`) and list every
+//! image that does not start with the private registry, naming chart, object and field.
+//!
+//! Images are found by [`crate::discover::manifest::scan_stream`]; while that scanner finds nothing (it is
+//! still a stub in this tree) a plain walk over `image:` fields of the rendered objects stands in. Knows
+//! nothing of how the values were edited.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::discover::SourceKind;
+use crate::discover::manifest::{ScanContext, scan_stream};
+
+use super::RetargetError;
+use super::config::is_under;
+use super::values::{chart_dirs, chart_name, helm_binary, par_map};
+
+/// One rendered image outside the private registry.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Leak {
+    /// Chart directory name.
+    pub chart: String,
+    /// `Kind/name` of the object.
+    pub object: String,
+    /// Field path inside the object.
+    pub field: String,
+    /// The image as rendered.
+    pub image: String,
+}
+
+/// One line per leak: `chart <c>: <Kind/name> <field>: <image>`.
+pub fn format_leaks(leaks: &[Leak]) -> String {
+    leaks
+        .iter()
+        .map(|l| format!("  chart {}: {} {}: {}", l.chart, l.object, l.field, l.image))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `*` matches any run of characters; everything else literally.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || !text[first.len()..].ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Renders one chart with `helm template` and the values files in order.
+pub fn render(chart: &Path, values: &[PathBuf], helm: Option<&Path>) -> Result<String, RetargetError> {
+    let name = chart
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "chart".into());
+    let bin = helm_binary(helm);
+    let mut cmd = Command::new(&bin);
+    cmd.arg("template")
+        .arg(&name)
+        .arg(chart)
+        .args(["--namespace", "kubermatic"]);
+    for v in values {
+        cmd.arg("--values").arg(v);
+    }
+    let out = cmd.output().map_err(|e| RetargetError::Chart {
+        chart: name.clone(),
+        message: format!("running {}: {e}", bin.display()),
+    })?;
+    if !out.status.success() {
+        return Err(RetargetError::Chart {
+            chart: name,
+            message: format!("helm template: {}", String::from_utf8_lossy(&out.stderr).trim()),
+        });
+    }
+    String::from_utf8(out.stdout).map_err(|_| RetargetError::Chart {
+        chart: name,
+        message: "helm template printed something that is not UTF-8".into(),
+    })
+}
+
+/// Every `image` string in rendered objects: `(Kind/name, field path, image)`.
+pub fn images_in_render(text: &str) -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    let docs = crate::yamledit::load_data(text).unwrap_or_else(|_| {
+        // One odd document must not hide the others: fall back to document by document.
+        text.split("\n---")
+            .filter_map(|d| crate::yamledit::load_data(d).ok())
+            .flatten()
+            .collect()
+    });
+    for v in docs {
+        if v.is_null() {
+            continue;
+        }
+        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("?");
+        let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
+        let object = format!("{kind}/{name}");
+        walk(&v, &mut String::new(), &object, &mut out);
+    }
+    out
+}
+
+fn walk(v: &Value, path: &mut String, object: &str, out: &mut Vec<(String, String, String)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, child) in m {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                match child {
+                    Value::String(s) if k == "image" => {
+                        out.push((object.to_string(), path.clone(), s.clone()))
+                    }
+                    _ => walk(child, path, object, out),
+                }
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                // Containers are named by their `name`, as kubectl does.
+                match item.get("name").and_then(Value::as_str) {
+                    Some(n) => path.push_str(&format!("[{n}]")),
+                    None => path.push_str(&format!("[{i}]")),
+                }
+                walk(item, path, object, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Renders every chart below `charts` with `values` and returns the images outside `registry` that no
+/// `allow` pattern matches.
+pub fn check(
+    charts: &Path,
+    values: &[PathBuf],
+    registry: &str,
+    allow: &[String],
+    helm: Option<&Path>,
+) -> Result<Vec<Leak>, RetargetError> {
+    let mut leaks = Vec::new();
+    let mut failed = Vec::new();
+    let dirs = chart_dirs(charts)?;
+    let renders = par_map(&dirs, |dir| render(dir, values, helm));
+    for (dir, rendered) in dirs.iter().zip(renders) {
+        let chart = chart_name(charts, dir);
+        let text = match rendered {
+            Ok(t) => t,
+            Err(RetargetError::Chart { message, .. }) => {
+                failed.push((chart, message));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let ctx = ScanContext {
+            source: SourceKind::Chart,
+            name: chart.clone(),
+            include_tests: false,
+        };
+        let scanned = scan_stream(&text, &ctx).map_err(|e| RetargetError::Chart {
+            chart: chart.clone(),
+            message: e.to_string(),
+        })?;
+        let found: Vec<(String, String, String)> = if scanned.images.is_empty() {
+            images_in_render(&text)
+        } else {
+            scanned
+                .images
+                .into_iter()
+                .map(|f| {
+                    (
+                        f.origin.object.unwrap_or_else(|| "?".into()),
+                        f.origin.field.unwrap_or_else(|| "?".into()),
+                        f.image,
+                    )
+                })
+                .collect()
+        };
+        for (object, field, image) in found {
+            let normalised = crate::reference::ImageRef::parse(&image)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|_| image.clone());
+            if is_under(&image, registry) || is_under(&normalised, registry) {
+                continue;
+            }
+            if allow
+                .iter()
+                .any(|p| glob_match(p, &image) || glob_match(p, &normalised))
+            {
+                tracing::info!("chart {chart}: {object} {field}: {image} allowed by --allow-leak");
+                continue;
+            }
+            leaks.push(Leak {
+                chart: chart.clone(),
+                object,
+                field,
+                image,
+            });
+        }
+    }
+    if !failed.is_empty() {
+        return Err(RetargetError::Render(failed));
+    }
+    leaks.sort();
+    leaks.dedup();
+    Ok(leaks)
+}

@@ -1,0 +1,347 @@
+use super::*;
+use crate::yamledit::YamlPath;
+use std::os::unix::fs::PermissionsExt;
+
+const REG: &str = "reg.local:5000/kkp";
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/retarget")
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(fixtures().join(name)).unwrap()
+}
+
+fn retarget_config_text(text: &str, edition: Edition) -> String {
+    let doc = YamlDoc::parse(text).unwrap();
+    let edits = config::config_edits(&doc, REG, edition).unwrap();
+    apply_edits(Path::new("kubermatic.yaml"), text, &edits).unwrap()
+}
+
+#[test]
+fn config_diff_snapshot() {
+    let old = fixture("kubermatic.yaml");
+    let new = retarget_config_text(&old, Edition::Ce);
+    let change = FileChange {
+        source: "kubermatic.yaml".into(),
+        target: "kubermatic.yaml".into(),
+        old,
+        new,
+        edits: vec![],
+    };
+    insta::assert_snapshot!(unified_diff(&change, false));
+}
+
+#[test]
+fn config_every_repository_field_is_set_and_second_run_is_a_no_op() {
+    let old = fixture("kubermatic.yaml");
+    let new = retarget_config_text(&old, Edition::Ce);
+    let doc = YamlDoc::parse(new.as_str()).unwrap();
+    for f in config::REPOSITORY_FIELDS.iter().filter(|f| f.always) {
+        let path = YamlPath::parse(f.path).unwrap();
+        let want = format!("{REG}/{}", f.ce.split_once('/').unwrap().1);
+        assert_eq!(doc.get_str(0, &path), Some(want.as_str()), "{}", f.path);
+    }
+    let p = |s| YamlPath::parse(s).unwrap();
+    assert_eq!(
+        doc.get_str(0, &p("spec.userCluster.overwriteRegistry")),
+        Some(REG)
+    );
+    // Set by the user: its own path is kept.
+    assert_eq!(
+        doc.get_str(0, &p("spec.userCluster.machineController.imageRepository")),
+        Some("reg.local:5000/kkp/kubermatic/machine-controller")
+    );
+    // Not set by the user and empty by default: left out.
+    assert!(!doc.contains(0, &p("spec.userCluster.operatingSystemManager")));
+    assert!(!doc.contains(0, &p("spec.applications")));
+    // Comments and untouched lines stay.
+    assert!(new.contains("    domain: kkp.example.com   # public name\n"));
+    assert!(new.contains(
+        "    dockerRepository: \"reg.local:5000/kkp/kubermatic/dashboard\"  # default, spelled out\n"
+    ));
+    assert_eq!(retarget_config_text(&new, Edition::Ce), new);
+}
+
+#[test]
+fn config_enterprise_defaults() {
+    let new = retarget_config_text(
+        "kind: KubermaticConfiguration\nspec: {}\n"
+            .replace("{}", "\n  x: 1")
+            .as_str(),
+        Edition::Ee,
+    );
+    let doc = YamlDoc::parse(new.as_str()).unwrap();
+    let p = |s| YamlPath::parse(s).unwrap();
+    assert_eq!(
+        doc.get_str(0, &p("spec.masterController.dockerRepository")),
+        Some("reg.local:5000/kkp/kubermatic/kubermatic-ee")
+    );
+    assert_eq!(
+        doc.get_str(0, &p("spec.ui.dockerRepository")),
+        Some("reg.local:5000/kkp/kubermatic/dashboard-ee")
+    );
+}
+
+#[test]
+fn enterprise_is_detected_from_the_file() {
+    let ee = YamlDoc::parse("kind: KubermaticConfiguration\nspec:\n  webhook:\n    dockerRepository: quay.io/kubermatic/kubermatic-ee\n").unwrap();
+    assert_eq!(config::detect_edition(&ee), Edition::Ee);
+    let ce = YamlDoc::parse(fixture("kubermatic.yaml")).unwrap();
+    assert_eq!(config::detect_edition(&ce), Edition::Ce);
+}
+
+#[test]
+fn config_document_is_found_in_a_stream() {
+    let text =
+        "kind: Seed\nspec:\n  x: 1\n---\nkind: KubermaticConfiguration\nspec:\n  api:\n    replicas: 1\n";
+    let new = retarget_config_text(text, Edition::Ce);
+    assert!(new.starts_with("kind: Seed\nspec:\n  x: 1\n---\nkind: KubermaticConfiguration\nspec:\n  api:\n    replicas: 1\n    dockerRepository: reg.local:5000/kkp/kubermatic/dashboard\n"));
+    let err = config::config_edits(
+        &YamlDoc::parse("kind: Seed\n---\nkind: Other\n").unwrap(),
+        REG,
+        Edition::Ce,
+    );
+    assert!(matches!(err, Err(RetargetError::Usage(m)) if m.contains("no KubermaticConfiguration")));
+}
+
+#[test]
+fn retarget_text_keeps_the_written_form() {
+    assert_eq!(
+        values::retarget_text("busybox", REG).unwrap(),
+        "reg.local:5000/kkp/library/busybox"
+    );
+    assert_eq!(
+        values::retarget_text("busybox:1.37", REG).unwrap(),
+        "reg.local:5000/kkp/library/busybox:1.37"
+    );
+    assert_eq!(
+        values::retarget_text("registry.k8s.io/ingress-nginx/controller:v1.14.3@sha256:ab", REG).unwrap(),
+        "reg.local:5000/kkp/ingress-nginx/controller:v1.14.3@sha256:ab"
+    );
+    assert_eq!(
+        values::retarget_text("localhost:5000/x@sha256:ab", "r.io").unwrap(),
+        "r.io/x@sha256:ab"
+    );
+    assert!(values::retarget_text("Bad/Name", REG).is_err());
+}
+
+#[test]
+fn chart_keys_are_learned_from_values_and_subcharts() {
+    let keys = values::learn_chart(&fixtures().join("charts/web"), Some(Path::new("helm3"))).unwrap();
+    let mut got: Vec<String> = keys
+        .iter()
+        .map(|k| match &k.kind {
+            values::KeyKind::Repository {
+                map,
+                repo_key,
+                registry,
+                repository,
+            } => {
+                format!("{map}.{repo_key} registry={registry:?} {repository}")
+            }
+            values::KeyKind::Whole { path, image } => format!("{path} = {image}"),
+            values::KeyKind::GlobalRegistry { path, default } => format!("{path} global {default:?}"),
+        })
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            // from the packaged dex-0.24.1.tgz, prefixed with its dependency name
+            "dex.image.repository registry=None ghcr.io/dexidp/dex",
+            // from the unpacked ingress-nginx subchart, under its alias
+            "nginx.controller.image.image registry=Some(\"registry.k8s.io\") ingress-nginx/controller",
+            // a subchart of the subchart, under both aliases
+            "nginx.patch.image.repository registry=None registry.k8s.io/ingress-nginx/kube-webhook-certgen",
+            "web.docs.bannerImage = static.example.org/banner.png:large",
+            "web.image.repository registry=None quay.io/example/web",
+            "web.init.image = quay.io/example/init@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+            "web.sidecar.image = busybox:1.37",
+        ]
+    );
+}
+
+#[test]
+fn a_sentinel_render_drops_strings_that_are_not_images() {
+    let dir = fixtures().join("charts/web");
+    let helm = Some(Path::new("helm3"));
+    let learned = values::learn_chart(&dir, helm).unwrap();
+    let banner = YamlPath::parse("web.docs.bannerImage").unwrap();
+    assert!(learned.iter().any(|k| k.identity() == banner));
+    let confirmed = values::confirm_by_render(&dir, learned.clone(), &[], helm).unwrap();
+    assert_eq!(confirmed.len(), learned.len() - 1);
+    assert!(!confirmed.iter().any(|k| k.identity() == banner));
+    // A chart that cannot be rendered keeps what its values file says.
+    let kept =
+        values::confirm_by_render(&dir, learned.clone(), &[], Some(Path::new("/nonexistent/helm"))).unwrap();
+    assert_eq!(kept, learned);
+}
+
+#[test]
+fn user_overrides_are_the_sources_and_already_retargeted_values_stay() {
+    let keys = values::learn_chart(&fixtures().join("charts/legacy"), None).unwrap();
+    let user = vec![(
+        PathBuf::from("v.yaml"),
+        "legacy:\n  image:\n    repository: docker.io/me/fork\n".to_string(),
+    )];
+    let edits = values::values_edits(&keys, &user, REG).unwrap();
+    assert_eq!(edits.len(), 1);
+    assert_eq!(edits[0].value, "reg.local:5000/kkp/me/fork");
+    let user = vec![(
+        PathBuf::from("v.yaml"),
+        format!("legacy:\n  image:\n    repository: {REG}/me/fork\n"),
+    )];
+    let edits = values::values_edits(&keys, &user, REG).unwrap();
+    assert_eq!(edits[0].value, "reg.local:5000/kkp/me/fork");
+}
+
+#[test]
+fn two_charts_wanting_different_values_conflict() {
+    let key = |chart: &str, repo: &str| values::ImageKey {
+        chart: chart.into(),
+        kind: values::KeyKind::Repository {
+            map: YamlPath::parse("grafana.image").unwrap(),
+            repo_key: "repository".into(),
+            registry: None,
+            repository: repo.into(),
+        },
+    };
+    let err = values::values_edits(
+        &[
+            key("a", "docker.io/grafana/grafana-oss"),
+            key("b", "grafana/grafana"),
+        ],
+        &[],
+        REG,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, RetargetError::Conflict { ref chart_a, ref chart_b, .. } if chart_a == "a" && chart_b == "b")
+    );
+    // The same value twice is fine.
+    values::values_edits(
+        &[key("a", "grafana/grafana"), key("b", "docker.io/grafana/grafana")],
+        &[],
+        REG,
+    )
+    .unwrap();
+}
+
+#[test]
+fn helm_set_syntax_is_escaped() {
+    assert_eq!(
+        values::set_key(&YamlPath::parse("a.\"b.c\"[2].d").unwrap()),
+        "a.b\\.c[2].d"
+    );
+    assert_eq!(values::set_value("x,y\\z"), "x\\,y\\\\z");
+}
+
+#[test]
+fn allow_leak_patterns() {
+    assert!(leak::glob_match(
+        "docker.io/library/alpine:*",
+        "docker.io/library/alpine:3.20"
+    ));
+    assert!(leak::glob_match("*alpine*", "docker.io/library/alpine:3.20"));
+    assert!(leak::glob_match("a*b*c", "aXXbYYc"));
+    assert!(!leak::glob_match("a*b*c", "aXXcYYb"));
+    assert!(!leak::glob_match(
+        "docker.io/library/alpine",
+        "docker.io/library/alpine:3.20"
+    ));
+}
+
+#[test]
+fn images_are_found_in_a_render_with_object_and_field() {
+    let text = "---\n# Source: x/templates/a.yaml\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n    - name: c\n      image: a/b:1\n---\nkind: ConfigMap\nmetadata:\n  name: m\ndata:\n  x: y\n";
+    assert_eq!(
+        leak::images_in_render(text),
+        [(
+            "Pod/p".to_string(),
+            "spec.containers[c].image".to_string(),
+            "a/b:1".to_string()
+        )]
+    );
+}
+
+#[test]
+fn confirm_needs_an_explicit_yes() {
+    for (answer, want) in [
+        ("y\n", true),
+        ("YES\n", true),
+        ("\n", false),
+        ("n\n", false),
+        ("", false),
+        ("yess\n", false),
+    ] {
+        let mut prompt = Vec::new();
+        assert_eq!(
+            confirm(&mut answer.as_bytes(), &mut prompt).unwrap(),
+            want,
+            "{answer:?}"
+        );
+        assert_eq!(prompt, b"Apply these changes? [y/N] ");
+    }
+}
+
+#[test]
+fn diff_is_coloured_only_when_asked() {
+    let c = FileChange {
+        source: "f".into(),
+        target: "f".into(),
+        old: "a: 1\nb: 2\n".into(),
+        new: "a: 1\nb: 3\n".into(),
+        edits: vec![],
+    };
+    let plain = unified_diff(&c, false);
+    assert_eq!(plain, "--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n a: 1\n-b: 2\n+b: 3\n");
+    let coloured = unified_diff(&c, true);
+    assert!(coloured.contains("\x1b[31m-b: 2\x1b[0m\n") && coloured.contains("\x1b[32m+b: 3\x1b[0m\n"));
+    let same = FileChange {
+        new: c.old.clone(),
+        ..c
+    };
+    assert_eq!(unified_diff(&same, true), "");
+}
+
+#[test]
+fn atomic_write_keeps_permissions_and_follows_symlinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("real.yaml");
+    std::fs::write(&real, "a: 1\n").unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let link = dir.path().join("link.yaml");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    write_atomically(&link, &link, "a: 2\n").unwrap();
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert_eq!(std::fs::read_to_string(&real).unwrap(), "a: 2\n");
+    assert_eq!(
+        std::fs::metadata(&real).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    // A new file takes the permissions of the file it was made from.
+    let out = dir.path().join("out.yaml");
+    write_atomically(&out, &real, "a: 3\n").unwrap();
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    // No temporary files are left behind.
+    let mut names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["link.yaml", "out.yaml", "real.yaml"]);
+}
+
+#[test]
+fn par_map_keeps_order() {
+    let items: Vec<usize> = (0..50).collect();
+    assert_eq!(
+        values::par_map(&items, |i| i * 2),
+        (0..50).map(|i| i * 2).collect::<Vec<_>>()
+    );
+    assert!(values::par_map(&Vec::<usize>::new(), |i| *i).is_empty());
+}

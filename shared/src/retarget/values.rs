@@ -1,0 +1,615 @@
+//! The Helm side of `retarget`: learn from each chart which values keys decide its images, and compute the
+//! overrides that make `helm template` render private-registry images.
+//!
+//! Keys are learned from the chart itself (its `values.yaml` and those of its subcharts, prefixed with the
+//! dependency alias), not from a hand-kept table: maps with `repository` (+ `registry`, `tag`, `digest`),
+//! `{registry, image}` maps (ingress-nginx), image strings (`image: repo:tag`) and `global.imageRegistry`.
+//! Targets follow [`ImageRef::retarget`]: the private registry plus the source repository path, so the
+//! result is exactly what `kubectl kkp mirror REG` pushed. Knows nothing of files being written or diffs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::reference::ImageRef;
+use crate::yamledit::{Intended, Seg, YamlDoc, YamlPath};
+
+use super::RetargetError;
+use super::config::is_under;
+
+/// How one image of a chart is decided by its values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A map with a repository key (`repository`, or `image` beside `registry`), maybe a `registry` key.
+    Repository {
+        /// Path of the map (`dex.image`).
+        map: YamlPath,
+        /// Key holding the repository (`repository` or `image`).
+        repo_key: String,
+        /// The chart's default registry, when the map has a non-empty `registry` key.
+        registry: Option<String>,
+        /// The chart's default repository.
+        repository: String,
+    },
+    /// A whole reference in one string (`image: docker.io/hashicorp/consul:1.22.2`).
+    Whole {
+        /// Path of the string.
+        path: YamlPath,
+        /// The chart's default.
+        image: String,
+    },
+    /// `global.imageRegistry` (Bitnami style), set when the chart gives it a non-empty default.
+    GlobalRegistry {
+        /// Path (`global.imageRegistry`).
+        path: YamlPath,
+        /// The chart's default.
+        default: String,
+    },
+}
+
+/// One image-deciding key of one chart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageKey {
+    /// Chart (directory) name.
+    pub chart: String,
+    /// What decides the image.
+    pub kind: KeyKind,
+}
+
+impl ImageKey {
+    /// The path that identifies this key in a values file (the map for a repository map).
+    pub fn identity(&self) -> YamlPath {
+        match &self.kind {
+            KeyKind::Repository { map, .. } => map.clone(),
+            KeyKind::Whole { path, .. } | KeyKind::GlobalRegistry { path, .. } => path.clone(),
+        }
+    }
+}
+
+fn chart_err(chart: &Path, message: impl Into<String>) -> RetargetError {
+    RetargetError::Chart {
+        chart: chart.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Every directory below `root` (or `root` itself) holding a `Chart.yaml`, not descending into charts.
+pub fn chart_dirs(root: &Path) -> Result<Vec<PathBuf>, RetargetError> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        if dir.join("Chart.yaml").is_file() {
+            out.push(dir);
+            continue;
+        }
+        let entries = std::fs::read_dir(&dir).map_err(|source| RetargetError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    if out.is_empty() {
+        return Err(chart_err(root, "no Chart.yaml found below this directory"));
+    }
+    Ok(out)
+}
+
+/// How a chart is named in messages: its path below the charts root (`mla/minio`), else its directory name.
+pub fn chart_name(root: &Path, dir: &Path) -> String {
+    match dir.strip_prefix(root) {
+        Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
+        _ => dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| dir.display().to_string()),
+    }
+}
+
+/// Learns the image keys of every chart below `root`, each confirmed by a sentinel render with the user's
+/// values files (see [`confirm_by_render`]).
+pub fn learn_charts(
+    root: &Path,
+    user_values: &[PathBuf],
+    helm: Option<&Path>,
+) -> Result<Vec<ImageKey>, RetargetError> {
+    let dirs = chart_dirs(root)?;
+    let per_chart = par_map(&dirs, |dir| {
+        let mut learned = learn_chart(dir, helm)?;
+        let name = chart_name(root, dir);
+        for key in &mut learned {
+            key.chart.clone_from(&name);
+        }
+        confirm_by_render(dir, learned, user_values, helm)
+    });
+    let mut keys = Vec::new();
+    for k in per_chart {
+        keys.extend(k?);
+    }
+    Ok(keys)
+}
+
+/// Maps `f` over `items` on up to as many threads as there are CPUs (charts render in separate helm
+/// processes); results keep the order of `items`.
+pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let jobs = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    if let Ok(mut all) = results.lock() {
+                        all[i] = Some(r);
+                    }
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Host of the sentinel values; `.invalid` can never be a real registry (RFC 2606).
+const SENTINEL: &str = "kkp-sentinel.invalid";
+
+fn sentinel(i: usize) -> String {
+    format!("{SENTINEL}/s{i}x")
+}
+
+/// Renders the chart once with every learned key set to a unique sentinel and keeps only what the render
+/// proves: a whole-reference string is kept when its sentinel shows up in an `image` field (a string that
+/// merely looks like an image — a URL, a file name — is not rewritten); a repository map is kept when its
+/// sentinel shows up anywhere (its structure already says it is an image; a component switched off in the
+/// user's values still gets its override, so switching it on later does not leak). If the chart does not
+/// render with sentinels (a template validates the value), the values-file reading is used as is.
+pub fn confirm_by_render(
+    dir: &Path,
+    keys: Vec<ImageKey>,
+    user_values: &[PathBuf],
+    helm: Option<&Path>,
+) -> Result<Vec<ImageKey>, RetargetError> {
+    if keys.is_empty() {
+        return Ok(keys);
+    }
+    let mut edits = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let (path, value) = match &key.kind {
+            KeyKind::Repository { map, repo_key, .. } => (map.child(repo_key), sentinel(i)),
+            KeyKind::Whole { path, .. } => (path.clone(), format!("{}:t", sentinel(i))),
+            KeyKind::GlobalRegistry { .. } => continue,
+        };
+        edits.push(Intended { doc: 0, path, value });
+    }
+    let text = super::apply_edits(Path::new("sentinel values"), "", &edits)?;
+    let mut tmp = tempfile::NamedTempFile::new().map_err(|source| RetargetError::Io {
+        path: PathBuf::from("temporary values file"),
+        source,
+    })?;
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|source| RetargetError::Io {
+        path: tmp.path().to_path_buf(),
+        source,
+    })?;
+    let mut files = user_values.to_vec();
+    files.push(tmp.path().to_path_buf());
+    let rendered = match super::leak::render(dir, &files, helm) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!("{e}; using the keys read from values.yaml without a sentinel check");
+            return Ok(keys);
+        }
+    };
+    let images: Vec<String> = super::leak::images_in_render(&rendered)
+        .into_iter()
+        .map(|(_, _, image)| image)
+        .collect();
+    let shows = |hay: &str, i: usize| hay.contains(&sentinel(i));
+    Ok(keys
+        .into_iter()
+        .enumerate()
+        .filter(|(i, key)| {
+            let keep = match &key.kind {
+                KeyKind::Whole { .. } => images.iter().any(|img| shows(img, *i)),
+                KeyKind::Repository { .. } => {
+                    shows(&rendered, *i) || {
+                        tracing::info!(
+                            "chart {}: {} not used by a default render; kept",
+                            key.chart,
+                            key.identity()
+                        );
+                        true
+                    }
+                }
+                KeyKind::GlobalRegistry { .. } => true,
+            };
+            if !keep {
+                tracing::info!(
+                    "chart {}: {} looks like an image but is not rendered as one; left alone",
+                    key.chart,
+                    key.identity()
+                );
+            }
+            keep
+        })
+        .map(|(_, key)| key)
+        .collect())
+}
+
+fn load_yaml(chart: &Path, what: &str, text: &str) -> Result<Value, RetargetError> {
+    if text.trim().is_empty() {
+        return Ok(Value::Null);
+    }
+    let mut docs = crate::yamledit::load_data(text).map_err(|e| chart_err(chart, format!("{what}: {e}")))?;
+    Ok(if docs.is_empty() {
+        Value::Null
+    } else {
+        docs.swap_remove(0)
+    })
+}
+
+fn read_yaml(chart: &Path, file: &str) -> Result<Value, RetargetError> {
+    let path = chart.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(t) => load_yaml(chart, file, &t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Value::Null),
+        Err(source) => Err(RetargetError::Io { path, source }),
+    }
+}
+
+/// `helm show <what> <packaged chart>`: reads a `.tgz` subchart without unpacking it ourselves.
+fn helm_show(helm: Option<&Path>, what: &str, tgz: &Path) -> Result<Value, RetargetError> {
+    let bin = helm_binary(helm);
+    let out = Command::new(&bin)
+        .args(["show", what])
+        .arg(tgz)
+        .output()
+        .map_err(|e| chart_err(tgz, format!("running {} show {what}: {e}", bin.display())))?;
+    if !out.status.success() {
+        return Err(chart_err(
+            tgz,
+            format!(
+                "helm show {what}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    load_yaml(tgz, what, &String::from_utf8_lossy(&out.stdout))
+}
+
+/// The helm binary: the flag, else `$HELM_BINARY`, else `helm` on PATH.
+pub fn helm_binary(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("HELM_BINARY").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("helm"))
+}
+
+/// Learns the image keys of one chart: its subcharts' (prefixed with alias or name) overlaid by its own.
+pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, RetargetError> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string());
+    let chart_yaml = read_yaml(dir, "Chart.yaml")?;
+    let mut by_path: BTreeMap<YamlPath, ImageKey> = BTreeMap::new();
+    let prefix_for = |sub: &str| -> String {
+        chart_yaml
+            .get("dependencies")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|d| d.get("name").and_then(Value::as_str) == Some(sub))
+            .and_then(|d| {
+                d.get("alias")
+                    .and_then(Value::as_str)
+                    .or(d.get("name").and_then(Value::as_str))
+            })
+            .unwrap_or(sub)
+            .to_string()
+    };
+    let subdir = dir.join("charts");
+    let mut subs: Vec<PathBuf> = match std::fs::read_dir(&subdir) {
+        Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    };
+    subs.sort();
+    for sub in subs {
+        let (sub_name, found) = if sub.join("Chart.yaml").is_file() {
+            // An unpacked subchart is learned like a chart, its own subcharts included.
+            let sub_chart = read_yaml(&sub, "Chart.yaml")?;
+            let kinds: Vec<KeyKind> = learn_chart(&sub, helm)?.into_iter().map(|k| k.kind).collect();
+            (
+                sub_chart.get("name").and_then(Value::as_str).map(str::to_string),
+                kinds,
+            )
+        } else if sub.extension().is_some_and(|e| e == "tgz") {
+            // A packaged one through `helm show` (its nested subcharts' defaults are not read).
+            let sub_chart = helm_show(helm, "chart", &sub)?;
+            let mut kinds = Vec::new();
+            walk(&helm_show(helm, "values", &sub)?, &mut Vec::new(), &mut kinds);
+            (
+                sub_chart.get("name").and_then(Value::as_str).map(str::to_string),
+                kinds,
+            )
+        } else {
+            continue;
+        };
+        let Some(sub_name) = sub_name else {
+            return Err(chart_err(&sub, "Chart.yaml has no name"));
+        };
+        let prefix = prefix_for(&sub_name);
+        for mut kind in found {
+            prefix_kind(&mut kind, &prefix);
+            let key = ImageKey {
+                chart: name.clone(),
+                kind,
+            };
+            by_path.insert(key.identity(), key);
+        }
+    }
+    let mut own = Vec::new();
+    walk(&read_yaml(dir, "values.yaml")?, &mut Vec::new(), &mut own);
+    for kind in own {
+        let key = ImageKey {
+            chart: name.clone(),
+            kind,
+        };
+        by_path.insert(key.identity(), key);
+    }
+    Ok(by_path.into_values().collect())
+}
+
+/// Puts a subchart's key below its alias; `global.*` is shared by all charts and stays at the top.
+fn prefix_kind(kind: &mut KeyKind, prefix: &str) {
+    let path = match kind {
+        KeyKind::Repository { map, .. } => map,
+        KeyKind::Whole { path, .. } | KeyKind::GlobalRegistry { path, .. } => path,
+    };
+    if path.0.first() != Some(&Seg::Key("global".into())) {
+        path.0.insert(0, Seg::Key(prefix.to_string()));
+    }
+}
+
+fn is_image_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    k.contains("image")
+        && ![
+            "pull", "tag", "policy", "secret", "registry", "digest", "name", "enabled", "version",
+        ]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+fn looks_like_image(v: &str) -> bool {
+    !v.is_empty()
+        && (v.contains('/') || v.contains(':'))
+        && !v.contains(char::is_whitespace)
+        && !v.contains("{{")
+        && ImageRef::parse(v).is_ok()
+}
+
+fn nonempty_str<'a>(m: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a str> {
+    m.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn walk(v: &Value, path: &mut Vec<Seg>, out: &mut Vec<KeyKind>) {
+    match v {
+        Value::Object(m) => {
+            let repo_key = if nonempty_str(m, "repository").is_some() {
+                Some("repository")
+            } else if nonempty_str(m, "image").is_some() && m.contains_key("registry") {
+                Some("image")
+            } else {
+                None
+            };
+            if let Some(rk) = repo_key {
+                out.push(KeyKind::Repository {
+                    map: YamlPath(path.clone()),
+                    repo_key: rk.to_string(),
+                    registry: nonempty_str(m, "registry").map(str::to_string),
+                    repository: nonempty_str(m, rk).unwrap_or_default().to_string(),
+                });
+            }
+            for (k, child) in m {
+                path.push(Seg::Key(k.clone()));
+                match child {
+                    Value::String(s) if Some(k.as_str()) == repo_key => {}
+                    Value::String(s)
+                        if path.len() == 2
+                            && path[0] == Seg::Key("global".into())
+                            && k == "imageRegistry" =>
+                    {
+                        out.push(KeyKind::GlobalRegistry {
+                            path: YamlPath(path.clone()),
+                            default: s.clone(),
+                        });
+                    }
+                    Value::String(s) if is_image_key(k) && looks_like_image(s) => out.push(KeyKind::Whole {
+                        path: YamlPath(path.clone()),
+                        image: s.clone(),
+                    }),
+                    _ => walk(child, path, out),
+                }
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                path.push(Seg::Index(i));
+                walk(item, path, out);
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `REG/<path>` keeping the source's explicit tag and digest (and adding none it did not have).
+pub fn retarget_text(src: &str, registry: &str) -> Result<String, String> {
+    let r = ImageRef::parse(src).map_err(|e| e.to_string())?;
+    let t = r.retarget(registry).map_err(|e| e.to_string())?;
+    let (name_part, digest) = match src.split_once('@') {
+        Some((n, _)) => (n, true),
+        None => (src, false),
+    };
+    let tagged = name_part
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains(':'));
+    let mut out = t.name();
+    if tagged && let Some(tag) = &t.tag {
+        out.push(':');
+        out.push_str(tag);
+    }
+    if digest && let Some(d) = &t.digest {
+        out.push('@');
+        out.push_str(d);
+    }
+    Ok(out)
+}
+
+/// The user's value at `path`: from the last values file that sets it (helm's precedence).
+fn user_value<'a>(docs: &'a [YamlDoc], path: &YamlPath) -> Option<&'a str> {
+    docs.iter()
+        .rev()
+        .find_map(|d| d.get_str(0, path))
+        .filter(|v| !v.is_empty())
+}
+
+/// The overrides for the user's values (document 0 of the last file) so that every learned key renders a
+/// private-registry image. The user's own overrides are the sources when they are set (they are what
+/// `kubectl kkp mirror` mirrored); values already below `registry` are kept, so a second run changes nothing.
+pub fn values_edits(
+    keys: &[ImageKey],
+    user: &[(PathBuf, String)],
+    registry: &str,
+) -> Result<Vec<Intended>, RetargetError> {
+    let docs: Vec<YamlDoc> = user
+        .iter()
+        .map(|(p, t)| {
+            YamlDoc::parse(t.as_str()).map_err(|source| RetargetError::Edit {
+                path: p.clone(),
+                source,
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    let mut wanted: BTreeMap<YamlPath, (String, String)> = BTreeMap::new();
+    let mut want = |chart: &str, path: YamlPath, value: String| -> Result<(), RetargetError> {
+        match wanted.get(&path) {
+            Some((c, v)) if *v != value => Err(RetargetError::Conflict {
+                path: path.to_string(),
+                chart_a: c.clone(),
+                value_a: v.clone(),
+                chart_b: chart.to_string(),
+                value_b: value,
+            }),
+            Some(_) => Ok(()),
+            None => {
+                wanted.insert(path, (chart.to_string(), value));
+                Ok(())
+            }
+        }
+    };
+    for key in keys {
+        let bad = |path: &YamlPath, why: String| RetargetError::Chart {
+            chart: key.chart.clone(),
+            message: format!("{path}: {why}"),
+        };
+        match &key.kind {
+            KeyKind::Repository {
+                map,
+                repo_key,
+                registry: default_registry,
+                repository,
+            } => {
+                let repo_path = map.child(repo_key);
+                let repo = user_value(&docs, &repo_path).unwrap_or(repository);
+                match default_registry {
+                    Some(default_registry) => {
+                        let reg_path = map.child("registry");
+                        let reg = user_value(&docs, &reg_path).unwrap_or(default_registry);
+                        let new_repo = if reg.trim_end_matches('/') == registry {
+                            repo.to_string()
+                        } else {
+                            let src = ImageRef::parse(&format!("{reg}/{repo}"))
+                                .map_err(|e| bad(&repo_path, e.to_string()))?;
+                            src.repository
+                        };
+                        want(&key.chart, reg_path, registry.to_string())?;
+                        want(&key.chart, repo_path, new_repo)?;
+                    }
+                    None => {
+                        let new = if is_under(repo, registry) {
+                            repo.to_string()
+                        } else {
+                            retarget_text(repo, registry).map_err(|e| bad(&repo_path, e))?
+                        };
+                        want(&key.chart, repo_path, new)?;
+                    }
+                }
+            }
+            KeyKind::Whole { path, image } => {
+                let src = user_value(&docs, path).unwrap_or(image);
+                let new = if is_under(src, registry) {
+                    src.to_string()
+                } else {
+                    retarget_text(src, registry).map_err(|e| bad(path, e))?
+                };
+                want(&key.chart, path.clone(), new)?;
+            }
+            KeyKind::GlobalRegistry { path, default } => {
+                if !default.is_empty() || user_value(&docs, path).is_some() {
+                    want(&key.chart, path.clone(), registry.to_string())?;
+                }
+            }
+        }
+    }
+    Ok(wanted
+        .into_iter()
+        .map(|(path, (_, value))| Intended { doc: 0, path, value })
+        .collect())
+}
+
+/// A path as helm's `--set` writes it: dots between keys, `\.` inside keys, `[n]` for indices.
+pub fn set_key(path: &YamlPath) -> String {
+    let mut out = String::new();
+    for (i, seg) in path.0.iter().enumerate() {
+        match seg {
+            Seg::Key(k) => {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(
+                    &k.replace('\\', "\\\\")
+                        .replace('.', "\\.")
+                        .replace(',', "\\,")
+                        .replace('=', "\\="),
+                );
+            }
+            Seg::Index(n) => out.push_str(&format!("[{n}]")),
+        }
+    }
+    out
+}
+
+/// A value as helm's `--set` reads it (`,` and `\` escaped).
+pub fn set_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace(',', "\\,")
+}

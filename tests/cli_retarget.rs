@@ -1,0 +1,378 @@
+//! `kubectl kkp retarget` through the real binary, with real helm renders.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::support::{bin, fixtures};
+
+const REG: &str = "reg.local:5000/kkp";
+
+/// A private copy of the retarget fixtures.
+fn workdir() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(fixtures().join("retarget"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let root = dir.path().join("retarget");
+    (dir, root)
+}
+
+fn retarget(args: &[&str]) -> Output {
+    Command::new(bin("kubectl-kkp-retarget"))
+        .args(["--registry", REG, "--helm-binary", "helm3"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap()
+}
+
+/// Images in `helm3 template` output (the `image:` lines).
+fn rendered_images(chart: &Path, extra: &[&str]) -> Vec<String> {
+    let out = Command::new("helm3")
+        .arg("template")
+        .arg("x")
+        .arg(chart)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("image: "))
+        .map(|i| i.trim_matches('"').to_string())
+        .collect()
+}
+
+#[test]
+fn config_diff_apply_and_second_run_is_clean() {
+    let (_d, root) = workdir();
+    let config = root.join("kubermatic.yaml");
+    let before = read(&config);
+
+    let out = retarget(&["--config", s(&config), "--diff"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let diff = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        diff.contains("+    overwriteRegistry: reg.local:5000/kkp\n"),
+        "{diff}"
+    );
+    assert!(!diff.contains("\x1b["), "no colour when stdout is not a terminal");
+    assert_eq!(read(&config), before, "--diff writes nothing");
+
+    let out = retarget(&["--config", s(&config), "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = read(&config);
+    assert_ne!(after, before);
+    // Untouched lines are byte-identical: the header comment block and the ingress section.
+    assert_eq!(
+        after.lines().take(18).collect::<Vec<_>>(),
+        before.lines().take(18).collect::<Vec<_>>()
+    );
+
+    let out = retarget(&["--config", s(&config), "--diff"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    let out = retarget(&["--config", s(&config), "--yes"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(read(&config), after);
+}
+
+#[test]
+fn no_terminal_and_no_yes_is_refused() {
+    let (_d, root) = workdir();
+    let config = root.join("kubermatic.yaml");
+    let before = read(&config);
+    let out = retarget(&["--config", s(&config)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to write without confirmation"));
+    assert_eq!(read(&config), before);
+}
+
+#[test]
+fn output_file_keeps_the_stock_file() {
+    let (_d, root) = workdir();
+    let config = root.join("kubermatic.yaml");
+    let before = read(&config);
+    let target = root.join("kubermatic.private.yaml");
+    let out = retarget(&["--config", s(&config), "-o", s(&target), "--yes"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(&config), before);
+    assert!(read(&target).contains("  userCluster:\n    apiserverReplicas: 2\n"));
+    assert!(read(&target).contains("    overwriteRegistry: reg.local:5000/kkp\n"));
+
+    let values = root.join("values.yaml");
+    let out = retarget(&[
+        "--config",
+        s(&config),
+        "--helm-values",
+        s(&values),
+        "--charts-path",
+        s(&root.join("charts")),
+        "-o",
+        s(&target),
+        "--yes",
+        "--allow-leak",
+        "*",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("-o FILE takes exactly one input file"));
+}
+
+#[test]
+fn errors_under_diff_exit_above_one() {
+    let out = retarget(&["--config", "/nonexistent/kubermatic.yaml", "--diff"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = retarget(&["--config", "/nonexistent/kubermatic.yaml", "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn helm_values_render_only_private_images() {
+    let (_d, root) = workdir();
+    let values = root.join("values.yaml");
+    let charts = root.join("charts");
+    let before = read(&values);
+    let out = retarget(&[
+        "--helm-values",
+        s(&values),
+        "--charts-path",
+        s(&charts),
+        "--yes",
+        "--allow-leak",
+        "docker.io/library/alpine:*",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = read(&values);
+    // The user's comments and keys are still there, byte for byte.
+    assert!(after.starts_with("# Values for the KKP charts.\n# Keep this file in git.\n\nweb:\n  image:\n    tag: v1.0.0   # pinned\n"));
+    assert!(after.contains("\ndex:\n  ingress:\n    host: \"dex.example.com\"\n"));
+    // A string that looks like an image but is rendered into a ConfigMap is not touched.
+    assert!(!after.contains("bannerImage"), "{after}");
+
+    let mut images = Vec::new();
+    for chart in ["web", "legacy", "bits"] {
+        images.extend(rendered_images(&charts.join(chart), &["--values", s(&values)]));
+    }
+    images.sort();
+    assert_eq!(
+        images,
+        [
+            "docker.io/library/alpine:3.20",
+            "reg.local:5000/kkp/bitnami/redis:7.2",
+            "reg.local:5000/kkp/dexidp/dex:v2.44.0",
+            "reg.local:5000/kkp/example/init@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+            "reg.local:5000/kkp/example/legacy:2.0",
+            "reg.local:5000/kkp/example/web:v1.0.0",
+            "reg.local:5000/kkp/ingress-nginx/controller:v1.14.3@sha256:2222222222222222222222222222222222222222222222222222222222222222",
+            "reg.local:5000/kkp/ingress-nginx/kube-webhook-certgen:v1.6.7",
+            "reg.local:5000/kkp/library/busybox:1.37",
+        ]
+    );
+    assert_ne!(after, before);
+    let out = retarget(&[
+        "--helm-values",
+        s(&values),
+        "--charts-path",
+        s(&charts),
+        "--diff",
+        "--allow-leak",
+        "docker.io/library/alpine:*",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "second run: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn a_hard_coded_image_is_a_named_leak_and_nothing_is_written() {
+    let (_d, root) = workdir();
+    let values = root.join("values.yaml");
+    let before = read(&values);
+    let out = retarget(&[
+        "--helm-values",
+        s(&values),
+        "--charts-path",
+        s(&root.join("charts")),
+        "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "chart legacy: Pod/legacy spec.containers[helper].image: docker.io/library/alpine:3.20"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("chart ").count(),
+        1,
+        "only the hard-coded image leaks: {stderr}"
+    );
+    assert_eq!(read(&values), before);
+}
+
+#[test]
+fn set_output_gives_helm_flags_that_render_private_images() {
+    let (_d, root) = workdir();
+    let values = root.join("values.yaml");
+    let charts = root.join("charts");
+    let before = read(&values);
+    let out = retarget(&[
+        "--helm-values",
+        s(&values),
+        "--charts-path",
+        s(&charts),
+        "-o",
+        "set",
+        "--allow-leak",
+        "docker.io/library/alpine:*",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read(&values), before);
+    let flags = String::from_utf8(out.stdout).unwrap();
+    assert!(flags.lines().all(|l| l.starts_with("--set ")), "{flags}");
+    let mut args = vec!["--values".to_string(), s(&values).to_string()];
+    for line in flags.lines() {
+        let (flag, kv) = line.split_once(' ').unwrap();
+        args.push(flag.to_string());
+        args.push(kv.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let images = rendered_images(&charts.join("web"), &args);
+    assert_eq!(images.len(), 6);
+    assert!(
+        images.iter().all(|i| i.starts_with("reg.local:5000/kkp/")),
+        "{images:?}"
+    );
+}
+
+#[test]
+fn overrides_alone_go_to_a_new_file_with_o() {
+    let (_d, root) = workdir();
+    let charts = root.join("charts");
+    let target = root.join("private.yaml");
+    let out = retarget(&[
+        "--charts-path",
+        s(&charts),
+        "-o",
+        s(&target),
+        "--yes",
+        "--allow-leak",
+        "*alpine*",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let images = rendered_images(&charts.join("web"), &["--values", s(&target)]);
+    assert_eq!(images.len(), 6);
+    assert!(
+        images.iter().all(|i| i.starts_with("reg.local:5000/kkp/")),
+        "{images:?}"
+    );
+}
+
+#[test]
+fn config_and_values_in_one_run() {
+    let (_d, root) = workdir();
+    let (config, values) = (root.join("kubermatic.yaml"), root.join("values.yaml"));
+    let (config_before, values_before) = (read(&config), read(&values));
+    let out = retarget(&[
+        "--config",
+        s(&config),
+        "--helm-values",
+        s(&values),
+        "--charts-path",
+        s(&root.join("charts")),
+        "--yes",
+        "--allow-leak",
+        "*alpine*",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let diff = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        diff.lines().filter(|l| l.starts_with("+++ ")).count(),
+        2,
+        "{diff}"
+    );
+    assert_ne!(read(&config), config_before);
+    assert_ne!(read(&values), values_before);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let (_d, root) = workdir();
+    let values = root.join("values.yaml");
+    for args in [
+        vec![],
+        vec!["--helm-values", s(&values)],
+        vec!["--config", s(&root.join("kubermatic.yaml")), "-o", "set"],
+        vec!["--live"],
+    ] {
+        let out = retarget(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).starts_with("error: "),
+            "{args:?}"
+        );
+    }
+    let out = Command::new(bin("kubectl-kkp-retarget"))
+        .args([
+            "--registry",
+            "Bad Registry",
+            "--config",
+            s(&root.join("kubermatic.yaml")),
+            "--diff",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
