@@ -172,18 +172,32 @@ pub fn release_name(chart: &Path) -> String {
     }
 }
 
-/// A located, working helm binary and the isolated environment it runs in.
+/// What `helm version` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelmVersion {
+    /// As printed (`v3.17.3`).
+    pub text: String,
+    /// The major version (3 or 4).
+    pub major: u32,
+}
+
+/// A located helm binary and the isolated environment it runs in.
+///
+/// `helm version` costs as much as a whole `helm template` (Go start-up dominates both), so it is not
+/// run up front: Helm 3 and 4 take the same `template` flags, and the version is only asked for when
+/// something needs it — [`Helm::version`], or [`discover_charts`] explaining why every chart failed.
 #[derive(Debug)]
 pub struct Helm {
     binary: PathBuf,
-    version: String,
-    major: u32,
+    /// How the binary was chosen, for messages (`helm4 from --helm-binary`).
+    shown: String,
     home: tempfile::TempDir,
+    version: std::sync::OnceLock<Result<HelmVersion, String>>,
 }
 
 impl Helm {
-    /// Finds helm (`explicit`, else `$HELM_BINARY`, else `helm` on PATH), prepares its isolated environment
-    /// and asks it for its version once.
+    /// Finds helm (`explicit`, else `$HELM_BINARY`, else `helm` on PATH; a bare name is looked up on PATH)
+    /// and prepares its isolated environment.
     pub fn locate(explicit: Option<&Path>) -> Result<Helm, HelmError> {
         let from_env = std::env::var_os(HELM_BINARY_ENV).filter(|v| !v.is_empty());
         let (wanted, how): (OsString, &str) = match (explicit, from_env) {
@@ -191,41 +205,16 @@ impl Helm {
             (None, Some(v)) => (v, "$HELM_BINARY"),
             (None, None) => ("helm".into(), "PATH"),
         };
-        let shown = Path::new(&wanted).display().to_string();
+        let shown = format!("{} from {how}", Path::new(&wanted).display());
         let binary = resolve_binary(&wanted)
-            .ok_or_else(|| HelmError::NotFound(format!("{shown} from {how}: no such executable")))?;
+            .ok_or_else(|| HelmError::NotFound(format!("{shown}: no such executable")))?;
         let home = isolated_home().map_err(HelmError::Environment)?;
-        let mut helm = Helm {
+        Ok(Helm {
             binary,
-            version: String::new(),
-            major: 0,
+            shown,
             home,
-        };
-        let out = helm
-            .command()
-            .args(["version", "--template", "{{.Version}}"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| HelmError::NotFound(format!("{shown} from {how}: {e}")))?;
-        let version = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if !out.status.success() {
-            return Err(HelmError::NotFound(format!(
-                "{shown} from {how}: `helm version` failed: {}",
-                helm_message(&out.stderr, out.status)
-            )));
-        }
-        let major = parse_major(&version).ok_or_else(|| {
-            HelmError::NotFound(format!(
-                "{shown} from {how}: `helm version` printed {version:?}, not a Helm version"
-            ))
-        })?;
-        if !(3..=4).contains(&major) {
-            tracing::warn!(binary = %helm.binary.display(), %version, "untested Helm major version");
-        }
-        tracing::debug!(binary = %helm.binary.display(), %version, "using helm");
-        helm.version = version;
-        helm.major = major;
-        Ok(helm)
+            version: std::sync::OnceLock::new(),
+        })
     }
 
     /// The resolved binary.
@@ -233,14 +222,36 @@ impl Helm {
         &self.binary
     }
 
-    /// What `helm version` printed (`v3.17.3`).
-    pub fn version(&self) -> &str {
-        &self.version
+    /// Asks helm for its version (once; later calls reuse the answer). A binary that cannot say is not
+    /// a usable helm: [`HelmError::NotFound`].
+    pub fn version(&self) -> Result<HelmVersion, HelmError> {
+        self.version
+            .get_or_init(|| self.probe_version())
+            .clone()
+            .map_err(|why| HelmError::NotFound(format!("{}: {why}", self.shown)))
     }
 
-    /// Helm's major version (3 or 4).
-    pub fn major(&self) -> u32 {
-        self.major
+    fn probe_version(&self) -> Result<HelmVersion, String> {
+        let out = self
+            .command()
+            .args(["version", "--template", "{{.Version}}"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err(format!(
+                "`helm version` failed: {}",
+                helm_message(&out.stderr, out.status)
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let major = parse_major(&text)
+            .ok_or_else(|| format!("`helm version` printed {text:?}, not a Helm version"))?;
+        if !(3..=4).contains(&major) {
+            tracing::warn!(binary = %self.binary.display(), version = %text, "untested Helm major version");
+        }
+        tracing::debug!(binary = %self.binary.display(), version = %text, "helm version");
+        Ok(HelmVersion { text, major })
     }
 
     /// A `helm` command in the isolated environment: every inherited `HELM_*` variable removed, the homes,
@@ -383,13 +394,13 @@ pub fn discover_charts(root: &Path, opts: &HelmOptions) -> Result<(Discovery, Ve
         return Ok((discovery, errors));
     }
     let helm = Helm::locate(opts.binary.as_deref())?;
-    tracing::info!(
-        charts = charts.len(),
-        helm = helm.version(),
-        jobs = opts.jobs,
-        "rendering charts"
-    );
-    for (name, rendered) in render_all(&helm, root, &charts, opts) {
+    tracing::info!(charts = charts.len(), helm = %helm.binary().display(), jobs = opts.jobs, "rendering charts");
+    let rendered = render_all(&helm, root, &charts, opts);
+    if rendered.iter().all(|(_, r)| r.is_err()) {
+        // Nothing rendered: if the binary is not a working helm, say that once instead of per chart.
+        helm.version()?;
+    }
+    for (name, rendered) in rendered {
         let text = match rendered {
             Ok(text) => text,
             Err(e) => {
@@ -850,17 +861,34 @@ exec sleep 60"#,
         );
         let dir = tempfile::tempdir().unwrap();
         let helm = fake_helm(dir.path(), "echo 'something else'");
-        let err = Helm::locate(Some(&helm)).unwrap_err();
+        let err = Helm::locate(Some(&helm)).unwrap().version().unwrap_err();
         assert!(err.to_string().contains("not a Helm version"), "{err}");
+        // When no chart renders, discovery explains it with the binary, not once per chart.
         let helm = fake_helm(dir.path(), "echo 'Error: boom' >&2; exit 3");
-        let err = Helm::locate(Some(&helm)).unwrap_err();
-        assert!(err.to_string().contains("`helm version` failed: boom"), "{err}");
+        let err = discover_charts(
+            &fixtures().join("charts"),
+            &HelmOptions {
+                binary: Some(helm.clone()),
+                ..HelmOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "helm binary not found ({} from --helm-binary: `helm version` failed: boom); \
+                 pass --helm-binary or set HELM_BINARY",
+                helm.display()
+            )
+        );
     }
 
     #[test]
     fn both_helm_majors_are_detected() {
-        assert_eq!(Helm::locate(Some(Path::new("helm3"))).unwrap().major(), 3);
-        assert_eq!(Helm::locate(Some(Path::new("helm4"))).unwrap().major(), 4);
+        let v3 = Helm::locate(Some(Path::new("helm3"))).unwrap().version().unwrap();
+        assert_eq!((v3.major, v3.text.starts_with("v3.")), (3, true), "{v3:?}");
+        let v4 = Helm::locate(Some(Path::new("helm4"))).unwrap().version().unwrap();
+        assert_eq!((v4.major, v4.text.starts_with("v4.")), (4, true), "{v4:?}");
     }
 
     #[test]
