@@ -116,12 +116,12 @@ fn retarget_text_keeps_the_written_form() {
         "reg.local:5000/kkp/library/busybox:1.37"
     );
     assert_eq!(
-        values::retarget_text("registry.k8s.io/ingress-nginx/controller:v1.14.3@sha256:ab", REG).unwrap(),
-        "reg.local:5000/kkp/ingress-nginx/controller:v1.14.3@sha256:ab"
+        values::retarget_text("registry.k8s.io/ingress-nginx/controller:v1.14.3@sha256:abababababababababababababababababababababababababababababababab", REG).unwrap(),
+        "reg.local:5000/kkp/ingress-nginx/controller:v1.14.3@sha256:abababababababababababababababababababababababababababababababab"
     );
     assert_eq!(
-        values::retarget_text("localhost:5000/x@sha256:ab", "r.io").unwrap(),
-        "r.io/x@sha256:ab"
+        values::retarget_text("localhost:5000/x@sha256:abababababababababababababababababababababababababababababababab", "r.io").unwrap(),
+        "r.io/x@sha256:abababababababababababababababababababababababababababababababab"
     );
     assert!(values::retarget_text("Bad/Name", REG).is_err());
 }
