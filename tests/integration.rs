@@ -6,3 +6,4 @@ mod cli_discovery;
 mod cli_kkp;
 mod cli_mirror;
 mod cli_retarget;
+mod cli_packaging;
