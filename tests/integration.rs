@@ -5,5 +5,5 @@ mod support;
 mod cli_discovery;
 mod cli_kkp;
 mod cli_mirror;
-mod cli_retarget;
 mod cli_packaging;
+mod cli_retarget;

@@ -120,7 +120,11 @@ fn retarget_text_keeps_the_written_form() {
         "reg.local:5000/kkp/ingress-nginx/controller:v1.14.3@sha256:abababababababababababababababababababababababababababababababab"
     );
     assert_eq!(
-        values::retarget_text("localhost:5000/x@sha256:abababababababababababababababababababababababababababababababab", "r.io").unwrap(),
+        values::retarget_text(
+            "localhost:5000/x@sha256:abababababababababababababababababababababababababababababababab",
+            "r.io"
+        )
+        .unwrap(),
         "r.io/x@sha256:abababababababababababababababababababababababababababababababab"
     );
     assert!(values::retarget_text("Bad/Name", REG).is_err());
