@@ -153,6 +153,11 @@ impl Exec<'_> {
                             .enumerate()
                             .map(|(i, e)| (Value::Int(i as i64), e.clone()))
                             .collect(),
+                        Value::TypedMap(m) => m
+                            .entries
+                            .iter()
+                            .map(|(k, e)| (Value::from(k.as_str()), e.clone()))
+                            .collect(),
                         Value::Map(m) => m
                             .iter()
                             .map(|(k, e)| (Value::from(k.as_str()), e.clone()))
@@ -381,6 +386,10 @@ impl Exec<'_> {
                     format!("can't evaluate field {name} in type sets.Set[string]"),
                 ),
             },
+            Value::TypedMap(m) => {
+                no_args(&args)?;
+                Ok(m.entries.get(name).cloned().unwrap_or_else(|| m.zero.clone()))
+            }
             Value::Map(m) => {
                 no_args(&args)?;
                 Ok(m.get(name).cloned().unwrap_or_default())

@@ -70,6 +70,7 @@ impl Funcs {
                 Value::Str(s) => s.len(),
                 Value::List(l) => l.len(),
                 Value::Map(m) => m.len(),
+                Value::TypedMap(m) => m.entries.len(),
                 Value::Set(s) => s.items.len(),
                 other => return Err(format!("len of type {}", other.type_name())),
             } as i64))
@@ -88,6 +89,9 @@ impl Funcs {
                         }
                     }
                     (Value::Map(m), Value::Str(s)) => m.get(&**s).cloned().unwrap_or_default(),
+                    (Value::TypedMap(m), Value::Str(s)) => {
+                        m.entries.get(&**s).cloned().unwrap_or_else(|| m.zero.clone())
+                    }
                     (Value::Set(s), Value::Str(x)) => {
                         if s.items.contains(&**x) {
                             Value::structure("Empty", vec![])

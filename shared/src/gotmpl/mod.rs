@@ -17,7 +17,7 @@ use std::sync::Arc;
 pub use exec::{Trace, resolve};
 pub use funcs::{Func, Funcs, empty, go_quote, sprint, strval, version_of};
 pub use semver::{Constraint, parse_version};
-pub use value::{Path, Set, Struct, Value};
+pub use value::{Path, Set, Struct, TypedMap, Value};
 
 /// A template that failed to parse or render, located in its source file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -90,6 +90,11 @@ impl Template {
         };
         t.tree = parse::parse(&text, &known, &starts).map_err(|f| t.locate(f.pos, f.message))?;
         Ok(t)
+    }
+
+    /// Length of the template text (all files), a rough measure of render cost.
+    pub fn size(&self) -> usize {
+        self.text.len()
     }
 
     /// The functions this template was parsed with.

@@ -34,6 +34,18 @@ pub struct Set {
     pub path: Option<Path>,
 }
 
+/// A Go map with a typed element (`map[string]IPAMAllocation`): a missing key reads as the
+/// element type's zero value instead of "no value".
+#[derive(Debug, Clone, PartialEq)]
+pub struct TypedMap {
+    /// Go type name, for error messages.
+    pub type_name: String,
+    /// Entries.
+    pub entries: BTreeMap<String, Value>,
+    /// What a missing key reads as.
+    pub zero: Value,
+}
+
 /// A value a template can see.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum Value {
@@ -52,6 +64,8 @@ pub enum Value {
     List(Arc<Vec<Value>>),
     /// A map with string keys (Go iterates these in key order, as does this).
     Map(Arc<BTreeMap<String, Value>>),
+    /// A map whose missing keys read as a zero value.
+    TypedMap(Arc<TypedMap>),
     /// A struct.
     Struct(Arc<Struct>),
     /// A string set with `Has`.
@@ -119,8 +133,17 @@ impl Value {
     /// Marks this value as the root of template data: every struct and set reachable through struct
     /// fields learns its path, so evaluation can record which parts of the data it read.
     pub fn rooted(self) -> Value {
+        self.rooted_at(Vec::new())
+    }
+
+    /// Like [`Value::rooted`] for a value that will sit at `path` inside the root data, so it can
+    /// be built once and shared between many roots. Structs and sets that already know their path
+    /// are kept as they are.
+    pub fn rooted_at(self, path: Vec<String>) -> Value {
         fn walk(v: Value, path: Vec<String>) -> Value {
             match v {
+                Value::Struct(s) if s.path.is_some() => Value::Struct(s),
+                Value::Set(s) if s.path.is_some() => Value::Set(s),
                 Value::Struct(s) => {
                     let s = Arc::unwrap_or_clone(s);
                     let fields = s
@@ -146,7 +169,7 @@ impl Value {
                 other => other,
             }
         }
-        walk(self, Vec::new())
+        walk(self, path)
     }
 
     /// Go's name for the kind of value, for error messages.
@@ -159,6 +182,7 @@ impl Value {
             Value::Str(_) => "string".into(),
             Value::List(_) => "[]interface {}".into(),
             Value::Map(_) => "map[string]interface {}".into(),
+            Value::TypedMap(m) => m.type_name.clone(),
             Value::Struct(s) => s.type_name.clone(),
             Value::Set(_) => "sets.Set[string]".into(),
             Value::Version(_) => "*semver.Version".into(),
@@ -175,6 +199,7 @@ impl Value {
             Value::Str(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),
             Value::Map(m) => !m.is_empty(),
+            Value::TypedMap(m) => !m.entries.is_empty(),
             Value::Set(s) => !s.items.is_empty(),
             Value::Struct(_) | Value::Version(_) => true,
         }
@@ -220,6 +245,7 @@ impl Value {
                 }
                 out.push(']');
             }
+            Value::TypedMap(m) => Value::Map(Arc::new(m.entries.clone())).write_go(out, top),
             Value::Map(m) => {
                 out.push_str("map[");
                 for (i, (k, v)) in m.iter().enumerate() {
@@ -268,6 +294,10 @@ impl Value {
             Value::Version(v) => J::String(v.to_string()),
             Value::List(l) => J::Array(l.iter().map(Value::to_json).collect()),
             Value::Map(m) => J::Object(m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            Value::TypedMap(m) if m.entries.is_empty() => J::Null,
+            Value::TypedMap(m) => {
+                J::Object(m.entries.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
             Value::Set(s) => J::Object(
                 s.items
                     .iter()
@@ -291,6 +321,11 @@ impl Value {
             (Value::Set(a), Value::Set(b)) => a.items == b.items,
             (Value::List(a), Value::List(b)) => {
                 a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.same(y))
+            }
+            (Value::TypedMap(a), Value::TypedMap(b)) => {
+                a.type_name == b.type_name
+                    && a.zero.same(&b.zero)
+                    && Value::Map(Arc::new(a.entries.clone())).same(&Value::Map(Arc::new(b.entries.clone())))
             }
             (Value::Map(a), Value::Map(b)) => {
                 a.len() == b.len()
