@@ -2,4 +2,5 @@
 
 mod support;
 
+mod cli_addons;
 mod cli_mirror;

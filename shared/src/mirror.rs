@@ -106,6 +106,9 @@ pub enum MirrorError {
     /// Printing failed.
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
+    /// KKP addons could not be loaded or rendered.
+    #[error(transparent)]
+    Addons(#[from] crate::discover::kkp::addons::AddonError),
 }
 
 impl MirrorError {
@@ -156,6 +159,57 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     for list in &args.image_lists {
         discovery.images.extend(read_image_list(list)?);
     }
+    // ---- KKP addons (--addons-path) --------------------------------------------------------
+    // Until the release catalog provides the version × provider × CNI matrix, addons are rendered
+    // for --kube-version × KKP's 15 providers (or --provider-filter) × the default CNIs.
+    if let Some(dir) = &args.addons_path {
+        use crate::discover::kkp::addons::{load_addons, render_matrix};
+        use crate::discover::kkp::{Cni, Matrix};
+        let Some(kube) = args.kube_version.as_deref() else {
+            return Err(MirrorError::Usage(
+                "--addons-path needs --kube-version (the Kubernetes version to render addons for)".into(),
+            ));
+        };
+        let version = crate::gotmpl::parse_version(kube)
+            .ok_or_else(|| MirrorError::Usage(format!("--kube-version {kube:?} is not a version")))?;
+        const PROVIDERS: &[&str] = &[
+            "alibaba",
+            "anexia",
+            "aws",
+            "azure",
+            "bringyourown",
+            "baremetal",
+            "edge",
+            "digitalocean",
+            "gcp",
+            "hetzner",
+            "kubevirt",
+            "nutanix",
+            "openstack",
+            "vmwareclouddirector",
+            "vsphere",
+        ];
+        let providers: Vec<String> = if args.provider_filter.is_empty() {
+            PROVIDERS.iter().map(|p| p.to_string()).collect()
+        } else {
+            args.provider_filter
+                .iter()
+                .map(|p| p.trim().to_lowercase())
+                .collect()
+        };
+        let cni = |kind: &str, version: &str| Cni {
+            kind: kind.into(),
+            version: version.into(),
+        };
+        let matrix = Matrix {
+            versions: vec![version],
+            providers,
+            cnis: vec![cni("canal", "v3.31"), cni("cilium", "1.19.4"), cni("none", "")],
+        };
+        let addons = load_addons(dir)?;
+        discovery.extend(render_matrix(&addons, &matrix)?);
+    }
+    // ---- end KKP addons ---------------------------------------------------------------------
     let plan = Plan::build(
         &discovery.images,
         &discovery.candidates,

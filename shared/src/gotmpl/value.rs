@@ -149,11 +149,18 @@ impl Value {
                     let fields = s
                         .fields
                         .into_iter()
-                        .map(|(n, v)| {
-                            let mut p = path.clone();
-                            p.push(n.clone());
-                            let v = walk(v, p);
-                            (n, v)
+                        .map(|(n, v)| match &v {
+                            Value::Struct(c) if c.path.is_none() => {
+                                let mut p = path.clone();
+                                p.push(n.clone());
+                                (n, walk(v, p))
+                            }
+                            Value::Set(c) if c.path.is_none() => {
+                                let mut p = path.clone();
+                                p.push(n.clone());
+                                (n, walk(v, p))
+                            }
+                            _ => (n, v),
                         })
                         .collect();
                     Value::Struct(Arc::new(Struct {
