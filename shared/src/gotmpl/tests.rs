@@ -360,3 +360,53 @@ fn memo_reuses_renders_that_read_the_same_values() {
     assert_eq!(renders, 5);
     assert_eq!(outs[3..6], ["1.33.1", "1.33.2", "1.34.0"]);
 }
+
+#[test]
+fn typed_maps_else_with_chains_and_short_circuit() {
+    let zero = Value::structure(
+        "IPAMAllocation",
+        vec![("Type", Value::from("")), ("CIDR", Value::from(""))],
+    );
+    let d = Value::structure(
+        "D",
+        vec![(
+            "Allocs",
+            Value::TypedMap(Arc::new(TypedMap {
+                type_name: "map[string]IPAMAllocation".into(),
+                entries: [(
+                    "v4".to_string(),
+                    Value::structure(
+                        "IPAMAllocation",
+                        vec![
+                            ("Type", Value::from("prefix")),
+                            ("CIDR", Value::from("10.0.0.0/8")),
+                        ],
+                    ),
+                )]
+                .into_iter()
+                .collect(),
+                zero,
+            })),
+        )],
+    )
+    .rooted();
+    let r = |t: &str| Template::parse("t", t, funcs()).unwrap().render(&d).unwrap();
+    // A missing key of a typed map is the zero struct, and structs are always true (as in Go).
+    assert_eq!(
+        r("{{ if .Allocs.missing }}zero:{{ .Allocs.missing.Type | quote }}{{ end }}"),
+        "zero:\"\""
+    );
+    assert_eq!(
+        r(r#"{{ (index .Allocs "v4").CIDR }} {{ $a := .Allocs.v4 }}{{ $a.Type }}"#),
+        "10.0.0.0/8 prefix"
+    );
+    assert_eq!(
+        r(r#"{{ with eq .Allocs.v4.CIDR "x" }}no{{ else with .Allocs.v4.Type }}{{ . }}{{ end }}"#),
+        "prefix"
+    );
+    // `and`/`or` stop at the first deciding operand, like Go 1.18+.
+    assert_eq!(
+        r(r#"{{ and false (index .Allocs.v4 1) }}|{{ or true (index .Allocs.v4 1) }}"#),
+        "false|true"
+    );
+}

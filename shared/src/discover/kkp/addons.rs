@@ -96,6 +96,13 @@ pub struct Addon {
     template: Arc<Template>,
 }
 
+impl Addon {
+    /// The parsed template (all files, in order).
+    pub fn template(&self) -> &Template {
+        &self.template
+    }
+}
+
 /// The functions KKP addons may call: sprig plus KKP's `Image`, `join` and `semverCompare`.
 pub fn addon_funcs() -> Funcs {
     let mut f = Funcs::sprig();
