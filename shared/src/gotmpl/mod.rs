@@ -151,6 +151,13 @@ impl Template {
     }
 }
 
+// Templates are rendered from several threads at once.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Template>();
+    send_sync::<Value>();
+};
+
 fn locate_in(name: &str, text: &str, pos: usize, message: String) -> TemplateError {
     TemplateError {
         file: name.to_string(),

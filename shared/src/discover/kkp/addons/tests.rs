@@ -616,3 +616,41 @@ fn real_kkp_addons_render_over_the_default_matrix() {
             .any(|i| i.starts_with("registry.k8s.io/kube-proxy:v1.36.3"))
     );
 }
+
+#[test]
+fn memoised_outcomes_equal_direct_renders() {
+    let addons = load_addons(&fixtures()).unwrap();
+    let m = default_matrix();
+    let base = DataBase::new();
+    for addon in &addons {
+        let mut memo: Memo<String> = Memo::default();
+        let mut checked = 0;
+        for (n, version) in m.versions.iter().enumerate() {
+            for (p, provider) in m.providers.iter().enumerate() {
+                for (c, cni) in m.cnis.iter().enumerate() {
+                    let data = base.data(version, provider, cni);
+                    let got = match memo.lookup(&data) {
+                        Some(o) => o.clone(),
+                        None => {
+                            let (res, trace) = addon.template.render_traced(&data);
+                            let o = res.unwrap();
+                            memo.insert(&trace, o.clone());
+                            o
+                        }
+                    };
+                    // Check a spread of cells against a fresh, unmemoised render.
+                    if (n * 7 + p * 3 + c) % 11 == 0 {
+                        assert_eq!(
+                            got,
+                            addon.template.render(&data).unwrap(),
+                            "{} {version} {provider} {cni:?}",
+                            addon.name
+                        );
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1_000, "{checked}");
+    }
+}
