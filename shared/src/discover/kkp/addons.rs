@@ -293,7 +293,11 @@ impl DataBase {
                     entries: Default::default(),
                     zero: st(
                         "IPAMAllocation",
-                        vec![("Type", s("")), ("CIDR", s("")), ("Addresses", Value::Nil)],
+                        vec![
+                            ("Type", s("")),
+                            ("CIDR", s("")),
+                            ("Addresses", Value::from(Vec::new())),
+                        ],
                     ),
                 })),
             ),
@@ -439,7 +443,8 @@ impl DataBase {
                 ("OwnerName", s("")),
                 ("OwnerEmail", s("")),
                 ("Labels", self.labels.clone()),
-                ("Annotations", Value::Nil),
+                // Go prints a nil map as `map[]` and a nil slice as `[]`: empty values, not nil.
+                ("Annotations", Value::map(Vec::<(String, Value)>::new())),
                 ("Kubeconfig", s("")),
                 ("Address", self.address.clone()),
                 ("CloudProviderName", s(provider)),
@@ -460,8 +465,8 @@ impl DataBase {
                 ("CSI", self.csi.clone()),
                 ("MLA", self.mla.clone()),
                 ("CSIMigration", Value::Bool(false)),
-                ("KubeVirtInfraStorageClasses", Value::Nil),
-                ("KubeVirtInfraVolumeSnapshotClasses", Value::Nil),
+                ("KubeVirtInfraStorageClasses", Value::from(Vec::new())),
+                ("KubeVirtInfraVolumeSnapshotClasses", Value::from(Vec::new())),
                 ("DisableCSIDriver", Value::Bool(false)),
             ],
         );
