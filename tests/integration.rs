@@ -2,6 +2,7 @@
 
 mod support;
 
+mod cli_addons;
 mod cli_discovery;
 mod cli_kkp;
 mod cli_mirror;

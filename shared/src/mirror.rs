@@ -118,6 +118,9 @@ pub enum MirrorError {
     /// KKP discovery (configuration, catalog, filters) failed.
     #[error(transparent)]
     Kkp(#[from] crate::discover::kkp::KkpError),
+    /// KKP addons could not be loaded or rendered.
+    #[error(transparent)]
+    Addons(#[from] crate::discover::kkp::addons::AddonError),
 }
 
 impl MirrorError {
@@ -201,14 +204,16 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     }
     // ---- end of charts and manifests ----
 
-    // ---- KKP: KubermaticConfiguration + embedded control-plane catalog --------------------------
-    // Runs with --config, or on its own when no other source is given (the embedded default: the
-    // newest release's catalog with KKP's default versions, providers and CNIs).
+    // ---- KKP: KubermaticConfiguration, embedded control-plane catalog, addons ------------------
+    // The catalog's images are planned with --config, or on their own when no other source is given
+    // (the embedded default). Addons are rendered over the same version × provider × CNI matrix: the
+    // configuration's versions (else the release's defaults), narrowed by the filters.
     let no_other_source = args.charts_path.is_none()
         && args.manifests.is_empty()
         && args.image_lists.is_empty()
         && args.addons_path.is_none();
-    if args.config.is_some() || no_other_source {
+    let want_catalog = args.config.is_some() || no_other_source;
+    if want_catalog || args.addons_path.is_some() {
         let opts = crate::discover::kkp::KkpOptions {
             config: args.config.clone(),
             kkp_version: args.kkp_version.clone(),
@@ -217,9 +222,15 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
             respect_repository_overrides: args.respect_repository_overrides,
             edition: None,
         };
-        // The matrix is what the addons pass renders over.
-        let (found, _matrix) = crate::discover::kkp::discover_kkp(&opts)?;
-        discovery.extend(found);
+        let (found, matrix) = crate::discover::kkp::discover_kkp(&opts)?;
+        if want_catalog {
+            discovery.extend(found);
+        }
+        if let Some(dir) = &args.addons_path {
+            use crate::discover::kkp::addons::{load_addons, render_matrix};
+            let addons = load_addons(dir)?;
+            discovery.extend(render_matrix(&addons, &matrix)?);
+        }
     }
     // ---- end KKP ---------------------------------------------------------------------------------
     let plan = Plan::build(
