@@ -2,4 +2,5 @@
 
 mod support;
 
+mod cli_copy;
 mod cli_mirror;

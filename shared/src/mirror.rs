@@ -72,6 +72,10 @@ pub struct MirrorArgs {
     #[arg(long)]
     pub respect_repository_overrides: bool,
 
+    /// Copy flags (used when a REGISTRY is given without --dry-run).
+    #[command(flatten)]
+    pub copy: crate::copy::CopyArgs,
+
     #[command(flatten)]
     pub kube: KubeArgs,
     #[command(flatten)]
@@ -106,13 +110,16 @@ pub enum MirrorError {
     /// Printing failed.
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),
+    /// Copying to the registry could not start.
+    #[error(transparent)]
+    Copy(#[from] crate::copy::CopyError),
 }
 
 impl MirrorError {
     /// The process exit code for this error (2 for usage, else 1).
     pub fn exit_code(&self) -> u8 {
         match self {
-            MirrorError::Usage(_) => 2,
+            MirrorError::Usage(_) | MirrorError::Copy(crate::copy::CopyError::Usage(_)) => 2,
             _ => 1,
         }
     }
@@ -163,6 +170,15 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         registry,
     )?;
     let format = crate::output::default_format(args.common.output);
+
+    // ---- copy to the registry (issue 4) ------------------------------------------------------------
+    // With a target and no --dry-run, the plan is executed by the copy engine, which prints its own
+    // per-image report instead of the plan.
+    if registry.is_some() && !args.common.is_dry_run() {
+        return Ok(crate::copy::run_plan(&plan, &args.copy, format)?);
+    }
+    // ---- end of copy --------------------------------------------------------------------------------
+
     crate::output::print(&plan.render(format)).map_err(MirrorError::Output)?;
     Ok(0)
 }

@@ -1,5 +1,8 @@
 //! Test support: paths to the built binaries and fixtures, and helpers that start real peers.
 
+pub mod images;
+pub mod registry;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
