@@ -431,3 +431,68 @@ fn a_failing_image_does_not_stop_the_others_and_source_mirrors_are_read() {
     assert!(stderr.contains("not found"), "{stderr}");
     assert_complete_copy(&src, &dst, "kubermatic/app", "kubermatic/app", "v2", &pushed);
 }
+
+/// Peak resident memory (VmHWM) of a running process, in KiB.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn a_large_layer_is_streamed_without_buffering_it() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let client = client_for(&[&src]);
+    let layer_size = 256 << 20;
+    let pushed = block_on(push_image(
+        &client,
+        &src,
+        "big/layer",
+        "v1",
+        &Spec {
+            platforms: vec!["linux/amd64"],
+            layers: 1,
+            layer_size,
+            ..Spec::default()
+        },
+    ));
+    let list = image_list(&[format!("{}/big/layer:v1", src.host)]);
+    let empty = tempfile::tempdir().unwrap();
+    let mut child = Command::new(bin("kubectl-kkp-mirror"))
+        .args([
+            dst.host.as_str(),
+            "--image-list",
+            list.path().to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+        .env("DOCKER_CONFIG", empty.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let mut peak = 0;
+    while child.try_wait().unwrap().is_none() {
+        if let Some(kib) = peak_rss_kib(pid) {
+            peak = peak.max(kib);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let report = json_report(&out);
+    assert_eq!(
+        report["images"][0]["bytes_copied"].as_u64().unwrap(),
+        pushed.blob_bytes()
+    );
+    assert_complete_copy(&src, &dst, "big/layer", "big/layer", "v1", &pushed);
+    assert!(peak > 0, "could not read the copier's memory use");
+    assert!(
+        peak < 64 * 1024,
+        "copying a {} MiB layer took {} MiB of memory",
+        layer_size >> 20,
+        peak / 1024
+    );
+}

@@ -306,8 +306,10 @@ impl Engine {
             return Ok((ImageState::UpToDate, src_digest));
         }
         let mut top = self.client.get_manifest(&src, &src_digest).await?;
-        if !self.opts.platforms.is_empty() && manifest::is_index(&top.media_type) {
-            top = self.filter_index(&top, &src, tally)?;
+        if !self.opts.platforms.is_empty() {
+            if manifest::is_index(&top.media_type) {
+                top = self.filter_index(&top, &src, tally)?;
+            }
             if let Some(have) = self.client.head_manifest(&dst, &dst_ref).await?
                 && have.digest == top.digest
             {

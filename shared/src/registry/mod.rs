@@ -257,6 +257,15 @@ fn is_loopback(host: &str) -> bool {
     name == "localhost" || name.starts_with("127.") || name == "[::1]"
 }
 
+/// Where a registry's API is served: Docker Hub's is not at `docker.io`.
+fn api_host(name: &str) -> &str {
+    if name == crate::reference::DEFAULT_REGISTRY || name == "index.docker.io" {
+        "registry-1.docker.io"
+    } else {
+        name
+    }
+}
+
 fn flatten(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();
     let mut cur = err.source();
@@ -410,7 +419,7 @@ impl Client {
 
     async fn probe(&self, host: &Host) -> Result<Endpoint, RegistryError> {
         let what = format!("connecting to registry {}", host.name);
-        let https = format!("https://{}", host.name);
+        let https = format!("https://{}", api_host(&host.name));
         let resp = match host.http.get(format!("{https}/v2/")).send().await {
             Ok(r) => (r, https),
             Err(e) if host.http_fallback && !e.is_timeout() => {
@@ -609,9 +618,11 @@ impl Client {
         let endpoint = self.endpoint(&host).await?;
         let mut scopes = Self::scopes(repo, access, extra_pull);
         let mut refreshed = false;
+        let mut fresh = false;
         let mut attempt = 0;
         loop {
-            let auth = self.authorization(&host, &endpoint, &scopes, refreshed).await?;
+            let auth = self.authorization(&host, &endpoint, &scopes, fresh).await?;
+            fresh = false;
             let result = {
                 let _permit = host
                     .limit
@@ -650,6 +661,7 @@ impl Client {
                                 }
                             }
                             refreshed = true;
+                            fresh = true;
                             continue;
                         }
                         let cred = self.credential(&host).await;
@@ -955,7 +967,12 @@ impl Client {
         let host = self.host(&repo.host)?;
         let endpoint = self.endpoint(&host).await?;
         let scopes = Self::scopes(repo, Access::Push, None);
-        let auth = self.authorization(&host, &endpoint, &scopes, false).await?;
+        // Never send our credentials to another host (some registries hand uploads to a storage service).
+        let auth = if url.starts_with(&format!("{}/", endpoint.base)) {
+            self.authorization(&host, &endpoint, &scopes, false).await?
+        } else {
+            None
+        };
         let mut req = host
             .http
             .put(url)
@@ -1025,6 +1042,12 @@ pub const OPERATION_ATTEMPTS: u32 = MAX_ATTEMPTS;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_hub_api_host() {
+        assert_eq!(api_host("docker.io"), "registry-1.docker.io");
+        assert_eq!(api_host("quay.io"), "quay.io");
+    }
 
     #[test]
     fn loopback_hosts() {
