@@ -244,6 +244,7 @@ fn tls_target_with_basic_auth_from_flags() {
     let dst = Registry::start_with(Options {
         tls: true,
         htpasswd: Some(("mirror".into(), "s3cret-pass".into())),
+        ..Options::default()
     });
     let client = client_for(&[&src]);
     let pushed = block_on(push_image(&client, &src, "app", "1.0", &Spec::default()));
@@ -275,6 +276,7 @@ fn credentials_from_docker_config_and_wrong_credentials_are_a_clear_error() {
     let dst = Registry::start_with(Options {
         tls: true,
         htpasswd: Some(("mirror".into(), "right".into())),
+        ..Options::default()
     });
     let client = client_for(&[&src]);
     let pushed = block_on(push_image(&client, &src, "app", "1.0", &Spec::default()));
@@ -494,5 +496,70 @@ fn a_large_layer_is_streamed_without_buffering_it() {
         "copying a {} MiB layer took {} MiB of memory",
         layer_size >> 20,
         peak / 1024
+    );
+}
+
+#[test]
+fn bearer_token_auth_with_mount_scopes_and_wrong_password() {
+    let src = Registry::start();
+    let dst = Registry::start_with(Options {
+        token_auth: Some(("mirror".into(), "tok-pass".into())),
+        ..Options::default()
+    });
+    let client = client_for(&[&src]);
+    let base = random_bytes(200 * 1024);
+    let (a, b) = block_on(async {
+        let spec = Spec {
+            shared_layer: Some(base.clone()),
+            ..Spec::default()
+        };
+        (
+            push_image(&client, &src, "one/a", "v1", &spec).await,
+            push_image(&client, &src, "two/b", "v1", &spec).await,
+        )
+    });
+    let list = image_list(&[format!("{}/one/a:v1", src.host), format!("{}/two/b:v1", src.host)]);
+    let args = [
+        dst.host.as_str(),
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "-o",
+        "json",
+        "--parallel",
+        "2",
+        "--username",
+        "mirror",
+        "--password-stdin",
+    ];
+    let out = mirror(&args, Some("wrong"), None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}: authentication failed for user \"mirror\"",
+            dst.host
+        )),
+        "{stderr}"
+    );
+
+    let report = json_report(&mirror(&args, Some("tok-pass"), None));
+    assert_complete_copy(&src, &dst, "one/a", "one/a", "v1", &a);
+    assert_complete_copy(&src, &dst, "two/b", "two/b", "v1", &b);
+    let mounted: u64 = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["bytes_mounted"].as_u64().unwrap())
+        .sum();
+    assert_eq!(mounted, base.len() as u64, "{report:#}");
+    // The mount needed one token for push to one repository and pull from the other.
+    let issued = dst.tokens.as_ref().unwrap().issued.lock().unwrap().clone();
+    assert!(issued.contains(&"denied".to_string()), "{issued:?}");
+    assert!(
+        issued
+            .iter()
+            .any(|s| s == "repository:two/b:pull,push repository:one/a:pull"
+                || s == "repository:one/a:pull,push repository:two/b:pull"),
+        "{issued:?}"
     );
 }

@@ -18,6 +18,8 @@ pub struct Options {
     pub tls: bool,
     /// Require basic auth for this user and password.
     pub htpasswd: Option<(String, String)>,
+    /// Require bearer tokens from a token server (started here) that accepts this user and password.
+    pub token_auth: Option<(String, String)>,
 }
 
 /// A running registry.
@@ -30,6 +32,8 @@ pub struct Registry {
     pub ca: Option<PathBuf>,
     /// The user and password when auth is on.
     pub creds: Option<(String, String)>,
+    /// The token server, when token auth is on.
+    pub tokens: Option<TokenServer>,
     child: Child,
 }
 
@@ -155,6 +159,16 @@ impl Registry {
                 file.display()
             ));
         }
+        let mut tokens = None;
+        if let Some((user, pass)) = &opts.token_auth {
+            let server = TokenServer::start(dir.path(), user, pass);
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                server.realm,
+                server.cert.display()
+            ));
+            tokens = Some(server);
+        }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
@@ -170,7 +184,8 @@ impl Registry {
             host,
             dir,
             ca,
-            creds: opts.htpasswd,
+            creds: opts.htpasswd.or(opts.token_auth),
+            tokens,
             child,
         };
         reg.wait_ready();
@@ -279,5 +294,164 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+const TOKEN_SERVICE: &str = "kkp-test-registry";
+const TOKEN_ISSUER: &str = "kkp-test-issuer";
+
+/// A minimal docker token server: checks basic credentials, grants every scope asked for, and signs an
+/// RS256 JWT with `openssl` (certificate in the `x5c` header, trusted by the registry's rootcertbundle).
+/// Records the scopes of every token it issued.
+pub struct TokenServer {
+    /// `http://127.0.0.1:<port>/token`.
+    pub realm: String,
+    /// The signing certificate (PEM), the registry's rootcertbundle.
+    pub cert: PathBuf,
+    /// Scope sets of the issued tokens, and refusals as `"denied"`.
+    pub issued: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn b64url(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("00");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl TokenServer {
+    fn start(dir: &Path, user: &str, pass: &str) -> TokenServer {
+        use base64::Engine as _;
+        use std::io::{BufRead, BufReader, Write};
+        let key = dir.join("token.key");
+        let cert = dir.join("token.crt");
+        run_ok(Command::new("openssl").args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=kkp-test-token",
+            "-keyout",
+            key.to_str().unwrap(),
+            "-out",
+            cert.to_str().unwrap(),
+        ]));
+        let der =
+            run_ok(Command::new("openssl").args(["x509", "-in", cert.to_str().unwrap(), "-outform", "DER"]));
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        );
+        let issued = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = issued.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut authorization = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':')
+                        && k.eq_ignore_ascii_case("authorization")
+                    {
+                        authorization = Some(v.trim().to_string());
+                    }
+                }
+                let target = request_line.split_whitespace().nth(1).unwrap_or("").to_string();
+                let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let scopes: Vec<String> = query
+                    .split('&')
+                    .filter_map(|kv| kv.strip_prefix("scope="))
+                    .map(percent_decode)
+                    .collect();
+                if authorization.as_deref() != Some(expected.as_str()) {
+                    log.lock().unwrap().push("denied".into());
+                    let body = r#"{"details":"wrong credentials"}"#;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    continue;
+                }
+                log.lock().unwrap().push(scopes.join(" "));
+                let access: Vec<serde_json::Value> = scopes
+                    .iter()
+                    .filter_map(|s| {
+                        let mut parts = s.splitn(3, ':');
+                        let (t, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+                        Some(serde_json::json!({"type": t, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                    })
+                    .collect();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+                let claims = serde_json::json!({
+                    "iss": TOKEN_ISSUER, "sub": "mirror", "aud": TOKEN_SERVICE,
+                    "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", fastrand::u64(..)),
+                    "access": access,
+                });
+                let input = format!(
+                    "{}.{}",
+                    b64url(header.to_string().as_bytes()),
+                    b64url(claims.to_string().as_bytes())
+                );
+                let mut sign = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign", key.to_str().unwrap()])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                sign.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+                let sig = sign.wait_with_output().unwrap().stdout;
+                let body =
+                    serde_json::json!({"token": format!("{input}.{}", b64url(&sig)), "expires_in": 300})
+                        .to_string();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        TokenServer { realm, cert, issued }
     }
 }
