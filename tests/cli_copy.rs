@@ -563,3 +563,45 @@ fn bearer_token_auth_with_mount_scopes_and_wrong_password() {
         "{issued:?}"
     );
 }
+
+#[test]
+fn foreign_layers_are_reported_not_copied_and_the_digest_is_kept() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let client = client_for(&[&src]);
+    let pushed = block_on(push_image(
+        &client,
+        &src,
+        "windows/base",
+        "ltsc",
+        &Spec {
+            platforms: vec!["windows/amd64"],
+            docker: true,
+            foreign_layer: true,
+            ..Spec::default()
+        },
+    ));
+    let list = image_list(&[format!("{}/windows/base:ltsc", src.host)]);
+    let out = mirror(
+        &[
+            dst.host.as_str(),
+            "--image-list",
+            list.path().to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        None,
+        None,
+    );
+    let report = json_report(&out);
+    let img = &report["images"][0];
+    assert_eq!(img["status"], "copied");
+    let warning = img["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("foreign layer sha256:"), "{warning}");
+    assert!(
+        warning.contains("https://foreign.example.com/layer.tar.gz"),
+        "{warning}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: "));
+    assert_complete_copy(&src, &dst, "windows/base", "windows/base", "ltsc", &pushed);
+}

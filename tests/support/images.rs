@@ -23,6 +23,8 @@ pub struct Spec {
     pub docker: bool,
     /// Wrap the index in a second index (nested index).
     pub nested: bool,
+    /// Add a foreign (Docker) / non-distributable (OCI) layer that exists only at an external URL.
+    pub foreign_layer: bool,
 }
 
 impl Default for Spec {
@@ -34,6 +36,7 @@ impl Default for Spec {
             shared_layer: None,
             docker: false,
             nested: false,
+            foreign_layer: false,
         }
     }
 }
@@ -122,6 +125,16 @@ pub async fn push_image(client: &Client, reg: &Registry, repo: &str, tag: &str, 
             let d = client.push_blob(&r, data.clone()).await.unwrap();
             layers.push(json!({"mediaType": layer_type, "digest": d, "size": data.len()}));
             pushed.blobs.push((d, data.len() as u64));
+        }
+        if spec.foreign_layer {
+            let media_type = if spec.docker {
+                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+            } else {
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            };
+            let fake = sha256_digest(&random_bytes(32));
+            layers.push(json!({"mediaType": media_type, "digest": fake, "size": 1234,
+                "urls": ["https://foreign.example.com/layer.tar.gz"]}));
         }
         let config = Bytes::from(
             serde_json::to_vec(&json!({

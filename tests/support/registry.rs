@@ -137,7 +137,7 @@ impl Registry {
         let host = format!("127.0.0.1:{port}");
         let storage = dir.path().join("storage");
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kkp-test-secret\n",
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kkp-test-secret\nvalidation:\n  manifests:\n    urls:\n      allow: ['^https?://']\n",
             storage.display()
         );
         let mut ca = None;
