@@ -605,3 +605,65 @@ fn foreign_layers_are_reported_not_copied_and_the_digest_is_kept() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning: "));
     assert_complete_copy(&src, &dst, "windows/base", "windows/base", "ltsc", &pushed);
 }
+
+#[test]
+fn a_corrupt_source_blob_fails_its_image_and_is_never_committed() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let client = client_for(&[&src]);
+    let spec = Spec {
+        platforms: vec!["linux/amd64"],
+        layers: 1,
+        ..Spec::default()
+    };
+    let (bad, good) = block_on(async {
+        (
+            push_image(&client, &src, "corrupt", "v1", &spec).await,
+            push_image(&client, &src, "fine", "v1", &spec).await,
+        )
+    });
+    // Flip the layer's bytes on the source registry's disk, keeping its size.
+    let (layer, size) = bad.blobs[0].clone();
+    let hex = layer.trim_start_matches("sha256:");
+    let data = src
+        .dir
+        .path()
+        .join("storage/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data");
+    std::fs::write(&data, random_bytes(size as usize)).unwrap();
+
+    let list = image_list(&[
+        format!("{}/corrupt:v1", src.host),
+        format!("{}/fine:v1", src.host),
+    ]);
+    let out = mirror(
+        &[
+            dst.host.as_str(),
+            "--image-list",
+            list.path().to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        None,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["images"][0]["status"], "failed");
+    let error = report["images"][0]["error"].as_str().unwrap();
+    assert!(
+        error.contains("digest mismatch") && error.contains(&layer),
+        "{error}"
+    );
+    // Caught while streaming (not only by the target's own check).
+    assert!(
+        error.contains(&format!("the {size} bytes received hash to sha256:")),
+        "{error}"
+    );
+    assert!(!dst.has_blob(&layer), "corrupt blob committed at the target");
+    assert_eq!(dst.tag_link("corrupt", "v1"), None);
+    assert_eq!(report["images"][1]["status"], "copied");
+    assert_complete_copy(&src, &dst, "fine", "fine", "v1", &good);
+}

@@ -230,13 +230,23 @@ fn verifying_stream(
                         *mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
                         return Some((Err(std::io::Error::other(msg)), (body, None)));
                     }
+                    // Check on the last byte, before handing it over: with a known length the upload
+                    // is complete once it is sent, so the end of the stream would be too late.
+                    if n == size {
+                        let actual = format!("sha256:{}", hex::encode(hasher.clone().finalize()));
+                        if actual != digest {
+                            let msg = format!("the {size} bytes received hash to {actual}");
+                            *mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
+                            return Some((Err(std::io::Error::other(msg)), (body, None)));
+                        }
+                    }
                     Some((Ok(chunk), (body, Some((hasher, n)))))
                 }
                 Some(Err(e)) => Some((Err(e), (body, None))),
                 None => {
                     let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
                     if n != size || actual != digest {
-                        let msg = format!("got {n} bytes hashing to {actual}, expected {size} bytes");
+                        let msg = format!("the source sent {n} of {size} bytes, hashing to {actual}");
                         *mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
                         return Some((Err(std::io::Error::other(msg)), (body, None)));
                     }
@@ -566,6 +576,17 @@ impl Engine {
                         what: format!("blob {src}@{}", blob.digest),
                         expected: blob.digest.clone(),
                         actual: detail,
+                    });
+                }
+                if let Err(RegistryError::Status {
+                    status: 400, detail, ..
+                }) = &r
+                    && detail.contains("DIGEST_INVALID")
+                {
+                    return Err(RegistryError::DigestMismatch {
+                        what: format!("blob {src}@{}", blob.digest),
+                        expected: blob.digest.clone(),
+                        actual: "other content (the target registry refused it)".into(),
                     });
                 }
                 r
