@@ -262,6 +262,18 @@ fn tls_target_with_basic_auth_from_flags() {
         "mirror",
         "--password-stdin",
     ];
+    // Without the CA the registry's certificate is not trusted, and nothing is written.
+    let no_ca: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|a| *a != "--ca-file" && *a != ca)
+        .collect();
+    let out = mirror(&no_ca, Some("s3cret-pass\n"), None);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("certificate"), "{stderr}");
+    assert_eq!(dst.tag_link("app", "1.0"), None);
+
     let out = mirror(&args, Some("s3cret-pass\n"), None);
     let report = json_report(&out);
     assert_eq!(report["images"][0]["status"], "copied");

@@ -137,7 +137,7 @@ impl Registry {
         let host = format!("127.0.0.1:{port}");
         let storage = dir.path().join("storage");
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kkp-test-secret\nvalidation:\n  manifests:\n    urls:\n      allow: ['^https?://']\n",
+            "version: 0.1\nvalidation:\n  manifests:\n    urls:\n      allow: ['^https?://']\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kkp-test-secret\n",
             storage.display()
         );
         let mut ca = None;
@@ -242,6 +242,12 @@ impl Registry {
             .arg(format!("docker://{}/{repo}{sep}{reference}", self.host))
             .output()
             .expect("skopeo is installed");
+        if !out.status.success() {
+            eprintln!(
+                "skopeo inspect {repo}:{reference}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
         out.status.success().then_some(out.stdout)
     }
 

@@ -8,6 +8,7 @@
 
 mod args;
 mod report;
+mod slots;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -17,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest as _, Sha256};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 
 pub use args::{CopyArgs, CopyError, run_plan};
 pub use report::{CopyReport, ImageReport, ImageStatus};
@@ -41,7 +42,7 @@ pub struct CopyJob {
 /// How to copy.
 #[derive(Debug, Clone, Default)]
 pub struct CopyOptions {
-    /// Images and blob transfers in flight (0 = [`DEFAULT_PARALLEL`]).
+    /// Blob transfers in flight (0 = [`DEFAULT_PARALLEL`]); twice as many images are worked on at once.
     pub parallel: usize,
     /// Only these platforms of an index (empty = all; the index is then rewritten).
     pub platforms: Vec<Platform>,
@@ -107,8 +108,8 @@ type Cell<T> = Arc<OnceCell<T>>;
 struct Engine {
     client: Client,
     opts: CopyOptions,
-    /// Bounds blob transfers in flight across all images.
-    transfers: Semaphore,
+    /// Bounds blob transfers in flight across all images, biggest blob first.
+    transfers: slots::Slots,
     /// One placement per (target repository, digest).
     placed: Mutex<HashMap<(Repository, String), Cell<BlobOutcome>>>,
     /// The first target repository a blob was transferred into, per (target host, digest).
@@ -154,7 +155,7 @@ pub async fn copy_images(client: &Client, jobs: &[CopyJob], opts: &CopyOptions) 
     let engine = Arc::new(Engine {
         client: client.clone(),
         opts: opts.clone(),
-        transfers: Semaphore::new(parallel),
+        transfers: slots::Slots::new(parallel),
         placed: Mutex::default(),
         homes: Mutex::default(),
         manifests: Mutex::default(),
@@ -173,7 +174,9 @@ pub async fn copy_images(client: &Client, jobs: &[CopyJob], opts: &CopyOptions) 
                 (i, r)
             }
         })
-        .buffer_unordered(parallel)
+        // Twice as many images as transfer slots, so manifests and HEADs of the next images overlap
+        // with blob transfers.
+        .buffer_unordered(parallel * 2)
         .collect()
         .await;
     if let Some(t) = ticker {
@@ -540,11 +543,7 @@ impl Engine {
         let mut attempt = 0;
         loop {
             let result = async {
-                let _slot = self
-                    .transfers
-                    .acquire()
-                    .await
-                    .map_err(|_| RegistryError::Config("transfer slots closed".into()))?;
+                let _slot = self.transfers.acquire(blob.size).await;
                 let resp = self.client.get_blob(src, &blob.digest).await?;
                 let loc = match location.take() {
                     Some(l) => l,
