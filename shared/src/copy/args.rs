@@ -16,7 +16,7 @@ use crate::registry::{Client, ClientOptions, Credential, RegistryError};
 /// Flags for copying to a registry.
 #[derive(Debug, Clone, Default, Args)]
 pub struct CopyArgs {
-    /// Images and blobs copied at once (default 8).
+    /// Blob transfers at once, largest blob first (default 8); twice as many images are worked on.
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
     /// Registry host reached over plain HTTP, or HTTPS without certificate checks; repeatable.
@@ -195,4 +195,71 @@ pub fn run_plan(plan: &Plan, args: &CopyArgs, format: OutputFormat) -> Result<u8
         );
     }
     Ok(if failed.is_empty() { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_parsed_and_bad_values_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        let args = CopyArgs {
+            ca_files: vec![
+                format!("reg.local:5000={}", ca.display()),
+                ca.display().to_string(),
+            ],
+            username: Some("u".into()),
+            source_mirrors: vec!["docker.io=hub.local/cache".into()],
+            platform: vec!["linux/amd64".into(), "linux/arm/v7".into()],
+            ..CopyArgs::default()
+        };
+        let c = args.client_options("reg.local:5000", Some("pw".into())).unwrap();
+        assert_eq!(
+            c.ca_files,
+            vec![
+                (Some("reg.local:5000".to_string()), ca.clone()),
+                (None, ca.clone())
+            ]
+        );
+        assert_eq!(c.credentials["reg.local:5000"].username(), "u");
+        let o = args.copy_options().unwrap();
+        assert_eq!(o.parallel, crate::copy::DEFAULT_PARALLEL);
+        assert_eq!(o.platforms.len(), 2);
+        assert_eq!(
+            o.source_mirrors,
+            vec![("docker.io".to_string(), "hub.local/cache".to_string())]
+        );
+
+        let err = |a: CopyArgs| a.copy_options().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err(CopyArgs {
+                platform: vec!["linux".into()],
+                ..CopyArgs::default()
+            })
+            .contains("--platform \"linux\"")
+        );
+        assert!(
+            err(CopyArgs {
+                source_mirrors: vec!["docker.io".into()],
+                ..CopyArgs::default()
+            })
+            .contains("FROM=TO")
+        );
+        let missing = CopyArgs {
+            ca_files: vec!["h=/nonexistent/ca.pem".into()],
+            ..CopyArgs::default()
+        };
+        assert!(missing.client_options("h", None).is_err());
+        let no_password = CopyArgs {
+            username: Some("u".into()),
+            ..CopyArgs::default()
+        };
+        assert!(matches!(
+            no_password.client_options("h", None),
+            Err(CopyError::Usage(_))
+        ));
+    }
 }
