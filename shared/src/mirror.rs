@@ -75,6 +75,10 @@ pub struct MirrorArgs {
     #[arg(long)]
     pub respect_repository_overrides: bool,
 
+    /// Copy flags (used when a REGISTRY is given without --dry-run).
+    #[command(flatten)]
+    pub copy: crate::copy::CopyArgs,
+
     #[command(flatten)]
     pub kube: KubeArgs,
     #[command(flatten)]
@@ -121,13 +125,16 @@ pub enum MirrorError {
     /// KKP addons could not be loaded or rendered.
     #[error(transparent)]
     Addons(#[from] crate::discover::kkp::addons::AddonError),
+    /// Copying to the registry could not start.
+    #[error(transparent)]
+    Copy(#[from] crate::copy::CopyError),
 }
 
 impl MirrorError {
     /// The process exit code for this error (2 for usage, else 1).
     pub fn exit_code(&self) -> u8 {
         match self {
-            MirrorError::Usage(_) => 2,
+            MirrorError::Usage(_) | MirrorError::Copy(crate::copy::CopyError::Usage(_)) => 2,
             MirrorError::Kkp(e) if e.is_usage() => 2,
             _ => 1,
         }
@@ -240,6 +247,16 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         registry,
     )?;
     let format = crate::output::default_format(args.common.output);
+
+    // ---- copy to the registry (issue 4) ------------------------------------------------------------
+    // With a target and no --dry-run, the plan is executed by the copy engine, which prints its own
+    // per-image report instead of the plan.
+    if registry.is_some() && !args.common.is_dry_run() {
+        let code = crate::copy::run_plan(&plan, &args.copy, format)?;
+        return Ok(code.max(u8::from(chart_failures > 0)));
+    }
+    // ---- end of copy --------------------------------------------------------------------------------
+
     crate::output::print(&plan.render(format)).map_err(MirrorError::Output)?;
     Ok(if chart_failures > 0 { 1 } else { 0 })
 }

@@ -399,7 +399,10 @@ fn render_failures_name_addon_file_line_and_combination() {
 fn kkp_functions_behave_like_kkp() {
     assert_eq!(normalise_image("nginx").unwrap(), "docker.io/library/nginx");
     assert_eq!(
-        normalise_image("quay.io/a/b:1@sha256:abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0").unwrap(),
+        normalise_image(
+            "quay.io/a/b:1@sha256:abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0"
+        )
+        .unwrap(),
         "quay.io/a/b:1@sha256:abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0abc0"
     );
     assert_eq!(normalise_image("localhost:5000/x").unwrap(), "localhost:5000/x");
