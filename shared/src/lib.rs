@@ -7,9 +7,12 @@
 
 pub mod cli;
 pub mod copy;
+pub mod diff;
 pub mod discover;
+pub mod kube;
 pub mod mirror;
 pub mod output;
 pub mod plan;
 pub mod reference;
 pub mod registry;
+pub mod seedproxy;
