@@ -3,3 +3,4 @@
 mod support;
 
 mod cli_mirror;
+mod cli_seedproxy;

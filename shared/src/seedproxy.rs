@@ -1189,3 +1189,282 @@ async fn reread(seeds: &Seeds<'_>, name: &str, attempt: u32) -> Result<Value, Se
     }
     Ok(seeds.get(name).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use tower_test::mock::{self, Handle};
+
+    const SEEDS: &str = "/apis/kubermatic.k8c.io/v1/namespaces/kubermatic/seeds";
+
+    fn mock_cluster() -> (Cluster, Handle<Request<Body>, Response<Body>>) {
+        let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let cluster = Cluster {
+            client: kube::Client::new(svc, "default"),
+            namespace: "kubermatic".into(),
+            server: "https://kkp.test:6443".into(),
+        };
+        (cluster, handle)
+    }
+
+    fn seed(dcs: &[&str]) -> Value {
+        let datacenters: Map<String, Value> = dcs
+            .iter()
+            .map(|d| (d.to_string(), json!({"spec": {"fake": {}}})))
+            .collect();
+        json!({"apiVersion": "kubermatic.k8c.io/v1", "kind": "Seed",
+               "metadata": {"name": "hamburg", "namespace": "kubermatic", "resourceVersion": "7"},
+               "spec": {"datacenters": datacenters}})
+    }
+
+    /// Takes the next request, checks method, URI and content type, answers, returns the JSON body.
+    async fn expect(
+        handle: &mut Handle<Request<Body>, Response<Body>>,
+        method: &str,
+        uri: &str,
+        content_type: Option<&str>,
+        code: u16,
+        reply: Value,
+    ) -> Option<Value> {
+        let (req, send) = handle.next_request().await.expect("a request");
+        assert_eq!(req.method().as_str(), method);
+        assert_eq!(req.uri().to_string(), uri);
+        assert_eq!(
+            req.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            content_type
+        );
+        let body = req.into_body().collect_bytes().await.expect("body");
+        send.send_response(
+            Response::builder()
+                .status(code)
+                .body(Body::from(serde_json::to_vec(&reply).expect("json")))
+                .expect("response"),
+        );
+        serde_json::from_slice(&body).ok()
+    }
+
+    fn args(name: &str, extra: impl FnOnce(&mut SeedproxyArgs)) -> SeedproxyArgs {
+        let mut a = SeedproxyArgs {
+            name: Some(name.into()),
+            yes: true,
+            ..Default::default()
+        };
+        extra(&mut a);
+        a
+    }
+
+    #[tokio::test]
+    async fn a_write_is_a_strict_dry_run_then_the_same_guarded_merge_patch() {
+        let (cluster, mut handle) = mock_cluster();
+        let args = args("hamburg", |a| {
+            a.http_proxy = Some("http://proxy.corp:3128".into());
+            a.insecure_registries = vec!["registry.corp:5000".into()];
+        });
+        let edits = Edits::from_args(&args).unwrap();
+        let server = tokio::spawn(async move {
+            let live = seed(&["hamburg-1"]);
+            let mut patched = live.clone();
+            patched["spec"]["datacenters"]["hamburg-1"]["node"] = json!({
+                "httpProxy": "http://proxy.corp:3128", "insecureRegistries": ["registry.corp:5000"]});
+            let want = json!({
+                "spec": {"datacenters": {"hamburg-1": {"node": {
+                    "httpProxy": "http://proxy.corp:3128", "insecureRegistries": ["registry.corp:5000"]}}}},
+                "metadata": {"resourceVersion": "7"}});
+            assert_eq!(
+                expect(&mut handle, "GET", &format!("{SEEDS}/hamburg"), None, 200, live).await,
+                None
+            );
+            let merge = Some("application/merge-patch+json");
+            let dry = expect(
+                &mut handle,
+                "PATCH",
+                &format!(
+                    "{SEEDS}/hamburg?&dryRun=All&fieldManager=kubectl-kkp-seedproxy&fieldValidation=Strict"
+                ),
+                merge,
+                200,
+                patched.clone(),
+            )
+            .await;
+            assert_eq!(dry.as_ref(), Some(&want));
+            let real = expect(
+                &mut handle,
+                "PATCH",
+                &format!("{SEEDS}/hamburg?&fieldManager=kubectl-kkp-seedproxy&fieldValidation=Strict"),
+                merge,
+                200,
+                patched,
+            )
+            .await;
+            assert_eq!(real.as_ref(), Some(&want));
+        });
+        let mut out = Vec::new();
+        let code = execute(&args, &edits, &cluster, &mut out).await.unwrap();
+        server.await.unwrap();
+        assert_eq!(code, 0);
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("+      node:\n+        httpProxy: http://proxy.corp:3128\n"),
+            "{out}"
+        );
+        assert!(out.ends_with("seed.kubermatic.k8c.io/hamburg patched\n"), "{out}");
+    }
+
+    #[tokio::test]
+    async fn a_conflict_with_yes_fails_and_sends_nothing_more() {
+        let (cluster, mut handle) = mock_cluster();
+        let args = args("hamburg", |a| a.pause_image = Some("reg.corp/pause:3.10".into()));
+        let edits = Edits::from_args(&args).unwrap();
+        let server = tokio::spawn(async move {
+            expect(
+                &mut handle,
+                "GET",
+                &format!("{SEEDS}/hamburg"),
+                None,
+                200,
+                seed(&["hh"]),
+            )
+            .await;
+            let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 409,
+                                "reason": "Conflict", "message": "the object has been modified"});
+            expect(
+                &mut handle,
+                "PATCH",
+                &format!(
+                    "{SEEDS}/hamburg?&dryRun=All&fieldManager=kubectl-kkp-seedproxy&fieldValidation=Strict"
+                ),
+                Some("application/merge-patch+json"),
+                409,
+                status,
+            )
+            .await;
+            handle
+        });
+        let err = execute(&args, &edits, &cluster, &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SeedproxyError::Conflict { .. }), "{err}");
+        let mut handle = server.await.unwrap();
+        drop(cluster);
+        assert!(
+            handle.next_request().await.is_none(),
+            "no request after the conflict"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_datacenter_name_is_looked_up_in_the_list_after_a_404() {
+        let (cluster, mut handle) = mock_cluster();
+        let args = args("hamburg-1", |a| {
+            a.common.dry_run = Some(DryRun::Client);
+            a.pause_image = Some("reg.corp/pause:3.10".into());
+        });
+        let edits = Edits::from_args(&args).unwrap();
+        let server = tokio::spawn(async move {
+            let nf = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
+                            "reason": "NotFound", "message": "seeds.kubermatic.k8c.io \"hamburg-1\" not found"});
+            expect(&mut handle, "GET", &format!("{SEEDS}/hamburg-1"), None, 404, nf).await;
+            let list = json!({"apiVersion": "kubermatic.k8c.io/v1", "kind": "SeedList",
+                              "metadata": {"resourceVersion": "9"}, "items": [seed(&["hamburg-1"])]});
+            expect(&mut handle, "GET", &format!("{SEEDS}?"), None, 200, list).await;
+            handle
+        });
+        let mut out = Vec::new();
+        assert_eq!(execute(&args, &edits, &cluster, &mut out).await.unwrap(), 0);
+        let mut handle = server.await.unwrap();
+        drop(cluster);
+        assert!(
+            handle.next_request().await.is_none(),
+            "client dry run writes nothing"
+        );
+        let out = String::from_utf8(out).unwrap();
+        assert!(
+            out.contains("+        pauseImage: reg.corp/pause:3.10\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn merge_patch_sets_changes_and_nulls_removals() {
+        let old = json!({"a": 1, "b": {"c": [1], "d": "x"}, "e": true});
+        let new = json!({"a": 1, "b": {"c": [1, 2]}, "e": true, "f": "new"});
+        assert_eq!(
+            merge_patch(&old, &new),
+            Some(json!({"b": {"d": null, "c": [1, 2]}, "f": "new"}))
+        );
+        assert_eq!(merge_patch(&old, &old), None);
+    }
+
+    #[test]
+    fn unset_of_an_absent_node_changes_nothing() {
+        let s = seed(&["a"]);
+        let edits = Edits {
+            set: vec![],
+            unset: vec![NodeField::PauseImage],
+        };
+        assert_eq!(apply_edits(&s, &Target::Datacenters(vec!["a".into()]), &edits), s);
+        assert_eq!(apply_edits(&s, &Target::SeedDefault, &edits), s);
+    }
+
+    #[test]
+    fn field_names_in_every_spelling() {
+        for s in ["httpProxy", "http_proxy", "http-proxy", "HTTP_PROXY"] {
+            assert_eq!(NodeField::parse(s), Ok(NodeField::HttpProxy));
+        }
+        for s in ["insecureRegistries", "insecure_registries", "insecure-registry"] {
+            assert_eq!(NodeField::parse(s), Ok(NodeField::InsecureRegistries));
+        }
+        assert_eq!(NodeField::parse("hyperkube_image"), Ok(NodeField::HyperkubeImage));
+        assert!(NodeField::parse("proxy").is_err());
+    }
+
+    #[test]
+    fn validators_accept_good_and_refuse_bad_values() {
+        assert!(validate_proxy_url("http://proxy.corp:3128").is_ok());
+        assert!(validate_proxy_url("https://u:p@10.0.0.1:8443/").is_ok());
+        assert!(validate_proxy_url("http://[fd00::1]:3128").is_ok());
+        for bad in [
+            "proxy.corp:3128",
+            "ftp://p",
+            "http://",
+            "http://p:0",
+            "http://p/x",
+            "http://p?q",
+        ] {
+            assert!(validate_proxy_url(bad).is_err(), "{bad}");
+        }
+        assert!(validate_registry_host("registry.corp:5000").is_ok());
+        assert!(validate_registry_host("[::1]:5000").is_ok());
+        for bad in ["http://r", "r/path", "r:", "-r.corp", "r..corp"] {
+            assert!(validate_registry_host(bad).is_err(), "{bad}");
+        }
+        assert!(validate_mirror_url("https://mirror.corp/v2").is_ok());
+        assert!(validate_mirror_url("mirror.corp").is_err());
+        assert!(validate_image("pause-image", "registry.corp:5000/pause:3.10").is_ok());
+        assert!(
+            validate_image(
+                "pause-image",
+                "registry.k8s.io/pause@sha256:ee6521f290b2168b6e0935a181d4cff9be1ac3f505666ef0e3c98fae8199917a"
+            )
+            .is_ok()
+        );
+        for bad in [
+            "",
+            "Reg/Pause",
+            "reg.corp/pause:bad tag",
+            "reg.corp/pause@sha256:12",
+            "http://r/p",
+        ] {
+            assert!(validate_image("pause-image", bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            validate_no_proxy(" 10.0.0.0/8, .corp ,*.svc,localhost,fd00::/8,").unwrap(),
+            "10.0.0.0/8,.corp,*.svc,localhost,fd00::/8"
+        );
+        for bad in ["10.0.0.0/33", "http://x", "a b", ","] {
+            assert!(validate_no_proxy(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -299,7 +299,9 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
         body,
     });
     let want = format!("Bearer {}", st.token);
-    if req.header("authorization") != Some(want.as_str()) {
+    // Like a real server, /version is public (system:public-info-viewer); kubectl probes it unauthenticated.
+    let public = req.method == "GET" && req.target.split('?').next() == Some("/version");
+    if !public && req.header("authorization") != Some(want.as_str()) {
         return status(401, "Unauthorized", "Unauthorized", None);
     }
     let (path, query) = req.target.split_once('?').unwrap_or((&req.target, ""));
@@ -345,7 +347,14 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
                 ("GET", None) => "list",
                 ("GET", Some(_)) => "get",
                 ("PATCH", Some(_)) => "patch",
-                _ => return status(405, "MethodNotAllowed", "the server does not allow this method", None),
+                _ => {
+                    return status(
+                        405,
+                        "MethodNotAllowed",
+                        "the server does not allow this method",
+                        None,
+                    );
+                }
             };
             if st.forbidden.contains(verb) {
                 let what = match &name {
@@ -387,7 +396,12 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
                 _ => unreachable!(),
             }
         }
-        _ => status(404, "NotFound", "the server could not find the requested resource", None),
+        _ => status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+            None,
+        ),
     }
 }
 
@@ -400,14 +414,7 @@ fn not_found(name: &str) -> (u16, Value) {
     )
 }
 
-fn patch(
-    st: &mut State,
-    ns: &str,
-    name: &str,
-    req: &Request,
-    dry_run: bool,
-    strict: bool,
-) -> (u16, Value) {
+fn patch(st: &mut State, ns: &str, name: &str, req: &Request, dry_run: bool, strict: bool) -> (u16, Value) {
     let key = (ns.to_string(), name.to_string());
     if let Some(hook) = st.before_patch.take()
         && let Some(obj) = st.seeds.get_mut(&key)
@@ -420,7 +427,12 @@ fn patch(
         return not_found(name);
     };
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
-        return status(400, "BadRequest", "the body of the request was in an unknown format", None);
+        return status(
+            400,
+            "BadRequest",
+            "the body of the request was in an unknown format",
+            None,
+        );
     };
     let ct = req.header("content-type").unwrap_or_default();
     let mut new = current.clone();
@@ -433,13 +445,20 @@ fn patch(
         };
         if let Err(e) = json_patch::patch(&mut new, &ops) {
             // A failed `test` op is how clients express preconditions.
-            return status(422, "Invalid", &format!("the server rejected our request due to an error in our request: {e}"), None);
+            return status(
+                422,
+                "Invalid",
+                &format!("the server rejected our request due to an error in our request: {e}"),
+                None,
+            );
         }
     } else {
         return status(
             415,
             "UnsupportedMediaType",
-            &format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got {ct:?})"),
+            &format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got {ct:?})"
+            ),
             None,
         );
     }
@@ -448,12 +467,19 @@ fn patch(
         return status(
             409,
             "Conflict",
-            &format!("Operation cannot be fulfilled on seeds.{GROUP} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
+            &format!(
+                "Operation cannot be fulfilled on seeds.{GROUP} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
             Some(json!({"name": name, "group": GROUP, "kind": "seeds"})),
         );
     }
     if new["metadata"]["name"] != current["metadata"]["name"] {
-        return status(400, "BadRequest", "the name of the object does not match the name on the URL", None);
+        return status(
+            400,
+            "BadRequest",
+            "the name of the object does not match the name on the URL",
+            None,
+        );
     }
     let unknown = prune(&mut new);
     if strict && !unknown.is_empty() {
@@ -540,9 +566,7 @@ fn type_errors(obj: &Value) -> Option<String> {
         }
         for k in ["insecureRegistries", "registryMirrors"] {
             if let Some(v) = node.get(k)
-                && !v
-                    .as_array()
-                    .is_some_and(|a| a.iter().all(Value::is_string))
+                && !v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
             {
                 return Some(format!(
                     "spec.datacenters.{dc}.node.{k}: Invalid value: {v}: must be an array of strings"

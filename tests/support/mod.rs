@@ -1,5 +1,7 @@
 //! Test support: paths to the built binaries and fixtures, and helpers that start real peers.
 
+pub mod apiserver;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
