@@ -49,7 +49,10 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        let server = ApiServer::start(TOKEN);
+        Env::with(ApiServer::start(TOKEN))
+    }
+
+    fn with(server: ApiServer) -> Env {
         server.put_seed(seed("hamburg", &["hamburg-1"]));
         server.put_seed(seed("frankfurt", &["fra-1", "fra-2"]));
         let dir = tempfile::tempdir().unwrap();
@@ -643,8 +646,10 @@ fn kubectl(kubeconfig: &Path, home: &Path, args: &[&str]) -> Output {
 }
 
 #[test]
-fn real_kubectl_sees_what_was_written() {
-    let env = Env::new();
+fn over_tls_real_kubectl_sees_what_was_written() {
+    // kubectl sends credentials only over TLS, so this one runs against the HTTPS variant; the plugin
+    // verifies the server against the kubeconfig's CA with rustls/ring.
+    let env = Env::with(ApiServer::start_tls(TOKEN));
     assert!(env.run(&[DOC_ARGS, &["--yes"]].concat()).status.success());
     let out = kubectl(
         &env.kubeconfig,

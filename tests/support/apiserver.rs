@@ -63,14 +63,31 @@ struct State {
 /// The running server; stops when dropped.
 pub struct ApiServer {
     addr: SocketAddr,
+    /// CA certificate (PEM file) for HTTPS servers; kubectl sends tokens only over TLS.
+    ca: Option<PathBuf>,
+    _tls_dir: Option<tempfile::TempDir>,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
     accept: Option<JoinHandle<()>>,
 }
 
 impl ApiServer {
-    /// Starts on a random loopback port; requests must carry `Authorization: Bearer <token>`.
+    /// Starts plain HTTP on a random loopback port; requests must carry `Authorization: Bearer <token>`.
     pub fn start(token: &str) -> ApiServer {
+        ApiServer::spawn(token, None)
+    }
+
+    /// Starts HTTPS (a fresh CA and a certificate for 127.0.0.1, made with `openssl`).
+    pub fn start_tls(token: &str) -> ApiServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = make_tls(dir.path());
+        let mut server = ApiServer::spawn(token, Some(tls));
+        server.ca = Some(dir.path().join("ca.pem"));
+        server._tls_dir = Some(dir);
+        server
+    }
+
+    fn spawn(token: &str, tls: Option<Arc<rustls::ServerConfig>>) -> ApiServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let addr = listener.local_addr().expect("local addr");
         let state = Arc::new(Mutex::new(State {
@@ -87,20 +104,32 @@ impl ApiServer {
                 }
                 let Ok(conn) = conn else { continue };
                 let st = st.clone();
-                std::thread::spawn(move || serve_connection(conn, st));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve_connection(conn, st),
+                    Some(cfg) => {
+                        let Ok(session) = rustls::ServerConnection::new(cfg) else {
+                            return;
+                        };
+                        serve_connection(rustls::StreamOwned::new(session, conn), st)
+                    }
+                });
             }
         });
         ApiServer {
             addr,
+            ca: None,
+            _tls_dir: None,
             state,
             stop,
             accept: Some(accept),
         }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` for a TLS server.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Stores a Seed (metadata.namespace/name taken from it), giving it a fresh resourceVersion.
@@ -152,8 +181,12 @@ impl ApiServer {
     /// Writes a kubeconfig for this server into `dir` and returns its path.
     pub fn kubeconfig(&self, dir: &Path, token: &str) -> PathBuf {
         let path = dir.join("kubeconfig");
+        let ca = match &self.ca {
+            Some(ca) => format!("    certificate-authority: {}\n", ca.display()),
+            None => String::new(),
+        };
         let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n\
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n{ca}    server: {}\n\
              users:\n- name: tester\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context:\n    \
              cluster: test\n    user: tester\n    namespace: default\ncurrent-context: test\n",
             self.url()
@@ -189,7 +222,92 @@ impl Request {
     }
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
+/// A CA and a server certificate for 127.0.0.1 (CA:FALSE, serverAuth), as rustls and Go both accept.
+fn make_tls(dir: &Path) -> Arc<rustls::ServerConfig> {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=kkp-test-ca",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"],
+            &ec[..],
+            &["-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=127.0.0.1"],
+        ]
+        .concat(),
+    );
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext.cnf");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "tls.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "tls.pem",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(dir.join("tls.pem"))
+        .expect("tls.pem")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificates");
+    let key = PrivateKeyDer::from_pem_file(dir.join("tls.key")).expect("tls.key");
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .expect("server certificate");
+    Arc::new(config)
+}
+
+fn read_request<S: Read>(r: &mut BufReader<S>) -> Option<Request> {
     let mut line = String::new();
     if r.read_line(&mut line).ok()? == 0 {
         return None;
@@ -239,13 +357,10 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
     Some(req)
 }
 
-fn serve_connection(conn: TcpStream, state: Arc<Mutex<State>>) {
-    let Ok(write_half) = conn.try_clone() else {
-        return;
-    };
+fn serve_connection<S: Read + Write>(conn: S, state: Arc<Mutex<State>>) {
     let mut reader = BufReader::new(conn);
-    let mut writer = write_half;
     while let Some(req) = read_request(&mut reader) {
+        let writer = reader.get_mut();
         let (code, body) = handle(&req, &state);
         let reason = match code {
             200 => "OK",
