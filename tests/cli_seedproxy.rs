@@ -288,7 +288,7 @@ fn hyperkube_image_is_refused_because_the_crd_has_no_such_field() {
 #[test]
 fn a_concurrent_change_is_not_overwritten() {
     let env = Env::new();
-    env.server.before_next_patch(|seed| {
+    env.server.before_next_write(|seed| {
         seed["spec"]["datacenters"]["hamburg-1"]["node"] = json!({"pauseImage": "someone.else/pause:3.9"});
     });
     let out = env.run(&[DOC_ARGS, &["--yes"]].concat());
@@ -302,7 +302,74 @@ fn a_concurrent_change_is_not_overwritten() {
         env.node("hamburg", "hamburg-1"),
         json!({"pauseImage": "someone.else/pause:3.9"})
     );
+    assert_eq!(env.writes().len(), 1, "the one refused write");
+}
+
+/// Runs the plugin with stdin on a pseudo-terminal (util-linux `script`), typing `input`.
+fn run_on_terminal(env: &Env, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut cmd = vec![
+        bin("kubectl-kkp-seedproxy").display().to_string(),
+        "--kubeconfig".into(),
+        env.kubeconfig.display().to_string(),
+    ];
+    cmd.extend(args.iter().map(|a| format!("'{a}'")));
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &cmd.join(" "), "/dev/null"])
+        .env("NO_COLOR", "1")
+        .env("HOME", env.dir.path())
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script runs");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn on_a_terminal_it_asks_and_no_means_no() {
+    let env = Env::new();
+    let before = env.seed("hamburg");
+    let out = run_on_terminal(&env, DOC_ARGS, "n\n");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("Apply this change to Seed kubermatic/hamburg? [y/N]"),
+        "{text}"
+    );
+    assert!(text.contains("aborted; nothing was changed"), "{text}");
     assert!(env.writes().is_empty());
+    assert_eq!(env.seed("hamburg"), before);
+}
+
+#[test]
+fn on_a_terminal_a_conflict_is_shown_again_and_asked_again() {
+    let env = Env::new();
+    env.server.before_next_write(|seed| {
+        seed["spec"]["datacenters"]["hamburg-1"]["node"] = json!({"noProxy": "other.corp"});
+    });
+    let out = run_on_terminal(&env, DOC_ARGS, "y\ny\n");
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("was changed by someone else meanwhile; re-reading it"),
+        "{text}"
+    );
+    assert_eq!(text.matches("[y/N]").count(), 2, "{text}");
+    // The second diff is against the other writer's object, which keeps its change.
+    assert!(text.contains("         noProxy: other.corp"), "{text}");
+    assert_eq!(
+        env.node("hamburg", "hamburg-1"),
+        json!({
+            "noProxy": "other.corp",
+            "httpProxy": "http://proxy.corp:3128",
+            "insecureRegistries": ["registry.corp:5000"],
+            "pauseImage": "registry.corp:5000/pause:3.10",
+        })
+    );
+    assert_eq!(env.writes().len(), 2);
 }
 
 #[test]

@@ -55,7 +55,7 @@ struct State {
     token: String,
     /// Verbs (`get`, `list`, `patch`) RBAC denies.
     forbidden: HashSet<String>,
-    /// Runs once, on the stored object, just before the next PATCH is handled (a concurrent writer).
+    /// Runs once, on the stored object, just before the next persisting PATCH (a concurrent writer).
     before_patch: Option<Hook>,
     seen: Vec<Seen>,
 }
@@ -168,8 +168,9 @@ impl ApiServer {
         self.state.lock().unwrap().forbidden.insert(verb.to_string());
     }
 
-    /// Changes the stored object right before the next PATCH is handled, as another writer would.
-    pub fn before_next_patch(&self, hook: impl FnOnce(&mut Value) + Send + 'static) {
+    /// Changes the stored object right before the next non-dry-run PATCH is handled, as another writer
+    /// would between a client's read (and dry run) and its write.
+    pub fn before_next_write(&self, hook: impl FnOnce(&mut Value) + Send + 'static) {
         self.state.lock().unwrap().before_patch = Some(Box::new(hook));
     }
 
@@ -531,7 +532,8 @@ fn not_found(name: &str) -> (u16, Value) {
 
 fn patch(st: &mut State, ns: &str, name: &str, req: &Request, dry_run: bool, strict: bool) -> (u16, Value) {
     let key = (ns.to_string(), name.to_string());
-    if let Some(hook) = st.before_patch.take()
+    if !dry_run
+        && let Some(hook) = st.before_patch.take()
         && let Some(obj) = st.seeds.get_mut(&key)
     {
         hook(obj);
