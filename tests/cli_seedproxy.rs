@@ -840,3 +840,96 @@ fn the_test_server_keeps_kubernetes_semantics() {
     );
     assert_eq!(code, 415);
 }
+
+const SEED_YAML: &str = "# the Seed of the offline docs
+apiVersion: kubermatic.k8c.io/v1
+kind: Seed
+metadata:
+  name: hamburg
+  namespace: kubermatic
+spec:
+  country: DE
+  datacenters:
+    hamburg-1:
+      location: Hamburg
+      spec:
+        hetzner:
+          datacenter: nbg1-dc3
+    hamburg-2:
+      location: Hamburg 2
+      spec:
+        hetzner:
+          datacenter: fsn1-dc14
+  kubeconfig:
+    name: kubeconfig-hamburg
+";
+
+#[test]
+fn a_local_manifest_is_edited_without_any_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("seed.yaml");
+    std::fs::write(&file, SEED_YAML).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(bin("kubectl-kkp-seedproxy"))
+            .arg("-f")
+            .arg(&file)
+            .args(args)
+            // No reachable cluster: a kubeconfig that does not exist.
+            .env("KUBECONFIG", dir.path().join("missing"))
+            .env("HOME", dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "hamburg-2",
+        "--http-proxy",
+        "http://proxy.corp:3128",
+        "--insecure-registry",
+        "registry.corp:5000",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let obj: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        obj["spec"]["datacenters"]["hamburg-2"]["node"],
+        json!({"httpProxy": "http://proxy.corp:3128", "insecureRegistries": ["registry.corp:5000"]})
+    );
+    assert_eq!(obj["spec"]["datacenters"]["hamburg-1"].get("node"), None);
+    assert_eq!(obj["spec"]["kubeconfig"], json!({"name": "kubeconfig-hamburg"}));
+
+    let out = run(&[
+        "--datacenter",
+        "hamburg-1",
+        "--pause-image",
+        "registry.corp:5000/pause:3.10",
+        "--dry-run",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("+      node:\n+        pauseImage: registry.corp:5000/pause:3.10\n"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = run(&["--pause-image", "registry.corp:5000/pause:3.10"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("has 2 datacenters (hamburg-1, hamburg-2)"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&[
+        "hamburg",
+        "--all-datacenters",
+        "--hyperkube-image",
+        "registry.corp:5000/hyperkube:v1.18.0",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("removed in KKP v2.20"), "{}", stderr(&out));
+
+    // The file is never rewritten.
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), SEED_YAML);
+}

@@ -68,6 +68,11 @@ pub struct SeedproxyArgs {
     #[arg(long, value_name = "FIELD", value_parser = NodeField::parse)]
     pub unset: Vec<NodeField>,
 
+    /// Edit this local Seed manifest instead of the cluster: the edited manifest is printed (with
+    /// --dry-run, the diff); the file is not rewritten and no cluster is contacted.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
+    pub file: Option<std::path::PathBuf>,
+
     /// Do not ask for confirmation.
     #[arg(short = 'y', long)]
     pub yes: bool,
@@ -243,6 +248,23 @@ pub enum SeedproxyError {
     /// The user answered no.
     #[error("aborted; nothing was changed")]
     Declined,
+    /// A `-f` file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `-f` file is not one Seed manifest.
+    #[error("{}: {message}", path.display())]
+    Manifest {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// The object could not be rendered.
     #[error("rendering the Seed as {format}: {message}")]
     Render {
@@ -351,14 +373,17 @@ impl Edits {
                 )));
             }
         }
-        if args.name.is_none() && !edits.is_empty() {
+        if args.name.is_none() && args.file.is_none() && !edits.is_empty() {
             return Err(SeedproxyError::Usage(
                 "a Seed or datacenter NAME is required to change settings".into(),
             ));
         }
-        if args.name.is_none() && (args.datacenter.is_some() || args.all_datacenters || args.seed_default) {
+        if args.name.is_none()
+            && args.file.is_none()
+            && (args.datacenter.is_some() || args.all_datacenters || args.seed_default)
+        {
             return Err(SeedproxyError::Usage(
-                "--datacenter, --all-datacenters and --seed-default need a Seed NAME".into(),
+                "--datacenter, --all-datacenters and --seed-default need a Seed NAME (or -f)".into(),
             ));
         }
         Ok(edits)
@@ -888,26 +913,7 @@ struct Resolved {
 async fn resolve(seeds: &Seeds<'_>, args: &SeedproxyArgs, name: &str) -> Result<Resolved, SeedproxyError> {
     match seeds.get(name).await {
         Ok(seed) => {
-            let dcs = datacenters(&seed);
-            let target = if args.seed_default {
-                Target::SeedDefault
-            } else if let Some(dc) = &args.datacenter {
-                if !dcs.contains(dc) {
-                    return Err(SeedproxyError::DatacenterNotFound {
-                        seed: name.to_string(),
-                        datacenter: dc.clone(),
-                        existing: dcs,
-                    });
-                }
-                Target::Datacenters(vec![dc.clone()])
-            } else if args.all_datacenters || dcs.len() == 1 {
-                Target::Datacenters(dcs)
-            } else {
-                return Err(SeedproxyError::NeedDatacenter {
-                    seed: name.to_string(),
-                    datacenters: dcs,
-                });
-            };
+            let target = seed_target(&seed, args)?;
             Ok(Resolved { seed, target })
         }
         Err(KubeError::NotFound { .. }) => {
@@ -923,24 +929,10 @@ async fn resolve(seeds: &Seeds<'_>, args: &SeedproxyArgs, name: &str) -> Result<
                     seeds: all.iter().map(seed_name).collect(),
                     datacenters: all.iter().flat_map(datacenters).collect(),
                 }),
-                [seed] => {
-                    if args.seed_default || args.all_datacenters {
-                        return Err(SeedproxyError::Usage(format!(
-                            "{name:?} is a datacenter of Seed {:?}; --seed-default and \
-                             --all-datacenters need the Seed's name",
-                            seed_name(seed)
-                        )));
-                    }
-                    if args.datacenter.as_deref().is_some_and(|d| d != name) {
-                        return Err(SeedproxyError::Usage(format!(
-                            "{name:?} is a datacenter; --datacenter names another one"
-                        )));
-                    }
-                    Ok(Resolved {
-                        seed: (*seed).clone(),
-                        target: Target::Datacenters(vec![name.to_string()]),
-                    })
-                }
+                [seed] => Ok(Resolved {
+                    target: datacenter_target(seed, args, name)?,
+                    seed: (*seed).clone(),
+                }),
                 several => Err(SeedproxyError::Ambiguous {
                     name: name.to_string(),
                     candidates: several
@@ -952,6 +944,138 @@ async fn resolve(seeds: &Seeds<'_>, args: &SeedproxyArgs, name: &str) -> Result<
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The part of Seed `seed` that NAME (the Seed's own name) plus the flags select.
+fn seed_target(seed: &Value, args: &SeedproxyArgs) -> Result<Target, SeedproxyError> {
+    let name = seed_name(seed);
+    let dcs = datacenters(seed);
+    if args.seed_default {
+        Ok(Target::SeedDefault)
+    } else if let Some(dc) = &args.datacenter {
+        if !dcs.contains(dc) {
+            return Err(SeedproxyError::DatacenterNotFound {
+                seed: name,
+                datacenter: dc.clone(),
+                existing: dcs,
+            });
+        }
+        Ok(Target::Datacenters(vec![dc.clone()]))
+    } else if args.all_datacenters || dcs.len() == 1 {
+        Ok(Target::Datacenters(dcs))
+    } else {
+        Err(SeedproxyError::NeedDatacenter {
+            seed: name,
+            datacenters: dcs,
+        })
+    }
+}
+
+/// NAME is datacenter `dc` of Seed `seed`: the flags may not pick anything else.
+fn datacenter_target(seed: &Value, args: &SeedproxyArgs, dc: &str) -> Result<Target, SeedproxyError> {
+    if args.seed_default || args.all_datacenters {
+        return Err(SeedproxyError::Usage(format!(
+            "{dc:?} is a datacenter of Seed {:?}; --seed-default and --all-datacenters need the Seed's name",
+            seed_name(seed)
+        )));
+    }
+    if args.datacenter.as_deref().is_some_and(|d| d != dc) {
+        return Err(SeedproxyError::Usage(format!(
+            "{dc:?} is a datacenter; --datacenter names another one"
+        )));
+    }
+    Ok(Target::Datacenters(vec![dc.to_string()]))
+}
+
+/// `-f FILE`: edits a local Seed manifest and prints the result (or, with `--dry-run`, the diff);
+/// the file itself is never rewritten and no cluster is contacted.
+pub fn edit_file(
+    args: &SeedproxyArgs,
+    edits: &Edits,
+    path: &std::path::Path,
+    out: &mut dyn Write,
+) -> Result<u8, SeedproxyError> {
+    let text = std::fs::read_to_string(path).map_err(|source| SeedproxyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let bad = |message: String| SeedproxyError::Manifest {
+        path: path.to_path_buf(),
+        message,
+    };
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).map_err(|e| bad(e.to_string()))?;
+    let mut seeds: Vec<Value> = docs
+        .into_iter()
+        .filter(|d| d.get("kind").and_then(Value::as_str) == Some("Seed"))
+        .collect();
+    let seed = match seeds.len() {
+        1 => seeds.remove(0),
+        0 => return Err(bad("no Seed object in the file".into())),
+        n => {
+            return Err(bad(format!(
+                "{n} Seed objects in the file; -f takes a file with one Seed"
+            )));
+        }
+    };
+    if seed.get("apiVersion").and_then(Value::as_str) != Some("kubermatic.k8c.io/v1") {
+        return Err(bad(format!(
+            "apiVersion {} is not kubermatic.k8c.io/v1 (KKP ≥ v2.20); the field names here are for that API",
+            seed.get("apiVersion").unwrap_or(&Value::Null)
+        )));
+    }
+    let target = match args.name.as_deref() {
+        None => seed_target(&seed, args)?,
+        Some(n) if n == seed_name(&seed) => seed_target(&seed, args)?,
+        Some(n) if datacenters(&seed).iter().any(|d| d == n) => datacenter_target(&seed, args, n)?,
+        Some(n) => {
+            return Err(SeedproxyError::NotFound {
+                name: n.to_string(),
+                namespace: format!("file {}", path.display()),
+                seeds: vec![seed_name(&seed)],
+                datacenters: datacenters(&seed),
+            });
+        }
+    };
+    let write = |out: &mut dyn Write, t: &str| out.write_all(t.as_bytes()).map_err(SeedproxyError::Output);
+    if edits.is_empty() {
+        let data = settings_data(std::slice::from_ref(&seed));
+        let t = match args.common.output {
+            Some(OutputFormat::Yaml) => to_yaml(&data)?,
+            Some(OutputFormat::Json) => to_json(&data)?,
+            _ => settings_table(std::slice::from_ref(&seed)),
+        };
+        return write(out, &t).map(|_| 0);
+    }
+    if edits.set.iter().any(|(f, _)| *f == NodeField::HyperkubeImage) {
+        let fields = vec![format!(
+            "spec.datacenters.*.node.{}",
+            NodeField::HyperkubeImage.json_name()
+        )];
+        let hint = field_hint(&fields);
+        return Err(SeedproxyError::UnknownField { fields, hint });
+    }
+    let new = apply_edits(&seed, &target, edits);
+    if new == seed {
+        eprintln!(
+            "{} already has these settings; nothing to change.",
+            path.display()
+        );
+    }
+    match (args.common.dry_run, args.common.output) {
+        (Some(DryRun::Client), _) => {
+            let d = diff::unified(
+                &to_yaml(&seed)?,
+                &to_yaml(&new)?,
+                &path.display().to_string(),
+                &format!("{} (edited)", path.display()),
+                diff::stdout_wants_color(),
+            );
+            write(out, &d)?;
+        }
+        (_, Some(OutputFormat::Json)) => write(out, &to_json(&new)?)?,
+        _ => write(out, &to_yaml(&new)?)?,
+    }
+    Ok(0)
 }
 
 /// What a field removed from KKP is, for a clear message when the server does not know it.
@@ -1013,6 +1137,14 @@ fn dropped_fields(sent: &Value, got: &Value, target: &Target, edits: &Edits) -> 
 /// Runs `kubectl kkp seedproxy`; returns the exit code of the successful paths.
 pub async fn run(args: &SeedproxyArgs) -> Result<u8, SeedproxyError> {
     let edits = Edits::from_args(args)?;
+    if let Some(path) = &args.file {
+        if args.common.dry_run == Some(DryRun::Server) {
+            return Err(SeedproxyError::Usage(
+                "--dry-run=server needs a cluster; it does not go with -f".into(),
+            ));
+        }
+        return edit_file(args, &edits, path, &mut std::io::stdout());
+    }
     let cluster = crate::kube::connect(&args.kube).await?;
     let mut stdout = std::io::stdout();
     execute(args, &edits, &cluster, &mut stdout).await
