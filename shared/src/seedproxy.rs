@@ -1110,6 +1110,14 @@ fn unknown_fields(err: &KubeError) -> Option<Vec<String>> {
             rest = &rest[end..];
         }
     }
+    // The structured-merge wording: `.spec.x.y: field not declared in schema`.
+    for part in message.split([',', '(', ')', '[', ']']) {
+        if let Some(path) = part.trim().strip_suffix(": field not declared in schema")
+            && let Some(path) = path.split_whitespace().last()
+        {
+            fields.push(path.trim_start_matches('.').to_string());
+        }
+    }
     (!fields.is_empty()).then_some(fields)
 }
 
@@ -1516,6 +1524,36 @@ mod tests {
             out.contains("+        pauseImage: reg.corp/pause:3.10\n"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn strict_decoding_refusals_name_their_fields() {
+        let api = |code, message: &str| KubeError::Api {
+            code,
+            reason: "BadRequest".into(),
+            message: message.into(),
+        };
+        assert_eq!(
+            unknown_fields(&api(
+                400,
+                "strict decoding error: unknown field \"spec.datacenters.a.node.hyperkubeImage\", unknown field \"spec.x\""
+            )),
+            Some(vec![
+                "spec.datacenters.a.node.hyperkubeImage".into(),
+                "spec.x".into()
+            ])
+        );
+        assert_eq!(
+            unknown_fields(&api(
+                400,
+                "failed to create typed patch object (kubermatic/hamburg; kubermatic.k8c.io/v1, \
+                 Kind=Seed): .spec.datacenters.a.node.hyperkubeImage: field not declared in schema"
+            )),
+            Some(vec!["spec.datacenters.a.node.hyperkubeImage".into()])
+        );
+        assert_eq!(unknown_fields(&api(422, "spec.x: Invalid value")), None);
+        let hint = field_hint(&["spec.datacenters.a.node.hyperkubeImage".into()]);
+        assert!(hint.contains("removed in KKP v2.20"), "{hint}");
     }
 
     #[test]
