@@ -29,7 +29,7 @@ pub struct Cluster {
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
     /// The kubeconfig could not be read or has no usable context.
-    #[error("{}: {source}", path.as_ref().map_or("kubeconfig".to_string(), |p| p.display().to_string()))]
+    #[error("kubeconfig: {source}")]
     Config {
         /// The explicit `--kubeconfig`, if one was given.
         path: Option<PathBuf>,
