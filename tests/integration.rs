@@ -9,3 +9,4 @@ mod cli_kkp;
 mod cli_mirror;
 mod cli_packaging;
 mod cli_retarget;
+mod cli_seedproxy;

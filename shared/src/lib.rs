@@ -7,12 +7,15 @@
 
 pub mod cli;
 pub mod copy;
+pub mod diff;
 pub mod discover;
 pub mod gotmpl;
+pub mod kube;
 pub mod mirror;
 pub mod output;
 pub mod plan;
 pub mod reference;
 pub mod registry;
 pub mod retarget;
+pub mod seedproxy;
 pub mod yamledit;

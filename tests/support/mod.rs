@@ -3,6 +3,7 @@
 pub mod helm;
 pub mod images;
 pub mod registry;
+pub mod apiserver;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
