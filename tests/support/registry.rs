@@ -461,3 +461,74 @@ impl TokenServer {
         TokenServer { realm, cert, issued }
     }
 }
+
+/// A TCP proxy in front of a registry that spoils every `every`-th connection, in turn with a 503
+/// (`Retry-After: 0`), a 429 (`Retry-After: 1`) or an abrupt close, and passes the others through.
+pub struct FaultyProxy {
+    /// `127.0.0.1:<port>` to use instead of the registry's host.
+    pub host: String,
+    /// Connections spoiled so far.
+    pub injected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FaultyProxy {
+    /// Starts the proxy; its thread lives until the test process ends.
+    pub fn start(upstream: &str, every: usize) -> FaultyProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let injected = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = injected.clone();
+        let upstream = upstream.to_string();
+        std::thread::spawn(move || {
+            for (i, conn) in listener.incoming().enumerate() {
+                let Ok(mut client) = conn else { return };
+                if i % every == 0 {
+                    let count = count.clone();
+                    std::thread::spawn(move || {
+                        let n = count.fetch_add(1, Ordering::SeqCst);
+                        // Read the request head (a TLS hello has none: close at once), then answer
+                        // without forwarding.
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).unwrap_or(0) == 1 {
+                            head.push(byte[0]);
+                            if head[0] == 0x16 {
+                                break;
+                            }
+                        }
+                        let answer = match n % 3 {
+                            0 => {
+                                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            }
+                            1 => {
+                                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            }
+                            _ => "",
+                        };
+                        if head.first() != Some(&0x16) {
+                            let _ = client.write_all(answer.as_bytes());
+                        }
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                    });
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let mut server = server;
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server, &mut client);
+                    let _ = client.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        FaultyProxy { host, injected }
+    }
+}

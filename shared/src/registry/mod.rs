@@ -420,9 +420,14 @@ impl Client {
     async fn probe(&self, host: &Host) -> Result<Endpoint, RegistryError> {
         let what = format!("connecting to registry {}", host.name);
         let https = format!("https://{}", api_host(&host.name));
-        let resp = match host.http.get(format!("{https}/v2/")).send().await {
+        let mut probe = host.http.get(format!("{https}/v2/"));
+        if host.http_fallback {
+            // A plain-HTTP server may never answer a TLS hello; do not wait the full connect timeout.
+            probe = probe.timeout(Duration::from_secs(10));
+        }
+        let resp = match probe.send().await {
             Ok(r) => (r, https),
-            Err(e) if host.http_fallback && !e.is_timeout() => {
+            Err(e) if host.http_fallback => {
                 let http = format!("http://{}", host.name);
                 match host.http.get(format!("{http}/v2/")).send().await {
                     Ok(r) => (r, http),
