@@ -223,11 +223,6 @@ fn interrupted_copy_leaves_no_tag_on_an_incomplete_image_and_rerun_finishes() {
             pushed.blobs.iter().all(|(b, _)| dst.has_blob(b)),
             "tag written before all blobs"
         );
-    } else {
-        assert!(
-            dst.blob_count() < pushed.blobs.len(),
-            "all blobs there but no tag: kill came late?"
-        );
     }
 
     let report = json_report(&mirror(&args, None, None));
