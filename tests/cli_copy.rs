@@ -715,3 +715,39 @@ fn transient_failures_429_503_and_dropped_connections_are_retried() {
         + dst_proxy.injected.load(std::sync::atomic::Ordering::SeqCst);
     assert!(spoiled >= 3, "only {spoiled} failures injected");
 }
+
+#[test]
+fn a_token_without_push_is_refreshed_after_insufficient_scope() {
+    let src = Registry::start();
+    let dst = Registry::start_with(Options {
+        token_auth: Some(("mirror".into(), "pw".into())),
+        token_stingy: true,
+        ..Options::default()
+    });
+    let client = client_for(&[&src]);
+    let pushed = block_on(push_image(&client, &src, "scoped/app", "v1", &Spec::default()));
+    let list = image_list(&[format!("{}/scoped/app:v1", src.host)]);
+    let args = [
+        dst.host.as_str(),
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "-o",
+        "json",
+        "--username",
+        "mirror",
+        "--password-stdin",
+    ];
+    let report = json_report(&mirror(&args, Some("pw"), None));
+    assert_eq!(report["images"][0]["status"], "copied");
+    assert_complete_copy(&src, &dst, "scoped/app", "scoped/app", "v1", &pushed);
+    let issued = dst.tokens.as_ref().unwrap().issued.lock().unwrap().clone();
+    let push = "repository:scoped/app:pull,push";
+    assert!(
+        issued.iter().any(|s| s == &format!("partial: {push}")),
+        "{issued:?}"
+    );
+    assert!(
+        issued.iter().any(|s| s == push),
+        "no second token after insufficient_scope: {issued:?}"
+    );
+}

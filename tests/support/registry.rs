@@ -20,6 +20,9 @@ pub struct Options {
     pub htpasswd: Option<(String, String)>,
     /// Require bearer tokens from a token server (started here) that accepts this user and password.
     pub token_auth: Option<(String, String)>,
+    /// The token server leaves `push` out of the first token it issues for each scope set, so the
+    /// client has to come back after an `insufficient_scope` answer.
+    pub token_stingy: bool,
 }
 
 /// A running registry.
@@ -161,7 +164,7 @@ impl Registry {
         }
         let mut tokens = None;
         if let Some((user, pass)) = &opts.token_auth {
-            let server = TokenServer::start(dir.path(), user, pass);
+            let server = TokenServer::start(dir.path(), user, pass, opts.token_stingy);
             config.push_str(&format!(
                 "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
                 server.realm,
@@ -348,7 +351,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 impl TokenServer {
-    fn start(dir: &Path, user: &str, pass: &str) -> TokenServer {
+    fn start(dir: &Path, user: &str, pass: &str, stingy: bool) -> TokenServer {
         use base64::Engine as _;
         use std::io::{BufRead, BufReader, Write};
         let key = dir.join("token.key");
@@ -380,6 +383,7 @@ impl TokenServer {
         let issued = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = issued.clone();
         std::thread::spawn(move || {
+            let mut seen = std::collections::HashSet::new();
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -416,13 +420,23 @@ impl TokenServer {
                     );
                     continue;
                 }
-                log.lock().unwrap().push(scopes.join(" "));
+                let asked = scopes.join(" ");
+                let partial = stingy && asked.contains("push") && seen.insert(asked.clone());
+                log.lock().unwrap().push(if partial {
+                    format!("partial: {asked}")
+                } else {
+                    asked
+                });
                 let access: Vec<serde_json::Value> = scopes
                     .iter()
                     .filter_map(|s| {
                         let mut parts = s.splitn(3, ':');
                         let (t, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
-                        Some(serde_json::json!({"type": t, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                        let actions: Vec<&str> = actions
+                            .split(',')
+                            .filter(|a| !(partial && *a == "push"))
+                            .collect();
+                        Some(serde_json::json!({"type": t, "name": name, "actions": actions}))
                     })
                     .collect();
                 let now = std::time::SystemTime::now()
