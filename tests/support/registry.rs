@@ -20,6 +20,9 @@ pub struct Options {
     pub htpasswd: Option<(String, String)>,
     /// Require bearer tokens from a token server (started here) that accepts this user and password.
     pub token_auth: Option<(String, String)>,
+    /// The token server leaves `push` out of the first token it issues for each scope set, so the
+    /// client has to come back after an `insufficient_scope` answer.
+    pub token_stingy: bool,
 }
 
 /// A running registry.
@@ -161,7 +164,7 @@ impl Registry {
         }
         let mut tokens = None;
         if let Some((user, pass)) = &opts.token_auth {
-            let server = TokenServer::start(dir.path(), user, pass);
+            let server = TokenServer::start(dir.path(), user, pass, opts.token_stingy);
             config.push_str(&format!(
                 "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
                 server.realm,
@@ -348,7 +351,7 @@ fn percent_decode(s: &str) -> String {
 }
 
 impl TokenServer {
-    fn start(dir: &Path, user: &str, pass: &str) -> TokenServer {
+    fn start(dir: &Path, user: &str, pass: &str, stingy: bool) -> TokenServer {
         use base64::Engine as _;
         use std::io::{BufRead, BufReader, Write};
         let key = dir.join("token.key");
@@ -380,6 +383,7 @@ impl TokenServer {
         let issued = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let log = issued.clone();
         std::thread::spawn(move || {
+            let mut seen = std::collections::HashSet::new();
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { return };
                 let mut reader = BufReader::new(stream.try_clone().unwrap());
@@ -416,13 +420,23 @@ impl TokenServer {
                     );
                     continue;
                 }
-                log.lock().unwrap().push(scopes.join(" "));
+                let asked = scopes.join(" ");
+                let partial = stingy && asked.contains("push") && seen.insert(asked.clone());
+                log.lock().unwrap().push(if partial {
+                    format!("partial: {asked}")
+                } else {
+                    asked
+                });
                 let access: Vec<serde_json::Value> = scopes
                     .iter()
                     .filter_map(|s| {
                         let mut parts = s.splitn(3, ':');
                         let (t, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
-                        Some(serde_json::json!({"type": t, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                        let actions: Vec<&str> = actions
+                            .split(',')
+                            .filter(|a| !(partial && *a == "push"))
+                            .collect();
+                        Some(serde_json::json!({"type": t, "name": name, "actions": actions}))
                     })
                     .collect();
                 let now = std::time::SystemTime::now()
@@ -459,5 +473,76 @@ impl TokenServer {
             }
         });
         TokenServer { realm, cert, issued }
+    }
+}
+
+/// A TCP proxy in front of a registry that spoils every `every`-th connection, in turn with a 503
+/// (`Retry-After: 0`), a 429 (`Retry-After: 1`) or an abrupt close, and passes the others through.
+pub struct FaultyProxy {
+    /// `127.0.0.1:<port>` to use instead of the registry's host.
+    pub host: String,
+    /// Connections spoiled so far.
+    pub injected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl FaultyProxy {
+    /// Starts the proxy; its thread lives until the test process ends.
+    pub fn start(upstream: &str, every: usize) -> FaultyProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let injected = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = injected.clone();
+        let upstream = upstream.to_string();
+        std::thread::spawn(move || {
+            for (i, conn) in listener.incoming().enumerate() {
+                let Ok(mut client) = conn else { return };
+                if i % every == 0 {
+                    let count = count.clone();
+                    std::thread::spawn(move || {
+                        let n = count.fetch_add(1, Ordering::SeqCst);
+                        // Read the request head (a TLS hello has none: close at once), then answer
+                        // without forwarding.
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).unwrap_or(0) == 1 {
+                            head.push(byte[0]);
+                            if head[0] == 0x16 {
+                                break;
+                            }
+                        }
+                        let answer = match n % 3 {
+                            0 => {
+                                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            }
+                            1 => {
+                                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            }
+                            _ => "",
+                        };
+                        if head.first() != Some(&0x16) {
+                            let _ = client.write_all(answer.as_bytes());
+                        }
+                        let _ = client.shutdown(std::net::Shutdown::Both);
+                    });
+                    continue;
+                }
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let mut server = server;
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut s2);
+                    let _ = s2.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut server, &mut client);
+                    let _ = client.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        FaultyProxy { host, injected }
     }
 }

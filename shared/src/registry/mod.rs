@@ -231,8 +231,36 @@ struct Host {
     credential: OnceCell<Option<Credential>>,
     limit: Semaphore,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
+    /// Set when the host asked us to slow down (429/503): every request to it waits until then.
+    pause_until: Mutex<Option<Instant>>,
     /// Fallback to plain HTTP allowed (insecure or loopback host).
     http_fallback: bool,
+}
+
+impl Host {
+    /// A request slot for this host, after any pause the host asked for.
+    async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RegistryError> {
+        loop {
+            let until = *self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
+            match until {
+                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
+                _ => break,
+            }
+        }
+        self.limit
+            .acquire()
+            .await
+            .map_err(|_| RegistryError::Config(format!("{}: request limit closed", self.name)))
+    }
+
+    /// Makes every request to this host wait `wait` (regclient-style shared backoff).
+    fn pause(&self, wait: Duration) {
+        let until = Instant::now() + wait;
+        let mut p = self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_none_or(|t| t < until) {
+            *p = Some(until);
+        }
+    }
 }
 
 struct Inner {
@@ -372,6 +400,7 @@ impl Client {
             credential: OnceCell::new(),
             limit: Semaphore::new(opts.max_per_host.max(1)),
             tokens: Mutex::new(HashMap::new()),
+            pause_until: Mutex::new(None),
             http_fallback: insecure || is_loopback(name),
         });
         hosts.insert(name.to_string(), host.clone());
@@ -420,9 +449,14 @@ impl Client {
     async fn probe(&self, host: &Host) -> Result<Endpoint, RegistryError> {
         let what = format!("connecting to registry {}", host.name);
         let https = format!("https://{}", api_host(&host.name));
-        let resp = match host.http.get(format!("{https}/v2/")).send().await {
+        let mut probe = host.http.get(format!("{https}/v2/"));
+        if host.http_fallback {
+            // A plain-HTTP server may never answer a TLS hello; do not wait the full connect timeout.
+            probe = probe.timeout(Duration::from_secs(10));
+        }
+        let resp = match probe.send().await {
             Ok(r) => (r, https),
-            Err(e) if host.http_fallback && !e.is_timeout() => {
+            Err(e) if host.http_fallback => {
                 let http = format!("http://{}", host.name);
                 match host.http.get(format!("{http}/v2/")).send().await {
                     Ok(r) => (r, http),
@@ -624,11 +658,7 @@ impl Client {
             let auth = self.authorization(&host, &endpoint, &scopes, fresh).await?;
             fresh = false;
             let result = {
-                let _permit = host
-                    .limit
-                    .acquire()
-                    .await
-                    .map_err(|_| RegistryError::Config("closed".into()))?;
+                let _permit = host.slot().await?;
                 let mut req = build(&host.http, &endpoint.base);
                 if let Some(a) = &auth {
                     req = req.header(AUTHORIZATION, a);
@@ -673,6 +703,11 @@ impl Client {
                     }
                     if is_retry_status(status.as_u16()) && attempt + 1 < MAX_ATTEMPTS {
                         let wait = backoff(attempt, retry_after(resp.headers()));
+                        if status == StatusCode::TOO_MANY_REQUESTS
+                            || status == StatusCode::SERVICE_UNAVAILABLE
+                        {
+                            host.pause(wait);
+                        }
                         tracing::debug!(%what, %status, ?wait, "retrying");
                         tokio::time::sleep(wait).await;
                     } else if status == StatusCode::FORBIDDEN {
@@ -983,11 +1018,7 @@ impl Client {
             req = req.header(AUTHORIZATION, a);
         }
         let resp = {
-            let _permit = host
-                .limit
-                .acquire()
-                .await
-                .map_err(|_| RegistryError::Config("closed".into()))?;
+            let _permit = host.slot().await?;
             req.send().await.map_err(|e| RegistryError::Transport {
                 what: what.clone(),
                 detail: flatten(&e),
