@@ -7,3 +7,4 @@ mod cli_kkp;
 mod cli_mirror;
 mod cli_packaging;
 mod cli_retarget;
+mod fuzz_props;

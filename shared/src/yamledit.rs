@@ -445,7 +445,7 @@ impl YamlDoc {
         let rendered = match style {
             ScalarStyle::Plain if plain_safe(value) => value.to_string(),
             ScalarStyle::Plain | ScalarStyle::DoubleQuoted => double_quote(value),
-            ScalarStyle::SingleQuoted if !value.contains(['\n', '\r', '\t']) => {
+            ScalarStyle::SingleQuoted if value.chars().all(|c| c != '\t' && printable(c)) => {
                 format!("'{}'", value.replace('\'', "''"))
             }
             ScalarStyle::SingleQuoted => double_quote(value),
@@ -879,7 +879,7 @@ pub fn plain_safe(v: &str) -> bool {
     if v.contains(": ") || v.contains(" #") || v.contains(['\n', '\r', '\t', ',', '[', ']', '{', '}']) {
         return false;
     }
-    if v.chars().any(|c| c.is_control()) {
+    if !v.chars().all(printable) {
         return false;
     }
     let lower = v.to_ascii_lowercase();
@@ -915,6 +915,13 @@ pub fn plain_safe(v: &str) -> bool {
     true
 }
 
+/// YAML's printable set (YAML 1.2 §5.1) without the byte-order mark and line breaks: what may stand
+/// unescaped in a plain, single-quoted or double-quoted scalar written on one line.
+fn printable(c: char) -> bool {
+    matches!(c, ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+        && c != '\u{feff}'
+}
+
 fn double_quote(v: &str) -> String {
     let mut out = String::with_capacity(v.len() + 2);
     out.push('"');
@@ -925,7 +932,8 @@ fn double_quote(v: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if !printable(c) && (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if !printable(c) => out.push_str(&format!("\\U{:08x}", c as u32)),
             c => out.push(c),
         }
     }
