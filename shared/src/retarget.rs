@@ -62,6 +62,9 @@ pub struct RetargetArgs {
     /// Helm binary (default: $HELM_BINARY, else `helm` on PATH).
     #[arg(long, value_name = "PATH")]
     pub helm_binary: Option<PathBuf>,
+    /// Kill a `helm` call that runs longer than this (e.g. 90s, 5m, 1m30s) [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = crate::discover::helm::parse_duration)]
+    pub helm_timeout: Option<std::time::Duration>,
     /// Retarget the live KubermaticConfiguration and Seeds in the cluster (not implemented yet).
     #[arg(long)]
     pub live: bool,
@@ -94,6 +97,17 @@ pub enum RetargetError {
         #[source]
         source: EditError,
     },
+    /// An input file is not the YAML data it must be.
+    #[error("{}: {message}", path.display())]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line when known.
+        message: String,
+    },
+    /// A `--helm-values` file helm could not use.
+    #[error(transparent)]
+    Values(#[from] crate::discover::helm::HelmError),
     /// Not a terminal and no `--yes`: nothing is written without consent.
     #[error(
         "refusing to write without confirmation: stdin is not a terminal; pass --yes, or --diff to only look"
@@ -127,8 +141,7 @@ pub enum RetargetError {
         message: String,
     },
     /// Charts that could not be rendered, so they cannot be proven leak-free (all of them, not the first).
-    #[error("{} chart(s) could not be rendered, so they cannot be checked for leaks:\n{}", .0.len(),
-        .0.iter().map(|(c, m)| format!("  chart {c}: {m}")).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", render_failures(.0))]
     Render(Vec<(String, String)>),
     /// Rendered charts still use images outside the private registry.
     #[error("{} image(s) outside {registry} after retargeting:\n{}", .leaks.len(), leak::format_leaks(.leaks))]
@@ -138,6 +151,22 @@ pub enum RetargetError {
         /// Every leak.
         leaks: Vec<leak::Leak>,
     },
+}
+
+/// One chart on one line; several as a list under a summary line.
+fn render_failures(failed: &[(String, String)]) -> String {
+    match failed {
+        [(c, m)] => format!("chart {c}: {m}; it cannot be checked for leaks"),
+        _ => format!(
+            "{} charts could not be rendered, so they cannot be checked for leaks:\n{}",
+            failed.len(),
+            failed
+                .iter()
+                .map(|(c, m)| format!("  chart {c}: {m}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
 }
 
 impl RetargetError {
@@ -195,6 +224,39 @@ pub fn apply_edits(path: &Path, old: &str, edits: &[Intended]) -> Result<String,
     Ok(new)
 }
 
+/// The configuration file must load as YAML data (no duplicate keys, within the parser's limits, which
+/// stop alias bombs) and hold exactly one KubermaticConfiguration: the one document, or the one document
+/// of that kind in a stream.
+fn check_config_data(path: &Path, text: &str) -> Result<(), RetargetError> {
+    let fail = |message: String| RetargetError::Input {
+        path: path.to_path_buf(),
+        message,
+    };
+    let docs = crate::yamledit::load_data(text).map_err(|e| {
+        let at = e
+            .location()
+            .map_or(String::new(), |l| format!("line {}: ", l.line()));
+        fail(format!("{at}{}", crate::yamledit::data_error_message(&e)))
+    })?;
+    let docs: Vec<&serde_json::Value> = docs.iter().filter(|d| !d.is_null()).collect();
+    let kkp = docs
+        .iter()
+        .filter(|d| d.get("kind").and_then(serde_json::Value::as_str) == Some("KubermaticConfiguration"))
+        .count();
+    match (docs.as_slice(), kkp) {
+        ([], _) => Err(fail(
+            "the file is empty; expected a KubermaticConfiguration".into(),
+        )),
+        (_, 2..) => Err(fail(format!(
+            "{kkp} KubermaticConfiguration documents; retarget them one file at a time"
+        ))),
+        ([one], 0) if !one.is_object() => Err(fail(
+            "the document is not a mapping, so it is not a KubermaticConfiguration".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn read(path: &Path) -> Result<String, RetargetError> {
     std::fs::read_to_string(path).map_err(io_err(path))
 }
@@ -235,8 +297,15 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
     }
 
     let mut changes = Vec::new();
+    let timeout = args
+        .helm_timeout
+        .unwrap_or(crate::discover::helm::DEFAULT_TIMEOUT);
+    for values in &args.helm_values {
+        crate::discover::helm::check_values_file(values)?;
+    }
     if let Some(path) = &args.config {
         let old = read(path)?;
+        check_config_data(path, &old)?;
         let doc = YamlDoc::parse(old.as_str()).map_err(|source| RetargetError::Edit {
             path: path.clone(),
             source,
@@ -257,7 +326,7 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
     let mut leak_values: Option<(Vec<PathBuf>, String)> = None;
     let mut set_flags = Vec::new();
     if let Some(charts) = &args.charts_path {
-        let keys = values::learn_charts(charts, &args.helm_values, args.helm_binary.as_deref())?;
+        let keys = values::learn_charts(charts, &args.helm_values, args.helm_binary.as_deref(), timeout)?;
         let user: Vec<(PathBuf, String)> = args
             .helm_values
             .iter()
@@ -336,6 +405,7 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             &registry,
             &args.allow_leak,
             args.helm_binary.as_deref(),
+            timeout,
         )?;
         if !leaks.is_empty() {
             return Err(RetargetError::Leak { registry, leaks });

@@ -961,6 +961,49 @@ pub fn load_data(text: &str) -> Result<Vec<serde_json::Value>, serde_saphyr::Err
     serde_saphyr::from_multiple_with_options::<serde_json::Value>(text, options)
 }
 
+/// The parser's complaint about YAML data on one line, in words a user can act on: no source snippet,
+/// no hints about parser options, limits named as limits. The position is left out (callers print
+/// `file:line:column` first, from [`serde_saphyr::Error::location`]).
+pub fn data_error_message(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    let mut e = e.without_snippet();
+    while let E::AliasError { error, .. } = e {
+        e = error.without_snippet();
+    }
+    let msg = match e {
+        E::DuplicateMappingKey { key: Some(k), .. } => format!("duplicate key {k:?}"),
+        E::DuplicateMappingKey { key: None, .. } => "duplicate key".to_string(),
+        E::MultipleDocuments { .. } => "more than one YAML document where one is expected".to_string(),
+        E::Budget { breach, .. } => {
+            // `Nodes { nodes: 250001 }` → "too many nodes (250001)".
+            let text = format!("{breach:?}");
+            let what = text
+                .split([' ', '{'])
+                .next()
+                .unwrap_or("limit")
+                .to_ascii_lowercase();
+            let count: String = text.chars().filter(char::is_ascii_digit).collect();
+            format!(
+                "the YAML exceeds the parser's safety limit on {what}{} (an alias bomb, or a file far larger \
+                 than any configuration needs)",
+                if count.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({count})")
+                }
+            )
+        }
+        other => other.to_string(),
+    };
+    let line = msg.lines().next().unwrap_or_default().trim();
+    // The parser appends its own position; drop it (`… at line 3, column 7`).
+    let line = match line.rfind(" at line ") {
+        Some(i) if line[i..].contains(", column ") => &line[..i],
+        _ => line,
+    };
+    line.trim_end_matches(['.', ' ']).to_string()
+}
+
 /// An edit the caller intends: document index, path, new string value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intended {
@@ -976,7 +1019,15 @@ pub struct Intended {
 /// requires the result to equal the new data: nothing but the intended paths changed.
 pub fn verify_edits(old: &str, new: &str, intended: &[Intended]) -> Result<(), EditError> {
     let load = |which: &str, text: &str| -> Result<Vec<serde_json::Value>, EditError> {
-        load_data(text).map_err(|e| EditError::Verify(format!("the {which} text does not load as data: {e}")))
+        load_data(text).map_err(|e| {
+            let at = e
+                .location()
+                .map_or(String::new(), |l| format!(" (line {})", l.line()));
+            EditError::Verify(format!(
+                "the {which} text does not load as data{at}: {}",
+                data_error_message(&e)
+            ))
+        })
     };
     let mut expected = load("original", old)?;
     let got = load("edited", new)?;

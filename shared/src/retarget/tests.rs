@@ -1,4 +1,5 @@
 use super::*;
+use crate::discover::helm::DEFAULT_TIMEOUT;
 use crate::yamledit::YamlPath;
 use std::os::unix::fs::PermissionsExt;
 
@@ -173,12 +174,18 @@ fn a_sentinel_render_drops_strings_that_are_not_images() {
     let learned = values::learn_chart(&dir, helm).unwrap();
     let banner = YamlPath::parse("web.docs.bannerImage").unwrap();
     assert!(learned.iter().any(|k| k.identity() == banner));
-    let confirmed = values::confirm_by_render(&dir, learned.clone(), &[], helm).unwrap();
+    let confirmed = values::confirm_by_render(&dir, learned.clone(), &[], helm, DEFAULT_TIMEOUT).unwrap();
     assert_eq!(confirmed.len(), learned.len() - 1);
     assert!(!confirmed.iter().any(|k| k.identity() == banner));
     // A chart that cannot be rendered keeps what its values file says.
-    let kept =
-        values::confirm_by_render(&dir, learned.clone(), &[], Some(Path::new("/nonexistent/helm"))).unwrap();
+    let kept = values::confirm_by_render(
+        &dir,
+        learned.clone(),
+        &[],
+        Some(Path::new("/nonexistent/helm")),
+        DEFAULT_TIMEOUT,
+    )
+    .unwrap();
     assert_eq!(kept, learned);
 }
 
