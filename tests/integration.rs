@@ -3,6 +3,7 @@
 mod support;
 
 mod cli_discovery;
+mod cli_hostile;
 mod cli_kkp;
 mod cli_mirror;
 mod cli_packaging;

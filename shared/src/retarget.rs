@@ -449,7 +449,8 @@ fn unified_diff(c: &FileChange, colour: bool) -> String {
     if !c.changed() {
         return String::new();
     }
-    let diff = similar::TextDiff::from_lines(&c.old, &c.new);
+    let (old, new) = (mask_secrets(&c.old), mask_secrets(&c.new));
+    let diff = similar::TextDiff::from_lines(&old, &new);
     let text = diff
         .unified_diff()
         .context_radius(3)
@@ -476,6 +477,71 @@ fn unified_diff(c: &FileChange, colour: bool) -> String {
         } else {
             let body = line.trim_end_matches(['\n', '\r']);
             out.push_str(&format!("\x1b[{code}m{body}\x1b[0m{}", &line[body.len()..]));
+        }
+    }
+    out
+}
+
+/// Key names whose values are credentials (compared lowercased, as substrings).
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "auth",
+    "credential",
+    "privatekey",
+    "private_key",
+    "apikey",
+    "api_key",
+    "accountkey",
+    "htpasswd",
+    "dockerconfigjson",
+];
+
+/// Masks, as `kubectl diff` masks Secret data, the values of credential-named keys in YAML text before it
+/// is diffed for display: `password: hunter2` is shown as `password: '***'`, and each line of a block
+/// scalar under such a key (`token: |`) as `***`. Retarget only ever edits image fields, so no change it
+/// makes is hidden; the operator's own secrets in the context lines just never reach a terminal or a log.
+fn mask_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    // Indentation of a credential key whose block scalar is being masked.
+    let mut block: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let eol = &line[content.len()..];
+        let indent = content.len() - content.trim_start().len();
+        if let Some(key_indent) = block {
+            if content.trim().is_empty() || indent > key_indent {
+                out.push_str(&content[..indent]);
+                out.push_str(if content.trim().is_empty() { "" } else { "***" });
+                out.push_str(eol);
+                continue;
+            }
+            block = None;
+        }
+        let item = content.trim_start().trim_start_matches("- ");
+        let masked = item.split_once(':').and_then(|(key, value)| {
+            let name = key.trim().trim_matches(['"', '\'']).to_ascii_lowercase();
+            let value = value.trim();
+            // `authImage`, `tokenRegistry`: image fields are what retarget edits; always shown.
+            let image = ["image", "repository", "registry"]
+                .iter()
+                .any(|k| name.contains(k));
+            let secret = !image && SECRET_KEYS.iter().any(|k| name.contains(k));
+            (secret && !value.is_empty() && !value.starts_with('#')).then_some((key, value))
+        });
+        match masked {
+            Some((key, value)) => {
+                if value.starts_with('|') || value.starts_with('>') {
+                    block = Some(indent);
+                }
+                out.push_str(&content[..content.len() - item.len()]);
+                out.push_str(key);
+                out.push_str(": '***'");
+                out.push_str(eol);
+            }
+            None => out.push_str(line),
         }
     }
     out

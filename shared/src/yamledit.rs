@@ -984,8 +984,8 @@ pub fn data_error_message(e: &serde_saphyr::Error) -> String {
                 .to_ascii_lowercase();
             let count: String = text.chars().filter(char::is_ascii_digit).collect();
             format!(
-                "the YAML exceeds the parser's safety limit on {what}{} (an alias bomb, or a file far larger \
-                 than any configuration needs)",
+                "the YAML exceeds the parser's safety limit on {what}{} (an alias bomb, or far more data \
+                 than a Kubernetes file holds)",
                 if count.is_empty() {
                     String::new()
                 } else {
@@ -993,7 +993,14 @@ pub fn data_error_message(e: &serde_saphyr::Error) -> String {
                 }
             )
         }
-        other => other.to_string(),
+        other => {
+            let text = other.to_string();
+            if text.contains("limit exceeded") {
+                format!("the YAML exceeds the parser's safety limit on aliases ({text}); an alias bomb?")
+            } else {
+                text
+            }
+        }
     };
     let line = msg.lines().next().unwrap_or_default().trim();
     // The parser appends its own position; drop it (`… at line 3, column 7`).

@@ -356,3 +356,27 @@ fn par_map_keeps_order() {
     );
     assert!(values::par_map(&Vec::<usize>::new(), |i| *i).is_empty());
 }
+
+/// Found by `tests/cli_hostile.rs`: the diff's context lines printed the operator's passwords and tokens
+/// (a values file with `password:` next to an image key) on stdout.
+#[test]
+fn diff_context_does_not_print_credentials() {
+    let old = "token: |\n  abc.def\n  ghi\nimage:\n  tag: v1\npassword: hunter2\n";
+    let new = old.replace("  tag: v1\n", "  tag: v1\n  repository: reg.local/x\n");
+    let c = FileChange {
+        source: PathBuf::from("v.yaml"),
+        target: PathBuf::from("v.yaml"),
+        old: old.to_string(),
+        new,
+        edits: Vec::new(),
+    };
+    let diff = unified_diff(&c, false);
+    for secret in ["hunter2", "abc.def", "ghi"] {
+        assert!(!diff.contains(secret), "{diff}");
+    }
+    // The hunk starts inside the block scalar: its lines are masked all the same.
+    assert_eq!(
+        diff,
+        "--- a/v.yaml\n+++ b/v.yaml\n@@ -3,4 +3,5 @@\n   ***\n image:\n   tag: v1\n+  repository: reg.local/x\n password: '***'\n"
+    );
+}
