@@ -206,7 +206,7 @@ fn broken_values_files_are_one_error_not_one_per_chart() {
             "--helm-values",
             s(&hostile(file)),
         ]);
-        one_line_error(&out, 1, &["values file", file, needle]);
+        one_line_error(&out, 1, &[file, needle]);
 
         let out = untouched(|root| {
             retarget(&[
@@ -218,7 +218,7 @@ fn broken_values_files_are_one_error_not_one_per_chart() {
                 "*",
             ])
         });
-        one_line_error(&out, 1, &["values file", file, needle]);
+        one_line_error(&out, 1, &[file, needle]);
     }
 }
 
@@ -532,7 +532,7 @@ fn a_100_megabyte_configuration_or_values_file_is_refused_with_a_clear_error() {
         "--helm-values",
         s(huge),
     ]);
-    one_line_error(&out, 1, &["values file", "huge.yaml", "safety limit"]);
+    one_line_error(&out, 1, &["huge.yaml", "safety limit"]);
 
     // retarget reads a copy inside its work directory and must leave it alone.
     let (_keep, root) = workdir();

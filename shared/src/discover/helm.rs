@@ -96,7 +96,7 @@ pub enum HelmError {
         source: std::io::Error,
     },
     /// A `--helm-values` file that helm could not use (or would read differently from what it says).
-    #[error("values file {}: {message}", path.display())]
+    #[error("{}: {message}", path.display())]
     Values {
         /// The file as given.
         path: PathBuf,
@@ -139,7 +139,7 @@ pub fn check_values_file(path: &Path) -> Result<(), HelmError> {
     match docs.first() {
         None | Some(serde_json::Value::Null | serde_json::Value::Object(_)) => Ok(()),
         Some(other) => Err(fail(format!(
-            "is a {}, but helm values must be a mapping of keys to values",
+            "the values file is a {}, but helm values must be a mapping of keys to values",
             match other {
                 serde_json::Value::Array(_) => "list",
                 serde_json::Value::String(_) => "string",
