@@ -610,6 +610,12 @@ fn credentials_never_appear_in_output_logs_or_errors() {
         )
         .as_bytes(),
     );
+    // A URL's credentials pasted into an image list: the error names the line, hides the password.
+    let list = root.join("images.txt");
+    write(
+        &list,
+        format!("nginx:1.27\nmirror-user:{PASSWORD}@reg.example.com/x:1\n").as_bytes(),
+    );
     let docker_env = [("DOCKER_CONFIG", s(&docker))];
     let charts_dir = root.join("charts");
     let charts = s(&charts_dir);
