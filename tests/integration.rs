@@ -2,6 +2,8 @@
 
 mod support;
 
+mod cli_addons;
+mod cli_copy;
 mod cli_discovery;
 mod cli_hostile;
 mod cli_kkp;

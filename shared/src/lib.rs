@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod copy;
 pub mod discover;
+pub mod gotmpl;
 pub mod mirror;
 pub mod output;
 pub mod plan;

@@ -75,6 +75,10 @@ pub struct MirrorArgs {
     #[arg(long)]
     pub respect_repository_overrides: bool,
 
+    /// Copy flags (used when a REGISTRY is given without --dry-run).
+    #[command(flatten)]
+    pub copy: crate::copy::CopyArgs,
+
     #[command(flatten)]
     pub kube: KubeArgs,
     #[command(flatten)]
@@ -118,13 +122,19 @@ pub enum MirrorError {
     /// KKP discovery (configuration, catalog, filters) failed.
     #[error(transparent)]
     Kkp(#[from] crate::discover::kkp::KkpError),
+    /// KKP addons could not be loaded or rendered.
+    #[error(transparent)]
+    Addons(#[from] crate::discover::kkp::addons::AddonError),
+    /// Copying to the registry could not start.
+    #[error(transparent)]
+    Copy(#[from] crate::copy::CopyError),
 }
 
 impl MirrorError {
     /// The process exit code for this error (2 for usage, else 1).
     pub fn exit_code(&self) -> u8 {
         match self {
-            MirrorError::Usage(_) => 2,
+            MirrorError::Usage(_) | MirrorError::Copy(crate::copy::CopyError::Usage(_)) => 2,
             MirrorError::Kkp(e) if e.is_usage() => 2,
             _ => 1,
         }
@@ -198,14 +208,16 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     }
     // ---- end of charts and manifests ----
 
-    // ---- KKP: KubermaticConfiguration + embedded control-plane catalog --------------------------
-    // Runs with --config, or on its own when no other source is given (the embedded default: the
-    // newest release's catalog with KKP's default versions, providers and CNIs).
+    // ---- KKP: KubermaticConfiguration, embedded control-plane catalog, addons ------------------
+    // The catalog's images are planned with --config, or on their own when no other source is given
+    // (the embedded default). Addons are rendered over the same version × provider × CNI matrix: the
+    // configuration's versions (else the release's defaults), narrowed by the filters.
     let no_other_source = args.charts_path.is_none()
         && args.manifests.is_empty()
         && args.image_lists.is_empty()
         && args.addons_path.is_none();
-    if args.config.is_some() || no_other_source {
+    let want_catalog = args.config.is_some() || no_other_source;
+    if want_catalog || args.addons_path.is_some() {
         let opts = crate::discover::kkp::KkpOptions {
             config: args.config.clone(),
             kkp_version: args.kkp_version.clone(),
@@ -214,9 +226,15 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
             respect_repository_overrides: args.respect_repository_overrides,
             edition: None,
         };
-        // The matrix is what the addons pass renders over.
-        let (found, _matrix) = crate::discover::kkp::discover_kkp(&opts)?;
-        discovery.extend(found);
+        let (found, matrix) = crate::discover::kkp::discover_kkp(&opts)?;
+        if want_catalog {
+            discovery.extend(found);
+        }
+        if let Some(dir) = &args.addons_path {
+            use crate::discover::kkp::addons::{load_addons, render_matrix};
+            let addons = load_addons(dir)?;
+            discovery.extend(render_matrix(&addons, &matrix)?);
+        }
     }
     // ---- end KKP ---------------------------------------------------------------------------------
     let plan = Plan::build(
@@ -226,6 +244,16 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         registry,
     )?;
     let format = crate::output::default_format(args.common.output);
+
+    // ---- copy to the registry (issue 4) ------------------------------------------------------------
+    // With a target and no --dry-run, the plan is executed by the copy engine, which prints its own
+    // per-image report instead of the plan.
+    if registry.is_some() && !args.common.is_dry_run() {
+        let code = crate::copy::run_plan(&plan, &args.copy, format)?;
+        return Ok(code.max(u8::from(chart_failures > 0)));
+    }
+    // ---- end of copy --------------------------------------------------------------------------------
+
     crate::output::print(&plan.render(format)).map_err(MirrorError::Output)?;
     Ok(if chart_failures > 0 { 1 } else { 0 })
 }

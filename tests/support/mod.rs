@@ -1,6 +1,8 @@
 //! Test support: paths to the built binaries and fixtures, and helpers that start real peers.
 
 pub mod helm;
+pub mod images;
+pub mod registry;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

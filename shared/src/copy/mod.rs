@@ -1,3 +1,635 @@
 //! Copying a plan into a registry or an archive: blobs first, manifests after, the tag last.
 //!
-//! Knows registries and plans, never charts or KKP.
+//! Knows registries and plans, never charts or KKP. Manifests travel as raw bytes (digests unchanged);
+//! blobs are streamed from source to target through a hashing stream, never held in memory. Each blob is
+//! transferred once per run: later repositories on the same target registry mount it. Because a tag is
+//! always the last write for an image, an interrupted run never leaves a tag on an incomplete image, and
+//! a rerun completes what is missing (every step first asks the target whether it is done).
+
+mod args;
+mod report;
+mod slots;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use sha2::{Digest as _, Sha256};
+use tokio::sync::OnceCell;
+
+pub use args::{CopyArgs, CopyError, run_plan};
+pub use report::{CopyReport, ImageReport, ImageStatus};
+
+use crate::reference::ImageRef;
+use crate::registry::manifest::{self, Descriptor, ManifestView, Platform};
+use crate::registry::{Client, Mount, RawManifest, RegistryError, Repository, sha256_digest};
+
+/// Default number of images and of blob transfers in flight.
+pub const DEFAULT_PARALLEL: usize = 8;
+
+/// One image to copy.
+#[derive(Debug, Clone)]
+pub struct CopyJob {
+    /// Where it is read from (before `--source-mirror` rewriting).
+    pub source: ImageRef,
+    /// Where it is written.
+    pub target: ImageRef,
+}
+
+/// How to copy.
+#[derive(Debug, Clone, Default)]
+pub struct CopyOptions {
+    /// Blob transfers in flight (0 = [`DEFAULT_PARALLEL`]); twice as many images are worked on at once.
+    pub parallel: usize,
+    /// Only these platforms of an index (empty = all; the index is then rewritten).
+    pub platforms: Vec<Platform>,
+    /// `(from, to)` name prefixes: sources under `from` are read from `to` instead.
+    pub source_mirrors: Vec<(String, String)>,
+    /// Print periodic progress lines on stderr.
+    pub progress: bool,
+}
+
+/// Where a source image is actually read from, after `--source-mirror` rewriting.
+pub fn mirrored_source(source: &ImageRef, mirrors: &[(String, String)]) -> Repository {
+    let name = source.name();
+    for (from, to) in mirrors {
+        let from = from.trim_end_matches('/');
+        let rest = if name == from {
+            Some("")
+        } else {
+            name.strip_prefix(from).and_then(|r| r.strip_prefix('/'))
+        };
+        if let Some(rest) = rest {
+            let to = to.trim_end_matches('/');
+            let (host, prefix) = to.split_once('/').unwrap_or((to, ""));
+            let path = [prefix, rest]
+                .iter()
+                .filter(|s| !s.is_empty())
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("/");
+            return Repository::new(host, path);
+        }
+    }
+    Repository::of(source)
+}
+
+/// What happened to one blob for one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlobOutcome {
+    Copied,
+    Mounted,
+    Present,
+}
+
+#[derive(Default)]
+struct Counters {
+    copied: AtomicU64,
+    mounted: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl Counters {
+    fn add(&self, outcome: BlobOutcome, size: u64) {
+        match outcome {
+            BlobOutcome::Copied => &self.copied,
+            BlobOutcome::Mounted => &self.mounted,
+            BlobOutcome::Present => &self.skipped,
+        }
+        .fetch_add(size, Ordering::Relaxed);
+    }
+}
+
+type Cell<T> = Arc<OnceCell<T>>;
+
+struct Engine {
+    client: Client,
+    opts: CopyOptions,
+    /// Bounds blob transfers in flight across all images, biggest blob first.
+    transfers: slots::Slots,
+    /// One placement per (target repository, digest).
+    placed: Mutex<HashMap<(Repository, String), Cell<BlobOutcome>>>,
+    /// The first target repository a blob was transferred into, per (target host, digest).
+    homes: Mutex<HashMap<(String, String), Cell<String>>>,
+    /// Child manifests already present at the target.
+    manifests: Mutex<HashSet<(Repository, String)>>,
+    /// Live byte counts for progress lines.
+    live: Arc<Counters>,
+    images_done: AtomicUsize,
+}
+
+fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Cell<T>>>, key: K) -> Cell<T> {
+    map.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
+}
+
+/// Per-image accounting.
+#[derive(Default)]
+struct ImageTally {
+    counters: Counters,
+    warnings: Mutex<Vec<String>>,
+}
+
+impl ImageTally {
+    fn warn(&self, w: String) {
+        let mut ws = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+        if !ws.contains(&w) {
+            ws.push(w);
+        }
+    }
+}
+
+/// Copies every job; never stops at a failed image. Returns one report per job, in job order.
+pub async fn copy_images(client: &Client, jobs: &[CopyJob], opts: &CopyOptions) -> CopyReport {
+    let parallel = if opts.parallel == 0 {
+        DEFAULT_PARALLEL
+    } else {
+        opts.parallel
+    };
+    let engine = Arc::new(Engine {
+        client: client.clone(),
+        opts: opts.clone(),
+        transfers: slots::Slots::new(parallel),
+        placed: Mutex::default(),
+        homes: Mutex::default(),
+        manifests: Mutex::default(),
+        live: Arc::default(),
+        images_done: AtomicUsize::new(0),
+    });
+    let ticker = opts
+        .progress
+        .then(|| tokio::spawn(progress_lines(engine.clone(), jobs.len())));
+    let mut reports: Vec<(usize, ImageReport)> = futures::stream::iter(jobs.iter().enumerate())
+        .map(|(i, job)| {
+            let engine = engine.clone();
+            async move {
+                let r = engine.copy_image(job).await;
+                engine.images_done.fetch_add(1, Ordering::Relaxed);
+                (i, r)
+            }
+        })
+        // Twice as many images as transfer slots, so manifests and HEADs of the next images overlap
+        // with blob transfers.
+        .buffer_unordered(parallel * 2)
+        .collect()
+        .await;
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    reports.sort_by_key(|(i, _)| *i);
+    CopyReport::new(reports.into_iter().map(|(_, r)| r).collect())
+}
+
+async fn progress_lines(engine: Arc<Engine>, total: usize) {
+    let every = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(10)
+    };
+    let mib = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
+    loop {
+        tokio::time::sleep(every).await;
+        eprintln!(
+            "progress: {}/{} images, {:.1} MiB copied, {:.1} MiB mounted, {:.1} MiB already there",
+            engine.images_done.load(Ordering::Relaxed),
+            total,
+            mib(&engine.live.copied),
+            mib(&engine.live.mounted),
+            mib(&engine.live.skipped),
+        );
+    }
+}
+
+/// A blob body that hashes what passes through and fails at the end when size or digest are wrong, so
+/// the target never commits a corrupt blob.
+fn verifying_stream(
+    resp: reqwest::Response,
+    digest: String,
+    size: u64,
+    live: Arc<dyn Fn(u64) + Send + Sync>,
+    mismatch: Arc<Mutex<Option<String>>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    let state = (Sha256::new(), 0u64);
+    let body = resp.bytes_stream().map_err(std::io::Error::other);
+    futures::stream::unfold((Box::pin(body), Some(state)), move |(mut body, state)| {
+        let digest = digest.clone();
+        let live = live.clone();
+        let mismatch = mismatch.clone();
+        async move {
+            let (mut hasher, mut n) = state?;
+            match body.next().await {
+                Some(Ok(chunk)) => {
+                    hasher.update(&chunk);
+                    n += chunk.len() as u64;
+                    live(chunk.len() as u64);
+                    if n > size {
+                        let msg = format!("source sent more than the {size} bytes announced");
+                        *mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
+                        return Some((Err(std::io::Error::other(msg)), (body, None)));
+                    }
+                    // Check on the last byte, before handing it over: with a known length the upload
+                    // is complete once it is sent, so the end of the stream would be too late.
+                    if n == size {
+                        let actual = format!("sha256:{}", hex::encode(hasher.clone().finalize()));
+                        if actual != digest {
+                            let msg = format!("the {size} bytes received hash to {actual}");
+                            *mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
+                            return Some((Err(std::io::Error::other(msg)), (body, None)));
+                        }
+                    }
+                    Some((Ok(chunk), (body, Some((hasher, n)))))
+                }
+                Some(Err(e)) => Some((Err(e), (body, None))),
+                None => {
+                    let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+                    if n != size || actual != digest {
+                        let msg = format!("the source sent {n} of {size} bytes, hashing to {actual}");
+                        *mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
+                        return Some((Err(std::io::Error::other(msg)), (body, None)));
+                    }
+                    None
+                }
+            }
+        }
+    })
+}
+
+impl Engine {
+    async fn copy_image(&self, job: &CopyJob) -> ImageReport {
+        let tally = ImageTally::default();
+        let result = self.copy_image_inner(job, &tally).await;
+        let warnings = tally.warnings.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let c = &tally.counters;
+        let (status, digest, error) = match result {
+            Ok((ImageState::UpToDate, d)) => (ImageStatus::UpToDate, Some(d), None),
+            Ok((ImageState::Copied, d)) => (ImageStatus::Copied, Some(d), None),
+            Err(e) => (ImageStatus::Failed, None, Some(e.to_string())),
+        };
+        ImageReport {
+            source: job.source.to_string(),
+            target: job.target.to_string(),
+            digest,
+            status,
+            bytes_copied: c.copied.load(Ordering::Relaxed),
+            bytes_mounted: c.mounted.load(Ordering::Relaxed),
+            bytes_skipped: c.skipped.load(Ordering::Relaxed),
+            warnings,
+            error,
+        }
+    }
+
+    async fn copy_image_inner(
+        &self,
+        job: &CopyJob,
+        tally: &ImageTally,
+    ) -> Result<(ImageState, String), RegistryError> {
+        let src = mirrored_source(&job.source, &self.opts.source_mirrors);
+        let dst = Repository::of(&job.target);
+        // The tag is what users pull; a digest-only target is written by digest.
+        let dst_ref = job
+            .target
+            .tag
+            .clone()
+            .or(job.target.digest.clone())
+            .unwrap_or_else(|| "latest".into());
+        let src_digest = match &job.source.digest {
+            Some(d) => d.clone(),
+            None => {
+                let tag = job.source.identifier();
+                match self.client.head_manifest(&src, tag).await? {
+                    Some(info) => info.digest,
+                    None => {
+                        return Err(RegistryError::NotFound {
+                            what: format!("manifest {src}:{tag}"),
+                        });
+                    }
+                }
+            }
+        };
+        if self.opts.platforms.is_empty()
+            && let Some(have) = self.client.head_manifest(&dst, &dst_ref).await?
+            && have.digest == src_digest
+        {
+            return Ok((ImageState::UpToDate, src_digest));
+        }
+        let mut top = self.client.get_manifest(&src, &src_digest).await?;
+        if !self.opts.platforms.is_empty() {
+            if manifest::is_index(&top.media_type) {
+                top = self.filter_index(&top, &src, tally)?;
+            }
+            if let Some(have) = self.client.head_manifest(&dst, &dst_ref).await?
+                && have.digest == top.digest
+            {
+                return Ok((ImageState::UpToDate, top.digest));
+            }
+        }
+        self.copy_contents(&src, &dst, &top, tally).await?;
+        let put = self
+            .client
+            .put_manifest(&dst, &dst_ref, &top.media_type, top.bytes.clone())
+            .await?;
+        if put != top.digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("manifest {dst}:{dst_ref} as stored by the target"),
+                expected: top.digest,
+                actual: put,
+            });
+        }
+        Ok((ImageState::Copied, top.digest))
+    }
+
+    /// Keeps only the children of an index that match `--platform`; the result is a new index.
+    fn filter_index(
+        &self,
+        index: &RawManifest,
+        src: &Repository,
+        tally: &ImageTally,
+    ) -> Result<RawManifest, RegistryError> {
+        let bad = |detail: String| RegistryError::BadManifest {
+            what: format!("index {src}@{}", index.digest),
+            detail,
+        };
+        let mut doc: serde_json::Value =
+            serde_json::from_slice(&index.bytes).map_err(|e| bad(format!("not JSON: {e}")))?;
+        let list = doc
+            .get_mut("manifests")
+            .and_then(|m| m.as_array_mut())
+            .ok_or_else(|| bad("no manifests list".into()))?;
+        let before = list.len();
+        list.retain(|d| {
+            d.get("platform")
+                .and_then(|p| serde_json::from_value::<Platform>(p.clone()).ok())
+                .is_some_and(|p| self.opts.platforms.iter().any(|f| f.selects(&p)))
+        });
+        if list.is_empty() {
+            let wanted: Vec<String> = self.opts.platforms.iter().map(ToString::to_string).collect();
+            return Err(bad(format!("no child matches --platform {}", wanted.join(","))));
+        }
+        if list.len() == before {
+            return Ok(index.clone());
+        }
+        let bytes = Bytes::from(serde_json::to_vec(&doc).map_err(|e| bad(e.to_string()))?);
+        let digest = sha256_digest(&bytes);
+        tally.warn(format!(
+            "--platform kept {} of {before} platforms: the index was rewritten, its digest is {digest} instead of the source's {}",
+            doc["manifests"].as_array().map_or(0, Vec::len),
+            index.digest
+        ));
+        Ok(RawManifest {
+            bytes,
+            media_type: index.media_type.clone(),
+            digest,
+        })
+    }
+
+    /// Everything a manifest references, so that it can be written: blobs of an image manifest, or every
+    /// child manifest (with its own contents, children before parent) of an index.
+    fn copy_contents<'a>(
+        &'a self,
+        src: &'a Repository,
+        dst: &'a Repository,
+        m: &'a RawManifest,
+        tally: &'a ImageTally,
+    ) -> futures::future::BoxFuture<'a, Result<(), RegistryError>> {
+        Box::pin(async move {
+            let view = ManifestView::parse(&m.bytes).map_err(|e| RegistryError::BadManifest {
+                what: format!("manifest {src}@{}", m.digest),
+                detail: e.to_string(),
+            })?;
+            if manifest::is_index(&m.media_type) {
+                let children = view
+                    .manifests
+                    .iter()
+                    .map(|child| self.copy_child(src, dst, child, tally));
+                futures::future::try_join_all(children).await?;
+            } else {
+                let mut blobs: Vec<&Descriptor> = view.config.iter().chain(view.layers.iter()).collect();
+                blobs.retain(|b| {
+                    if b.is_foreign() {
+                        tally.warn(format!(
+                            "foreign layer {} ({}) not copied; the target will fetch it from {}",
+                            b.digest,
+                            b.media_type,
+                            b.urls.first().map_or("its URLs", String::as_str)
+                        ));
+                        false
+                    } else {
+                        true
+                    }
+                });
+                blobs.sort_by_key(|b| std::cmp::Reverse(b.size));
+                let mut seen = HashSet::new();
+                blobs.retain(|b| seen.insert(b.digest.clone()));
+                let jobs = blobs.into_iter().map(|b| async move {
+                    let outcome = self.ensure_blob(src, dst, b).await?;
+                    tally.counters.add(outcome, b.size);
+                    Ok::<_, RegistryError>(())
+                });
+                futures::future::try_join_all(jobs).await?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn copy_child(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        child: &Descriptor,
+        tally: &ImageTally,
+    ) -> Result<(), RegistryError> {
+        let key = (dst.clone(), child.digest.clone());
+        if self
+            .manifests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return Ok(());
+        }
+        if self.client.head_manifest(dst, &child.digest).await?.is_none() {
+            let raw = self.client.get_manifest(src, &child.digest).await?;
+            self.copy_contents(src, dst, &raw, tally).await?;
+            self.client
+                .put_manifest(dst, &child.digest, &raw.media_type, raw.bytes.clone())
+                .await?;
+        } else {
+            tally.counters.add(BlobOutcome::Present, child.size);
+        }
+        self.manifests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        Ok(())
+    }
+
+    /// Makes sure `dst` holds the blob, once per (repository, digest) per run.
+    async fn ensure_blob(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        blob: &Descriptor,
+    ) -> Result<BlobOutcome, RegistryError> {
+        let once = cell(&self.placed, (dst.clone(), blob.digest.clone()));
+        let mine = AtomicBool::new(false);
+        let outcome = *once
+            .get_or_try_init(|| async {
+                mine.store(true, Ordering::Relaxed);
+                self.place_blob(src, dst, blob).await
+            })
+            .await?;
+        // Another image of this run already put it there.
+        Ok(if mine.load(Ordering::Relaxed) {
+            outcome
+        } else {
+            BlobOutcome::Present
+        })
+    }
+
+    async fn place_blob(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        blob: &Descriptor,
+    ) -> Result<BlobOutcome, RegistryError> {
+        if self.client.blob_exists(dst, &blob.digest).await? {
+            self.live.add(BlobOutcome::Present, blob.size);
+            return Ok(BlobOutcome::Present);
+        }
+        let home = cell(&self.homes, (dst.host.clone(), blob.digest.clone()));
+        let mine = AtomicBool::new(false);
+        let home_path = home
+            .get_or_try_init(|| async {
+                mine.store(true, Ordering::Relaxed);
+                self.transfer(src, dst, blob, None).await?;
+                Ok::<_, RegistryError>(dst.path.clone())
+            })
+            .await?;
+        if mine.load(Ordering::Relaxed) || *home_path == dst.path {
+            return Ok(BlobOutcome::Copied);
+        }
+        match self.client.mount_blob(dst, &blob.digest, home_path).await {
+            Ok(Mount::Mounted) => {
+                tracing::debug!(digest = %blob.digest, from = %home_path, to = %dst, "mounted");
+                self.live.add(BlobOutcome::Mounted, blob.size);
+                Ok(BlobOutcome::Mounted)
+            }
+            Ok(Mount::Upload(location)) => {
+                self.transfer(src, dst, blob, Some(location)).await?;
+                Ok(BlobOutcome::Copied)
+            }
+            Err(e) => {
+                tracing::debug!(digest = %blob.digest, error = %e, "mount failed; copying");
+                self.transfer(src, dst, blob, None).await?;
+                Ok(BlobOutcome::Copied)
+            }
+        }
+    }
+
+    /// Streams a blob from `src` into `dst`, retrying the whole transfer on transient failures.
+    async fn transfer(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        blob: &Descriptor,
+        mut location: Option<String>,
+    ) -> Result<(), RegistryError> {
+        let mut attempt = 0;
+        loop {
+            let result = async {
+                let _slot = self.transfers.acquire(blob.size).await;
+                let resp = self.client.get_blob(src, &blob.digest).await?;
+                let loc = match location.take() {
+                    Some(l) => l,
+                    None => self.client.start_upload(dst).await?,
+                };
+                let mismatch = Arc::new(Mutex::new(None));
+                let live = self.live.clone();
+                let body = verifying_stream(
+                    resp,
+                    blob.digest.clone(),
+                    blob.size,
+                    Arc::new(move |n| {
+                        live.copied.fetch_add(n, Ordering::Relaxed);
+                    }),
+                    mismatch.clone(),
+                );
+                let r = self
+                    .client
+                    .finish_upload(
+                        dst,
+                        &loc,
+                        &blob.digest,
+                        blob.size,
+                        reqwest::Body::wrap_stream(body),
+                    )
+                    .await;
+                if let Some(detail) = mismatch.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    return Err(RegistryError::DigestMismatch {
+                        what: format!("blob {src}@{}", blob.digest),
+                        expected: blob.digest.clone(),
+                        actual: detail,
+                    });
+                }
+                if let Err(RegistryError::Status {
+                    status: 400, detail, ..
+                }) = &r
+                    && detail.contains("DIGEST_INVALID")
+                {
+                    return Err(RegistryError::DigestMismatch {
+                        what: format!("blob {src}@{}", blob.digest),
+                        expected: blob.digest.clone(),
+                        actual: "other content (the target registry refused it)".into(),
+                    });
+                }
+                r
+            }
+            .await;
+            match result {
+                Err(e) if e.is_transient() && attempt + 1 < crate::registry::OPERATION_ATTEMPTS => {
+                    tracing::info!(digest = %blob.digest, error = %e, "blob transfer failed; retrying");
+                    tokio::time::sleep(crate::registry::retry_delay(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+enum ImageState {
+    UpToDate,
+    Copied,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_mirror_rewrites_prefixes_only() {
+        let m = vec![
+            ("docker.io".to_string(), "127.0.0.1:5000/hub".to_string()),
+            ("quay.io/kubermatic".to_string(), "mirror.local".to_string()),
+        ];
+        let r = |s: &str| mirrored_source(&ImageRef::parse(s).unwrap(), &m);
+        assert_eq!(
+            r("nginx:1"),
+            Repository::new("127.0.0.1:5000", "hub/library/nginx")
+        );
+        assert_eq!(
+            r("quay.io/kubermatic/kkp:v1"),
+            Repository::new("mirror.local", "kkp")
+        );
+        assert_eq!(
+            r("quay.io/kubermaticx/kkp:v1"),
+            Repository::new("quay.io", "kubermaticx/kkp")
+        );
+    }
+}

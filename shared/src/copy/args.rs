@@ -1,0 +1,265 @@
+//! The copy flags of `kubectl kkp mirror` and the glue from a [`Plan`] to the engine: flags are parsed
+//! and checked here, the engine never sees a string it has to interpret.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{CopyJob, CopyOptions, CopyReport};
+use crate::cli::OutputFormat;
+use crate::plan::Plan;
+use crate::registry::manifest::Platform;
+use crate::registry::{Client, ClientOptions, Credential, RegistryError};
+
+/// Flags for copying to a registry.
+#[derive(Debug, Clone, Default, Args)]
+pub struct CopyArgs {
+    /// Blob transfers at once, largest blob first (default 8); twice as many images are worked on.
+    #[arg(long, value_name = "N")]
+    pub parallel: Option<usize>,
+    /// Registry host reached over plain HTTP, or HTTPS without certificate checks; repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// Extra CA certificates (PEM) to trust, for every registry or, as HOST=FILE, for one; repeatable.
+    #[arg(long = "ca-file", value_name = "[HOST=]FILE")]
+    pub ca_files: Vec<String>,
+    /// User name for the target registry (default: from docker/podman login files).
+    #[arg(long, value_name = "USER")]
+    pub username: Option<String>,
+    /// Read the target registry's password from stdin (with --username).
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
+    /// Read images under FROM through the mirror or pull-through cache TO (target names unchanged);
+    /// repeatable, e.g. docker.io=harbor.local/dockerhub.
+    #[arg(long = "source-mirror", value_name = "FROM=TO")]
+    pub source_mirrors: Vec<String>,
+    /// Copy only these platforms of multi-arch images (os/arch[/variant], comma-separated). The index is
+    /// then rewritten, so its digest differs from the source's.
+    #[arg(long, value_name = "OS/ARCH", value_delimiter = ',')]
+    pub platform: Vec<String>,
+}
+
+/// Why copying could not start, or did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// A flag value is malformed.
+    #[error("{0}")]
+    Usage(String),
+    /// Reading the password from stdin failed.
+    #[error("reading the password from stdin: {0}")]
+    Stdin(#[source] std::io::Error),
+    /// The registry client could not be set up, or the target refused us before any image was copied.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The async runtime could not be started.
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// Printing the report failed.
+    #[error("writing output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl CopyArgs {
+    /// The engine options these flags ask for.
+    pub fn copy_options(&self) -> Result<CopyOptions, CopyError> {
+        let platforms = self
+            .platform
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| {
+                Platform::parse(p)
+                    .ok_or_else(|| CopyError::Usage(format!("--platform {p:?}: expected os/arch[/variant]")))
+            })
+            .collect::<Result<_, _>>()?;
+        let source_mirrors = self
+            .source_mirrors
+            .iter()
+            .map(|m| match m.split_once('=') {
+                Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => {
+                    Ok((from.trim().to_string(), to.trim().to_string()))
+                }
+                _ => Err(CopyError::Usage(format!(
+                    "--source-mirror {m:?}: expected FROM=TO"
+                ))),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(CopyOptions {
+            parallel: self.parallel.unwrap_or(super::DEFAULT_PARALLEL).max(1),
+            platforms,
+            source_mirrors,
+            progress: true,
+        })
+    }
+
+    /// The client options these flags ask for; `password` is the one read from stdin, if any.
+    pub fn client_options(
+        &self,
+        target_host: &str,
+        password: Option<String>,
+    ) -> Result<ClientOptions, CopyError> {
+        let mut ca_files = Vec::new();
+        for spec in &self.ca_files {
+            // HOST=FILE, unless the whole thing is an existing file (paths may contain '=').
+            let entry = match spec.split_once('=') {
+                Some((host, file)) if !PathBuf::from(spec).exists() => {
+                    (Some(host.to_string()), PathBuf::from(file))
+                }
+                _ => (None, PathBuf::from(spec)),
+            };
+            if !entry.1.is_file() {
+                return Err(CopyError::Usage(format!(
+                    "--ca-file {spec}: {} is not a file",
+                    entry.1.display()
+                )));
+            }
+            ca_files.push(entry);
+        }
+        let mut credentials = HashMap::new();
+        if let Some(username) = &self.username {
+            let password =
+                password.ok_or_else(|| CopyError::Usage("--username needs --password-stdin".into()))?;
+            credentials.insert(
+                target_host.to_string(),
+                Credential::Basic {
+                    username: username.clone(),
+                    password,
+                },
+            );
+        }
+        let parallel = self.parallel.unwrap_or(super::DEFAULT_PARALLEL).max(1);
+        Ok(ClientOptions {
+            insecure: self.insecure_registries.clone(),
+            ca_files,
+            credentials,
+            max_per_host: (parallel * 2).max(8),
+            no_config_files: false,
+        })
+    }
+}
+
+/// Copies every image of `plan` (entries with a target) and prints the report in `format`. Returns the
+/// exit code: 0 when every image is at the target, 1 when some failed (listed on stderr).
+pub fn run_plan(plan: &Plan, args: &CopyArgs, format: OutputFormat) -> Result<u8, CopyError> {
+    let jobs: Vec<CopyJob> = plan
+        .images
+        .iter()
+        .filter_map(|e| {
+            e.target.as_ref().map(|t| CopyJob {
+                source: e.source.clone(),
+                target: t.clone(),
+            })
+        })
+        .collect();
+    let target_host = jobs
+        .first()
+        .map(|j| j.target.registry.clone())
+        .unwrap_or_default();
+    let password = if args.password_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(CopyError::Stdin)?;
+        Some(s.trim_end_matches(['\n', '\r']).to_string())
+    } else {
+        None
+    };
+    let opts = args.copy_options()?;
+    let client = Client::new(args.client_options(&target_host, password)?)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CopyError::Runtime)?;
+    let report = rt.block_on(async {
+        // Fail fast, with one clear message, when the target refuses us.
+        if let Some(first) = jobs.first() {
+            client
+                .ping(&crate::registry::Repository::of(&first.target), true)
+                .await?;
+        }
+        Ok::<CopyReport, CopyError>(super::copy_images(&client, &jobs, &opts).await)
+    })?;
+    crate::output::print(&report.render(format)).map_err(CopyError::Output)?;
+    eprintln!("{}", report.summary_line());
+    for w in report.warnings() {
+        eprintln!("warning: {w}");
+    }
+    let failed = report.failures();
+    for f in &failed {
+        eprintln!(
+            "failed: {} -> {}: {}",
+            f.source,
+            f.target,
+            f.error.as_deref().unwrap_or("unknown error")
+        );
+    }
+    Ok(if failed.is_empty() { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_are_parsed_and_bad_values_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "x").unwrap();
+        let args = CopyArgs {
+            ca_files: vec![
+                format!("reg.local:5000={}", ca.display()),
+                ca.display().to_string(),
+            ],
+            username: Some("u".into()),
+            source_mirrors: vec!["docker.io=hub.local/cache".into()],
+            platform: vec!["linux/amd64".into(), "linux/arm/v7".into()],
+            ..CopyArgs::default()
+        };
+        let c = args.client_options("reg.local:5000", Some("pw".into())).unwrap();
+        assert_eq!(
+            c.ca_files,
+            vec![
+                (Some("reg.local:5000".to_string()), ca.clone()),
+                (None, ca.clone())
+            ]
+        );
+        assert_eq!(c.credentials["reg.local:5000"].username(), "u");
+        let o = args.copy_options().unwrap();
+        assert_eq!(o.parallel, crate::copy::DEFAULT_PARALLEL);
+        assert_eq!(o.platforms.len(), 2);
+        assert_eq!(
+            o.source_mirrors,
+            vec![("docker.io".to_string(), "hub.local/cache".to_string())]
+        );
+
+        let err = |a: CopyArgs| a.copy_options().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            err(CopyArgs {
+                platform: vec!["linux".into()],
+                ..CopyArgs::default()
+            })
+            .contains("--platform \"linux\"")
+        );
+        assert!(
+            err(CopyArgs {
+                source_mirrors: vec!["docker.io".into()],
+                ..CopyArgs::default()
+            })
+            .contains("FROM=TO")
+        );
+        let missing = CopyArgs {
+            ca_files: vec!["h=/nonexistent/ca.pem".into()],
+            ..CopyArgs::default()
+        };
+        assert!(missing.client_options("h", None).is_err());
+        let no_password = CopyArgs {
+            username: Some("u".into()),
+            ..CopyArgs::default()
+        };
+        assert!(matches!(
+            no_password.client_options("h", None),
+            Err(CopyError::Usage(_))
+        ));
+    }
+}

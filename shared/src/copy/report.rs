@@ -1,0 +1,178 @@
+//! What a copy run did, per image and in total, rendered for stdout (data) and stderr (summary).
+
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+
+/// How one image ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageStatus {
+    /// Written to the target in this run.
+    Copied,
+    /// The target already had the same manifest digest; nothing was written.
+    UpToDate,
+    /// Failed after retries; see `error`.
+    Failed,
+}
+
+impl ImageStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            ImageStatus::Copied => "copied",
+            ImageStatus::UpToDate => "up-to-date",
+            ImageStatus::Failed => "failed",
+        }
+    }
+}
+
+/// One image's outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    /// Source reference (as planned, before `--source-mirror`).
+    pub source: String,
+    /// Target reference.
+    pub target: String,
+    /// Manifest digest at the target (the source's, unless `--platform` rewrote an index).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// Outcome.
+    pub status: ImageStatus,
+    /// Bytes streamed from source to target.
+    pub bytes_copied: u64,
+    /// Bytes made available by cross-repository mounts.
+    pub bytes_mounted: u64,
+    /// Bytes already at the target (blobs and child manifests).
+    pub bytes_skipped: u64,
+    /// Notes (foreign layers, rewritten index).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Why it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Totals over a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    /// Images in the plan.
+    pub images: usize,
+    /// Copied in this run.
+    pub copied: usize,
+    /// Already at the target.
+    pub up_to_date: usize,
+    /// Failed.
+    pub failed: usize,
+    /// Total bytes copied.
+    pub bytes_copied: u64,
+    /// Total bytes mounted.
+    pub bytes_mounted: u64,
+    /// Total bytes already present.
+    pub bytes_skipped: u64,
+}
+
+/// The whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyReport {
+    /// One entry per planned image, in plan order.
+    pub images: Vec<ImageReport>,
+    /// Totals.
+    pub summary: Summary,
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+}
+
+impl CopyReport {
+    /// Builds the report and its totals.
+    pub fn new(images: Vec<ImageReport>) -> CopyReport {
+        let mut s = Summary {
+            images: images.len(),
+            ..Summary::default()
+        };
+        for i in &images {
+            match i.status {
+                ImageStatus::Copied => s.copied += 1,
+                ImageStatus::UpToDate => s.up_to_date += 1,
+                ImageStatus::Failed => s.failed += 1,
+            }
+            s.bytes_copied += i.bytes_copied;
+            s.bytes_mounted += i.bytes_mounted;
+            s.bytes_skipped += i.bytes_skipped;
+        }
+        CopyReport { images, summary: s }
+    }
+
+    /// Images that failed.
+    pub fn failures(&self) -> Vec<&ImageReport> {
+        self.images
+            .iter()
+            .filter(|i| i.status == ImageStatus::Failed)
+            .collect()
+    }
+
+    /// Every warning, prefixed with its image.
+    pub fn warnings(&self) -> Vec<String> {
+        self.images
+            .iter()
+            .flat_map(|i| i.warnings.iter().map(move |w| format!("{}: {w}", i.source)))
+            .collect()
+    }
+
+    /// One line for stderr.
+    pub fn summary_line(&self) -> String {
+        let s = &self.summary;
+        format!(
+            "{} images: {} copied, {} up to date, {} failed; {} copied, {} mounted, {} already there",
+            s.images,
+            s.copied,
+            s.up_to_date,
+            s.failed,
+            mib(s.bytes_copied),
+            mib(s.bytes_mounted),
+            mib(s.bytes_skipped)
+        )
+    }
+
+    /// Renders the per-image report for stdout.
+    pub fn render(&self, format: OutputFormat) -> String {
+        match format {
+            OutputFormat::Json => serde_json::to_string_pretty(self).unwrap_or_default() + "\n",
+            OutputFormat::Yaml => serde_saphyr::to_string(self).unwrap_or_default(),
+            OutputFormat::Text => self
+                .images
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{} {} {} {}\n",
+                        i.source,
+                        i.target,
+                        i.status.as_str(),
+                        i.digest.as_deref().unwrap_or("-")
+                    )
+                })
+                .collect(),
+            OutputFormat::Table => {
+                let rows: Vec<Vec<String>> = self
+                    .images
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            i.source.clone(),
+                            i.target.clone(),
+                            i.status.as_str().to_string(),
+                            mib(i.bytes_copied),
+                            mib(i.bytes_mounted),
+                            i.digest.clone().unwrap_or_else(|| "-".into()),
+                        ]
+                    })
+                    .collect();
+                crate::output::table(
+                    &["SOURCE", "TARGET", "STATUS", "COPIED", "MOUNTED", "DIGEST"],
+                    &rows,
+                )
+            }
+        }
+    }
+}
