@@ -727,3 +727,64 @@ fn credentials_never_appear_in_output_logs_or_errors() {
         no_secret(&out);
     }
 }
+
+/// A real copy to a registry that wants basic auth, credentials from `$DOCKER_CONFIG`, with trace logs:
+/// neither the password nor the `auth` entry shows up, whether the credentials are right or wrong.
+#[test]
+fn docker_config_credentials_never_appear_in_a_traced_copy() {
+    use crate::support::images::{Spec, client_for, push_image};
+    use crate::support::registry::{Options, Registry};
+    use base64::Engine as _;
+
+    let src = Registry::start();
+    let dst = Registry::start_with(Options {
+        tls: true,
+        htpasswd: Some(("mirror".into(), PASSWORD.into())),
+        ..Options::default()
+    });
+    let client = client_for(&[&src]);
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(push_image(&client, &src, "app", "1.0", &Spec::default()));
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let list = dir.path().join("images.txt");
+    write(&list, format!("{}/app:1.0\n", src.host).as_bytes());
+    for (password, code) in [(PASSWORD, 0), ("Wr0ng-But-Also-Secret", 1)] {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("mirror:{password}"));
+        let docker = dir.path().join(format!("docker-{code}"));
+        std::fs::create_dir_all(&docker).expect("mkdir");
+        write(
+            &docker.join("config.json"),
+            serde_json::json!({"auths": {dst.host.clone(): {"auth": auth}}})
+                .to_string()
+                .as_bytes(),
+        );
+        let none = dir.path().join("none.json");
+        let out = run_env(
+            MIRROR,
+            &[
+                &dst.host,
+                "--image-list",
+                s(&list),
+                "-o",
+                "json",
+                "-vvv",
+                "--insecure-registry",
+                &dst.host,
+            ],
+            &[("DOCKER_CONFIG", s(&docker)), ("REGISTRY_AUTH_FILE", s(&none))],
+            &["HELM_BINARY", "RUST_LOG", "XDG_RUNTIME_DIR"],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{stderr}");
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("mirror:{password}"));
+        for stream in [&out.stdout, &out.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            for secret in [password, auth.as_str(), basic.as_str()] {
+                assert!(!text.contains(secret), "{secret} leaked: {text}");
+            }
+        }
+    }
+}
