@@ -18,13 +18,18 @@ use kkp_shared::yamledit::{YamlDoc, YamlPath, load_data};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
+/// Cases per property in a normal test run; `KKP_FUZZ_CASES=100000` runs a longer fuzzing session.
 const CASES: u32 = 256;
 
 /// A bounded number of cases; failures are reported, not persisted into the source tree (add a minimal
 /// failing input to the corpus instead).
 fn config() -> ProptestConfig {
+    let cases = std::env::var("KKP_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CASES);
     ProptestConfig {
-        cases: CASES,
+        cases,
         failure_persistence: None,
         ..ProptestConfig::default()
     }
@@ -426,6 +431,9 @@ fn yamlish() -> impl Strategy<Value = String> {
         Just("\u{feff}".to_string()),
         Just("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]\n".to_string()),
         "[ -~\n]{0,20}",
+        "spec:\n  containers:\n  - name: c\n    image: \"[a-zA-Z0-9:/.@_ -]{0,30}\"\n",
+        "data:\n  x: \"--controller-image=[a-zA-Z0-9:/.@_-]{0,30}\"\n",
+        "spec:\n  image:\n    repository: [a-z0-9./:-]{0,20}\n    tag: \"[a-zA-Z0-9:@._-]{0,12}\"\n",
         " {0,6}[a-zA-Z]{1,6}: [a-zA-Z0-9:/.@]{0,20}\n",
     ];
     prop::collection::vec(piece, 0..16).prop_map(|v| v.concat())
@@ -442,6 +450,14 @@ fn scan_never_panics(text: &str) {
             Ok(found) => {
                 for f in found.images.iter().chain(&found.candidates) {
                     assert_eq!(f.origin.name, "fuzz.yaml");
+                }
+                // Certain images go straight into the plan: each must be a valid reference.
+                for f in &found.images {
+                    assert!(
+                        ImageRef::parse(&f.image).is_ok(),
+                        "certain image {:?} does not parse",
+                        f.image
+                    );
                 }
             }
             Err(e) => {
