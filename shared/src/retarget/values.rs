@@ -216,8 +216,8 @@ pub fn confirm_by_render(
     let rendered = match super::leak::render(dir, &files, helm, timeout) {
         Ok(r) => r,
         // A hang is not a template that validates its values: nothing later would render either.
-        Err(e @ RetargetError::Chart { .. }) if e.to_string().contains(super::leak::TIMED_OUT) => {
-            return Err(e);
+        Err(RetargetError::Chart { chart, message }) if message.starts_with(super::leak::TIMED_OUT) => {
+            return Err(RetargetError::Chart { chart, message });
         }
         Err(e) => {
             tracing::warn!("{e}; using the keys read from values.yaml without a sentinel check");
