@@ -184,10 +184,7 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     let mut chart_failures = 0usize;
     if let Some(root) = &args.charts_path {
         for values in &args.helm_values {
-            std::fs::metadata(values).map_err(|source| MirrorError::Read {
-                path: values.clone(),
-                source,
-            })?;
+            crate::discover::helm::check_values_file(values)?;
         }
         let opts = crate::discover::helm::HelmOptions {
             binary: args.helm_binary.clone(),

@@ -11,12 +11,35 @@ pub const DEFAULT_REGISTRY: &str = "docker.io";
 
 /// Why a string is not an image reference.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid image reference {input:?}: {reason}")]
+#[error("invalid image reference {:?}: {reason}", redact_credentials(input))]
 pub struct RefError {
     /// The text as given.
     pub input: String,
     /// What is wrong with it.
     pub reason: String,
+}
+
+/// `user:password@host/…` — a URL's credentials pasted where a reference belongs — with the password
+/// shown as `***`, so an error never prints it. `name:tag@sha256:…` is a digest, not credentials, and
+/// is kept.
+pub fn redact_credentials(input: &str) -> std::borrow::Cow<'_, str> {
+    let start = input.find("://").map_or(0, |i| i + 3);
+    let body = &input[start..];
+    let Some((userinfo, rest)) = body.split_once('@') else {
+        return input.into();
+    };
+    let digest_like = rest.split_once(':').is_some_and(|(alg, _)| {
+        !alg.is_empty()
+            && alg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b))
+    });
+    match userinfo.split_once(':') {
+        Some((user, _)) if !digest_like && !userinfo.contains('/') => {
+            format!("{}{user}:***@{rest}", &input[..start]).into()
+        }
+        _ => input.into(),
+    }
 }
 
 /// A fully normalised image reference: `registry/repository[:tag][@digest]`.
@@ -839,6 +862,30 @@ mod tests {
             Some(p) => format!("{d}/{}", p.join("/")),
             None => d,
         })
+    }
+
+    /// Found by `tests/cli_hostile.rs`: `user:password@registry/…` in an image list was echoed, password
+    /// and all, in the "invalid image reference" error.
+    #[test]
+    fn credentials_pasted_into_a_reference_are_not_echoed() {
+        for input in [
+            "user:S3cretPw@reg.example.com/x:1",
+            "https://user:S3cretPw@reg.example.com/x:1",
+        ] {
+            let e = ImageRef::parse(input).unwrap_err();
+            let shown = e.to_string();
+            assert!(!shown.contains("S3cretPw"), "{shown}");
+            assert!(shown.contains("user:***@reg.example.com/x:1"), "{shown}");
+        }
+        // A digest after a tag is not a password.
+        assert_eq!(
+            redact_credentials("nginx:1.27@sha256:abc"),
+            "nginx:1.27@sha256:abc"
+        );
+        assert_eq!(
+            redact_credentials("host:5000/a@sha256:abc"),
+            "host:5000/a@sha256:abc"
+        );
     }
 
     proptest! {

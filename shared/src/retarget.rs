@@ -62,6 +62,9 @@ pub struct RetargetArgs {
     /// Helm binary (default: $HELM_BINARY, else `helm` on PATH).
     #[arg(long, value_name = "PATH")]
     pub helm_binary: Option<PathBuf>,
+    /// Kill a `helm` call that runs longer than this (e.g. 90s, 5m, 1m30s) [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = crate::discover::helm::parse_duration)]
+    pub helm_timeout: Option<std::time::Duration>,
     /// Retarget the live KubermaticConfiguration and Seeds in the cluster (not implemented yet).
     #[arg(long)]
     pub live: bool,
@@ -94,6 +97,17 @@ pub enum RetargetError {
         #[source]
         source: EditError,
     },
+    /// An input file is not the YAML data it must be.
+    #[error("{}: {message}", path.display())]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line when known.
+        message: String,
+    },
+    /// A `--helm-values` file helm could not use.
+    #[error(transparent)]
+    Values(#[from] crate::discover::helm::HelmError),
     /// Not a terminal and no `--yes`: nothing is written without consent.
     #[error(
         "refusing to write without confirmation: stdin is not a terminal; pass --yes, or --diff to only look"
@@ -127,8 +141,7 @@ pub enum RetargetError {
         message: String,
     },
     /// Charts that could not be rendered, so they cannot be proven leak-free (all of them, not the first).
-    #[error("{} chart(s) could not be rendered, so they cannot be checked for leaks:\n{}", .0.len(),
-        .0.iter().map(|(c, m)| format!("  chart {c}: {m}")).collect::<Vec<_>>().join("\n"))]
+    #[error("{}", render_failures(.0))]
     Render(Vec<(String, String)>),
     /// Rendered charts still use images outside the private registry.
     #[error("{} image(s) outside {registry} after retargeting:\n{}", .leaks.len(), leak::format_leaks(.leaks))]
@@ -138,6 +151,22 @@ pub enum RetargetError {
         /// Every leak.
         leaks: Vec<leak::Leak>,
     },
+}
+
+/// One chart on one line; several as a list under a summary line.
+fn render_failures(failed: &[(String, String)]) -> String {
+    match failed {
+        [(c, m)] => format!("chart {c}: {m}; it cannot be checked for leaks"),
+        _ => format!(
+            "{} charts could not be rendered, so they cannot be checked for leaks:\n{}",
+            failed.len(),
+            failed
+                .iter()
+                .map(|(c, m)| format!("  chart {c}: {m}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        ),
+    }
 }
 
 impl RetargetError {
@@ -195,6 +224,39 @@ pub fn apply_edits(path: &Path, old: &str, edits: &[Intended]) -> Result<String,
     Ok(new)
 }
 
+/// The configuration file must load as YAML data (no duplicate keys, within the parser's limits, which
+/// stop alias bombs) and hold exactly one KubermaticConfiguration: the one document, or the one document
+/// of that kind in a stream.
+fn check_config_data(path: &Path, text: &str) -> Result<(), RetargetError> {
+    let fail = |message: String| RetargetError::Input {
+        path: path.to_path_buf(),
+        message,
+    };
+    let docs = crate::yamledit::load_data(text).map_err(|e| {
+        let at = e
+            .location()
+            .map_or(String::new(), |l| format!("line {}: ", l.line()));
+        fail(format!("{at}{}", crate::yamledit::data_error_message(&e)))
+    })?;
+    let docs: Vec<&serde_json::Value> = docs.iter().filter(|d| !d.is_null()).collect();
+    let kkp = docs
+        .iter()
+        .filter(|d| d.get("kind").and_then(serde_json::Value::as_str) == Some("KubermaticConfiguration"))
+        .count();
+    match (docs.as_slice(), kkp) {
+        ([], _) => Err(fail(
+            "the file is empty; expected a KubermaticConfiguration".into(),
+        )),
+        (_, 2..) => Err(fail(format!(
+            "{kkp} KubermaticConfiguration documents; retarget them one file at a time"
+        ))),
+        ([one], 0) if !one.is_object() => Err(fail(
+            "the document is not a mapping, so it is not a KubermaticConfiguration".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn read(path: &Path) -> Result<String, RetargetError> {
     std::fs::read_to_string(path).map_err(io_err(path))
 }
@@ -235,8 +297,15 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
     }
 
     let mut changes = Vec::new();
+    let timeout = args
+        .helm_timeout
+        .unwrap_or(crate::discover::helm::DEFAULT_TIMEOUT);
+    for values in &args.helm_values {
+        crate::discover::helm::check_values_file(values)?;
+    }
     if let Some(path) = &args.config {
         let old = read(path)?;
+        check_config_data(path, &old)?;
         let doc = YamlDoc::parse(old.as_str()).map_err(|source| RetargetError::Edit {
             path: path.clone(),
             source,
@@ -257,7 +326,7 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
     let mut leak_values: Option<(Vec<PathBuf>, String)> = None;
     let mut set_flags = Vec::new();
     if let Some(charts) = &args.charts_path {
-        let keys = values::learn_charts(charts, &args.helm_values, args.helm_binary.as_deref())?;
+        let keys = values::learn_charts(charts, &args.helm_values, args.helm_binary.as_deref(), timeout)?;
         let user: Vec<(PathBuf, String)> = args
             .helm_values
             .iter()
@@ -336,6 +405,7 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             &registry,
             &args.allow_leak,
             args.helm_binary.as_deref(),
+            timeout,
         )?;
         if !leaks.is_empty() {
             return Err(RetargetError::Leak { registry, leaks });
@@ -379,7 +449,8 @@ fn unified_diff(c: &FileChange, colour: bool) -> String {
     if !c.changed() {
         return String::new();
     }
-    let diff = similar::TextDiff::from_lines(&c.old, &c.new);
+    let (old, new) = (mask_secrets(&c.old), mask_secrets(&c.new));
+    let diff = similar::TextDiff::from_lines(&old, &new);
     let text = diff
         .unified_diff()
         .context_radius(3)
@@ -406,6 +477,71 @@ fn unified_diff(c: &FileChange, colour: bool) -> String {
         } else {
             let body = line.trim_end_matches(['\n', '\r']);
             out.push_str(&format!("\x1b[{code}m{body}\x1b[0m{}", &line[body.len()..]));
+        }
+    }
+    out
+}
+
+/// Key names whose values are credentials (compared lowercased, as substrings).
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "auth",
+    "credential",
+    "privatekey",
+    "private_key",
+    "apikey",
+    "api_key",
+    "accountkey",
+    "htpasswd",
+    "dockerconfigjson",
+];
+
+/// Masks, as `kubectl diff` masks Secret data, the values of credential-named keys in YAML text before it
+/// is diffed for display: `password: hunter2` is shown as `password: '***'`, and each line of a block
+/// scalar under such a key (`token: |`) as `***`. Retarget only ever edits image fields, so no change it
+/// makes is hidden; the operator's own secrets in the context lines just never reach a terminal or a log.
+fn mask_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    // Indentation of a credential key whose block scalar is being masked.
+    let mut block: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let eol = &line[content.len()..];
+        let indent = content.len() - content.trim_start().len();
+        if let Some(key_indent) = block {
+            if content.trim().is_empty() || indent > key_indent {
+                out.push_str(&content[..indent]);
+                out.push_str(if content.trim().is_empty() { "" } else { "***" });
+                out.push_str(eol);
+                continue;
+            }
+            block = None;
+        }
+        let item = content.trim_start().trim_start_matches("- ");
+        let masked = item.split_once(':').and_then(|(key, value)| {
+            let name = key.trim().trim_matches(['"', '\'']).to_ascii_lowercase();
+            let value = value.trim();
+            // `authImage`, `tokenRegistry`: image fields are what retarget edits; always shown.
+            let image = ["image", "repository", "registry"]
+                .iter()
+                .any(|k| name.contains(k));
+            let secret = !image && SECRET_KEYS.iter().any(|k| name.contains(k));
+            (secret && !value.is_empty() && !value.starts_with('#')).then_some((key, value))
+        });
+        match masked {
+            Some((key, value)) => {
+                if value.starts_with('|') || value.starts_with('>') {
+                    block = Some(indent);
+                }
+                out.push_str(&content[..content.len() - item.len()]);
+                out.push_str(key);
+                out.push_str(": '***'");
+                out.push_str(eol);
+            }
+            None => out.push_str(line),
         }
     }
     out

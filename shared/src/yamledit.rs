@@ -445,7 +445,7 @@ impl YamlDoc {
         let rendered = match style {
             ScalarStyle::Plain if plain_safe(value) => value.to_string(),
             ScalarStyle::Plain | ScalarStyle::DoubleQuoted => double_quote(value),
-            ScalarStyle::SingleQuoted if !value.contains(['\n', '\r', '\t']) => {
+            ScalarStyle::SingleQuoted if value.chars().all(|c| c != '\t' && printable(c)) => {
                 format!("'{}'", value.replace('\'', "''"))
             }
             ScalarStyle::SingleQuoted => double_quote(value),
@@ -879,7 +879,7 @@ pub fn plain_safe(v: &str) -> bool {
     if v.contains(": ") || v.contains(" #") || v.contains(['\n', '\r', '\t', ',', '[', ']', '{', '}']) {
         return false;
     }
-    if v.chars().any(|c| c.is_control()) {
+    if !v.chars().all(printable) {
         return false;
     }
     let lower = v.to_ascii_lowercase();
@@ -915,6 +915,13 @@ pub fn plain_safe(v: &str) -> bool {
     true
 }
 
+/// YAML's printable set (YAML 1.2 §5.1) without the byte-order mark and line breaks: what may stand
+/// unescaped in a plain, single-quoted or double-quoted scalar written on one line.
+fn printable(c: char) -> bool {
+    matches!(c, ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+        && c != '\u{feff}'
+}
+
 fn double_quote(v: &str) -> String {
     let mut out = String::with_capacity(v.len() + 2);
     out.push('"');
@@ -925,7 +932,8 @@ fn double_quote(v: &str) -> String {
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if !printable(c) && (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c if !printable(c) => out.push_str(&format!("\\U{:08x}", c as u32)),
             c => out.push(c),
         }
     }
@@ -953,6 +961,56 @@ pub fn load_data(text: &str) -> Result<Vec<serde_json::Value>, serde_saphyr::Err
     serde_saphyr::from_multiple_with_options::<serde_json::Value>(text, options)
 }
 
+/// The parser's complaint about YAML data on one line, in words a user can act on: no source snippet,
+/// no hints about parser options, limits named as limits. The position is left out (callers print
+/// `file:line:column` first, from [`serde_saphyr::Error::location`]).
+pub fn data_error_message(e: &serde_saphyr::Error) -> String {
+    use serde_saphyr::Error as E;
+    let mut e = e.without_snippet();
+    while let E::AliasError { error, .. } = e {
+        e = error.without_snippet();
+    }
+    let msg = match e {
+        E::DuplicateMappingKey { key: Some(k), .. } => format!("duplicate key {k:?}"),
+        E::DuplicateMappingKey { key: None, .. } => "duplicate key".to_string(),
+        E::MultipleDocuments { .. } => "more than one YAML document where one is expected".to_string(),
+        E::Budget { breach, .. } => {
+            // `Nodes { nodes: 250001 }` → "too many nodes (250001)".
+            let text = format!("{breach:?}");
+            let what = text
+                .split([' ', '{'])
+                .next()
+                .unwrap_or("limit")
+                .to_ascii_lowercase();
+            let count: String = text.chars().filter(char::is_ascii_digit).collect();
+            format!(
+                "the YAML exceeds the parser's safety limit on {what}{} (an alias bomb, or far more data \
+                 than a Kubernetes file holds)",
+                if count.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({count})")
+                }
+            )
+        }
+        other => {
+            let text = other.to_string();
+            if text.contains("limit exceeded") {
+                format!("the YAML exceeds the parser's safety limit on aliases ({text}); an alias bomb?")
+            } else {
+                text
+            }
+        }
+    };
+    let line = msg.lines().next().unwrap_or_default().trim();
+    // The parser appends its own position; drop it (`… at line 3, column 7`).
+    let line = match line.rfind(" at line ") {
+        Some(i) if line[i..].contains(", column ") => &line[..i],
+        _ => line,
+    };
+    line.trim_end_matches(['.', ' ']).to_string()
+}
+
 /// An edit the caller intends: document index, path, new string value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intended {
@@ -968,7 +1026,15 @@ pub struct Intended {
 /// requires the result to equal the new data: nothing but the intended paths changed.
 pub fn verify_edits(old: &str, new: &str, intended: &[Intended]) -> Result<(), EditError> {
     let load = |which: &str, text: &str| -> Result<Vec<serde_json::Value>, EditError> {
-        load_data(text).map_err(|e| EditError::Verify(format!("the {which} text does not load as data: {e}")))
+        load_data(text).map_err(|e| {
+            let at = e
+                .location()
+                .map_or(String::new(), |l| format!(" (line {})", l.line()));
+            EditError::Verify(format!(
+                "the {which} text does not load as data{at}: {}",
+                data_error_message(&e)
+            ))
+        })
     };
     let mut expected = load("original", old)?;
     let got = load("edited", new)?;

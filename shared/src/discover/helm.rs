@@ -95,9 +95,59 @@ pub enum HelmError {
         #[source]
         source: std::io::Error,
     },
+    /// A `--helm-values` file that helm could not use (or would read differently from what it says).
+    #[error("{}: {message}", path.display())]
+    Values {
+        /// The file as given.
+        path: PathBuf,
+        /// What is wrong, with the line when known.
+        message: String,
+    },
     /// The isolated helm environment could not be set up.
     #[error("preparing an isolated helm environment: {0}")]
     Environment(#[source] std::io::Error),
+}
+
+/// Checks a `--helm-values` file before any chart is rendered, so a broken file is one clear error
+/// rather than one per chart: it must be UTF-8 YAML of one document that is a mapping (or empty), with
+/// no duplicate keys (helm silently keeps the last, so what the file seems to say is not what renders),
+/// within the parser's limits (which stop alias bombs).
+pub fn check_values_file(path: &Path) -> Result<(), HelmError> {
+    let fail = |message: String| HelmError::Values {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        fail(format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ))
+    })?;
+    let docs = crate::yamledit::load_data(&text).map_err(|e| {
+        let at = e
+            .location()
+            .map_or(String::new(), |l| format!("line {}: ", l.line()));
+        fail(format!("{at}{}", crate::yamledit::data_error_message(&e)))
+    })?;
+    if docs.len() > 1 {
+        return Err(fail(format!(
+            "{} YAML documents; helm reads only the first, so merge them into one",
+            docs.len()
+        )));
+    }
+    match docs.first() {
+        None | Some(serde_json::Value::Null | serde_json::Value::Object(_)) => Ok(()),
+        Some(other) => Err(fail(format!(
+            "the values file is a {}, but helm values must be a mapping of keys to values",
+            match other {
+                serde_json::Value::Array(_) => "list",
+                serde_json::Value::String(_) => "string",
+                serde_json::Value::Number(_) => "number",
+                _ => "boolean",
+            }
+        ))),
+    }
 }
 
 /// Every directory below `root` holding a `Chart.yaml` (not descending into a chart), sorted.
@@ -468,6 +518,28 @@ fn helm_message(stderr: &[u8], status: std::process::ExitStatus) -> String {
     } else {
         msg.to_string()
     }
+}
+
+/// Runs `cmd` (stdin closed, output captured) and kills it once `timeout` has passed: `Ok(None)` then.
+pub fn output_with_timeout(
+    cmd: &mut Command,
+    timeout: Duration,
+) -> std::io::Result<Option<std::process::Output>> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let stdout = child.stdout.take().map(drain);
+    let stderr = child.stderr.take().map(drain);
+    let Some(status) = wait_with_timeout(&mut child, timeout)? else {
+        return Ok(None);
+    };
+    Ok(Some(std::process::Output {
+        status,
+        stdout: stdout.map(join_drain).unwrap_or_default(),
+        stderr: stderr.map(join_drain).unwrap_or_default(),
+    }))
 }
 
 type Drain = std::thread::JoinHandle<Vec<u8>>;

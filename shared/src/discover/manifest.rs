@@ -303,8 +303,7 @@ fn parse_yaml(text: &str) -> Result<Value, serde_saphyr::Error> {
 
 /// The parser's message, with the line counted in the whole stream.
 fn yaml_error_message(e: &serde_saphyr::Error, first_line: usize) -> String {
-    let e = e.without_snippet();
-    let msg = e.to_string();
+    let msg = crate::yamledit::data_error_message(e);
     match e.location() {
         Some(loc) if loc.line() > 0 => {
             let line = loc.line() as usize + first_line - 1;

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -59,8 +60,17 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
     true
 }
 
+/// How a killed render is described; callers tell a hang from a template error by it.
+pub const TIMED_OUT: &str = "helm template timed out";
+
 /// Renders one chart with `helm template` and the values files in order.
-pub fn render(chart: &Path, values: &[PathBuf], helm: Option<&Path>) -> Result<String, RetargetError> {
+/// A render that runs longer than `timeout` is killed and reported as timed out.
+pub fn render(
+    chart: &Path,
+    values: &[PathBuf],
+    helm: Option<&Path>,
+    timeout: Duration,
+) -> Result<String, RetargetError> {
     let name = chart
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -74,10 +84,18 @@ pub fn render(chart: &Path, values: &[PathBuf], helm: Option<&Path>) -> Result<S
     for v in values {
         cmd.arg("--values").arg(v);
     }
-    let out = cmd.output().map_err(|e| RetargetError::Chart {
-        chart: name.clone(),
-        message: format!("running {}: {e}", bin.display()),
-    })?;
+    let out = crate::discover::helm::output_with_timeout(&mut cmd, timeout)
+        .map_err(|e| RetargetError::Chart {
+            chart: name.clone(),
+            message: format!("running {}: {e}", bin.display()),
+        })?
+        .ok_or_else(|| RetargetError::Chart {
+            chart: name.clone(),
+            message: format!(
+                "{TIMED_OUT} after {}",
+                crate::discover::helm::format_duration(timeout)
+            ),
+        })?;
     if !out.status.success() {
         return Err(RetargetError::Chart {
             chart: name,
@@ -154,11 +172,12 @@ pub fn check(
     registry: &str,
     allow: &[String],
     helm: Option<&Path>,
+    timeout: Duration,
 ) -> Result<Vec<Leak>, RetargetError> {
     let mut leaks = Vec::new();
     let mut failed = Vec::new();
     let dirs = chart_dirs(charts)?;
-    let renders = par_map(&dirs, |dir| render(dir, values, helm));
+    let renders = par_map(&dirs, |dir| render(dir, values, helm, timeout));
     for (dir, rendered) in dirs.iter().zip(renders) {
         let chart = chart_name(charts, dir);
         let text = match rendered {

@@ -1,4 +1,5 @@
 use super::*;
+use crate::discover::helm::DEFAULT_TIMEOUT;
 use crate::yamledit::YamlPath;
 use std::os::unix::fs::PermissionsExt;
 
@@ -173,12 +174,18 @@ fn a_sentinel_render_drops_strings_that_are_not_images() {
     let learned = values::learn_chart(&dir, helm).unwrap();
     let banner = YamlPath::parse("web.docs.bannerImage").unwrap();
     assert!(learned.iter().any(|k| k.identity() == banner));
-    let confirmed = values::confirm_by_render(&dir, learned.clone(), &[], helm).unwrap();
+    let confirmed = values::confirm_by_render(&dir, learned.clone(), &[], helm, DEFAULT_TIMEOUT).unwrap();
     assert_eq!(confirmed.len(), learned.len() - 1);
     assert!(!confirmed.iter().any(|k| k.identity() == banner));
     // A chart that cannot be rendered keeps what its values file says.
-    let kept =
-        values::confirm_by_render(&dir, learned.clone(), &[], Some(Path::new("/nonexistent/helm"))).unwrap();
+    let kept = values::confirm_by_render(
+        &dir,
+        learned.clone(),
+        &[],
+        Some(Path::new("/nonexistent/helm")),
+        DEFAULT_TIMEOUT,
+    )
+    .unwrap();
     assert_eq!(kept, learned);
 }
 
@@ -348,4 +355,28 @@ fn par_map_keeps_order() {
         (0..50).map(|i| i * 2).collect::<Vec<_>>()
     );
     assert!(values::par_map(&Vec::<usize>::new(), |i| *i).is_empty());
+}
+
+/// Found by `tests/cli_hostile.rs`: the diff's context lines printed the operator's passwords and tokens
+/// (a values file with `password:` next to an image key) on stdout.
+#[test]
+fn diff_context_does_not_print_credentials() {
+    let old = "token: |\n  abc.def\n  ghi\nimage:\n  tag: v1\npassword: hunter2\n";
+    let new = old.replace("  tag: v1\n", "  tag: v1\n  repository: reg.local/x\n");
+    let c = FileChange {
+        source: PathBuf::from("v.yaml"),
+        target: PathBuf::from("v.yaml"),
+        old: old.to_string(),
+        new,
+        edits: Vec::new(),
+    };
+    let diff = unified_diff(&c, false);
+    for secret in ["hunter2", "abc.def", "ghi"] {
+        assert!(!diff.contains(secret), "{diff}");
+    }
+    // The hunk starts inside the block scalar: its lines are masked all the same.
+    assert_eq!(
+        diff,
+        "--- a/v.yaml\n+++ b/v.yaml\n@@ -3,4 +3,5 @@\n   ***\n image:\n   tag: v1\n+  repository: reg.local/x\n password: '***'\n"
+    );
 }

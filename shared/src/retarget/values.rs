@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -118,6 +119,7 @@ pub fn learn_charts(
     root: &Path,
     user_values: &[PathBuf],
     helm: Option<&Path>,
+    timeout: Duration,
 ) -> Result<Vec<ImageKey>, RetargetError> {
     let dirs = chart_dirs(root)?;
     let per_chart = par_map(&dirs, |dir| {
@@ -126,7 +128,7 @@ pub fn learn_charts(
         for key in &mut learned {
             key.chart.clone_from(&name);
         }
-        confirm_by_render(dir, learned, user_values, helm)
+        confirm_by_render(dir, learned, user_values, helm, timeout)
     });
     let mut keys = Vec::new();
     for k in per_chart {
@@ -186,6 +188,7 @@ pub fn confirm_by_render(
     keys: Vec<ImageKey>,
     user_values: &[PathBuf],
     helm: Option<&Path>,
+    timeout: Duration,
 ) -> Result<Vec<ImageKey>, RetargetError> {
     if keys.is_empty() {
         return Ok(keys);
@@ -210,8 +213,12 @@ pub fn confirm_by_render(
     })?;
     let mut files = user_values.to_vec();
     files.push(tmp.path().to_path_buf());
-    let rendered = match super::leak::render(dir, &files, helm) {
+    let rendered = match super::leak::render(dir, &files, helm, timeout) {
         Ok(r) => r,
+        // A hang is not a template that validates its values: nothing later would render either.
+        Err(RetargetError::Chart { chart, message }) if message.starts_with(super::leak::TIMED_OUT) => {
+            return Err(RetargetError::Chart { chart, message });
+        }
         Err(e) => {
             tracing::warn!("{e}; using the keys read from values.yaml without a sentinel check");
             return Ok(keys);
@@ -277,11 +284,19 @@ fn read_yaml(chart: &Path, file: &str) -> Result<Value, RetargetError> {
 /// `helm show <what> <packaged chart>`: reads a `.tgz` subchart without unpacking it ourselves.
 fn helm_show(helm: Option<&Path>, what: &str, tgz: &Path) -> Result<Value, RetargetError> {
     let bin = helm_binary(helm);
-    let out = Command::new(&bin)
-        .args(["show", what])
-        .arg(tgz)
-        .output()
-        .map_err(|e| chart_err(tgz, format!("running {} show {what}: {e}", bin.display())))?;
+    let timeout = crate::discover::helm::DEFAULT_TIMEOUT;
+    let out =
+        crate::discover::helm::output_with_timeout(Command::new(&bin).args(["show", what]).arg(tgz), timeout)
+            .map_err(|e| chart_err(tgz, format!("running {} show {what}: {e}", bin.display())))?
+            .ok_or_else(|| {
+                chart_err(
+                    tgz,
+                    format!(
+                        "helm show {what} timed out after {}",
+                        crate::discover::helm::format_duration(timeout)
+                    ),
+                )
+            })?;
     if !out.status.success() {
         return Err(chart_err(
             tgz,

@@ -392,3 +392,24 @@ impl IntoPath for Vec<Seg> {
         YamlPath(self)
     }
 }
+
+/// Found by `tests/fuzz_props.rs`: a value with a control character spliced over a single-quoted scalar
+/// was written between single quotes, where YAML cannot carry it, so the edit was refused as invalid YAML.
+#[test]
+fn control_character_in_single_quoted_value_is_double_quoted() {
+    for (value, want) in [("\u{e}", "a: \"\\u000e\"\n"), ("x\u{7f}", "a: \"x\\u007f\"\n")] {
+        let mut d = YamlDoc::parse("a: 'old'\n").unwrap();
+        assert!(d.set(0, &YamlPath::keys(["a"]), value).unwrap());
+        assert_eq!(d.text(), want);
+        assert_eq!(
+            YamlDoc::parse(d.text())
+                .unwrap()
+                .get_str(0, &YamlPath::keys(["a"])),
+            Some(value)
+        );
+    }
+    // A non-character outside the Basic Multilingual Plane's printable range is escaped, not written raw.
+    let mut d = YamlDoc::parse("a: old\n").unwrap();
+    d.set(0, &YamlPath::keys(["a"]), "\u{fffe}").unwrap();
+    assert_eq!(d.text(), "a: \"\\ufffe\"\n");
+}

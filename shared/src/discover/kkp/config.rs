@@ -418,11 +418,19 @@ pub fn load(path: &Path) -> Result<KubermaticConfiguration, ConfigError> {
 
 /// Strictly parses configuration text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<KubermaticConfiguration, ConfigError> {
+    if text.trim_start_matches('\u{feff}').trim().is_empty() {
+        return Err(ConfigError::Parse {
+            file: file.to_string(),
+            line: 1,
+            column: 1,
+            message: "the file is empty; expected a KubermaticConfiguration".into(),
+        });
+    }
     let cfg: KubermaticConfiguration = serde_saphyr::from_str(text).map_err(|e| {
         let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
         let raw = match &e {
             serde_saphyr::Error::Message { msg, .. } => msg.clone(),
-            other => other.without_snippet().to_string(),
+            other => crate::yamledit::data_error_message(other),
         };
         // serde lists every expected field; the path says more than that list.
         let mut message = raw
