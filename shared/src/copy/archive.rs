@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -766,12 +767,15 @@ pub struct PushJob {
     pub target: ImageRef,
 }
 
+/// Set once, by the upload that puts a blob on a target host: the repository path it went to.
+type Home = Arc<tokio::sync::OnceCell<String>>;
+
 struct Pusher<'a> {
     client: &'a Client,
     layout: &'a Layout,
     uploads: tokio::sync::Semaphore,
-    /// The first target repository a blob went to, per digest (to mount it elsewhere).
-    homes: std::sync::Mutex<HashMap<String, Repository>>,
+    /// The first target repository path a blob went to, per (host, digest), to mount it elsewhere.
+    homes: std::sync::Mutex<HashMap<(String, String), Home>>,
 }
 
 #[derive(Default)]
@@ -793,29 +797,12 @@ impl Pusher<'_> {
         }
     }
 
-    async fn blob(&self, dst: &Repository, d: &Descriptor, tally: &Tally) -> Result<(), RegistryError> {
-        if self.client.blob_exists(dst, &d.digest).await? {
-            tally.skipped.fetch_add(d.size, Ordering::Relaxed);
-            return Ok(());
-        }
-        let home = self
-            .homes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&d.digest)
-            .filter(|h| h.host == dst.host && h.path != dst.path)
-            .cloned();
-        let mut location = None;
-        if let Some(home) = home {
-            match self.client.mount_blob(dst, &d.digest, &home.path).await {
-                Ok(Mount::Mounted) => {
-                    tally.mounted.fetch_add(d.size, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Ok(Mount::Upload(l)) => location = Some(l),
-                Err(e) => tracing::debug!(digest = %d.digest, error = %e, "mount failed; uploading"),
-            }
-        }
+    async fn upload(
+        &self,
+        dst: &Repository,
+        d: &Descriptor,
+        location: Option<String>,
+    ) -> Result<(), RegistryError> {
         let Some(body) = self.layout.blob_stream(&d.digest) else {
             return Err(self.missing_base(dst, &d.digest));
         };
@@ -826,13 +813,51 @@ impl Pusher<'_> {
         };
         self.client
             .finish_upload(dst, &loc, &d.digest, d.size, reqwest::Body::wrap_stream(body))
-            .await?;
-        tally.copied.fetch_add(d.size, Ordering::Relaxed);
-        self.homes
+            .await
+    }
+
+    async fn blob(&self, dst: &Repository, d: &Descriptor, tally: &Tally) -> Result<(), RegistryError> {
+        if self.client.blob_exists(dst, &d.digest).await? {
+            tally.skipped.fetch_add(d.size, Ordering::Relaxed);
+            return Ok(());
+        }
+        // The first image needing a blob uploads it; the others wait and mount it from there.
+        let home = self
+            .homes
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry(d.digest.clone())
-            .or_insert_with(|| dst.clone());
+            .entry((dst.host.clone(), d.digest.clone()))
+            .or_default()
+            .clone();
+        let mine = std::sync::atomic::AtomicBool::new(false);
+        let home = home
+            .get_or_try_init(|| async {
+                mine.store(true, Ordering::Relaxed);
+                self.upload(dst, d, None).await?;
+                Ok::<_, RegistryError>(dst.path.clone())
+            })
+            .await?;
+        if mine.load(Ordering::Relaxed) {
+            tally.copied.fetch_add(d.size, Ordering::Relaxed);
+            return Ok(());
+        }
+        if *home == dst.path {
+            tally.skipped.fetch_add(d.size, Ordering::Relaxed);
+            return Ok(());
+        }
+        let location = match self.client.mount_blob(dst, &d.digest, home).await {
+            Ok(Mount::Mounted) => {
+                tally.mounted.fetch_add(d.size, Ordering::Relaxed);
+                return Ok(());
+            }
+            Ok(Mount::Upload(l)) => Some(l),
+            Err(e) => {
+                tracing::debug!(digest = %d.digest, error = %e, "mount failed; uploading");
+                None
+            }
+        };
+        self.upload(dst, d, location).await?;
+        tally.copied.fetch_add(d.size, Ordering::Relaxed);
         Ok(())
     }
 
