@@ -645,3 +645,49 @@ fn verify_lists_missing_and_different_images() {
     // Nothing was copied by --verify.
     assert_eq!(dst.tag_link("c", "v1"), None);
 }
+
+#[test]
+fn archive_flags_that_do_not_fit_together_are_usage_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let list = image_list(work.path(), &["127.0.0.1:1/a:v1".to_string()]);
+    let list = list.to_str().unwrap();
+    let file = work.path().join("a.tar");
+    let file = file.to_str().unwrap();
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["127.0.0.1:1", "--image-list", list, "--archive", file],
+            "--archive writes a file",
+        ),
+        (
+            &["--from-archive", file],
+            "--from-archive needs a target REGISTRY",
+        ),
+        (
+            &["--image-list", list, "--verify"],
+            "--verify needs a target REGISTRY",
+        ),
+        (&["--image-list", list, "--since", file], "--archive"),
+        (
+            &["127.0.0.1:1", "--archive", file, "--from-archive", file],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "--image-list",
+                list,
+                "--archive",
+                file,
+                "--platform",
+                "linux/amd64",
+            ],
+            "every platform",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = mirror(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert!(!Path::new(file).exists());
+}

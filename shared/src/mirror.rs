@@ -193,6 +193,11 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
             file, registry, &args.copy, format,
         )?);
     }
+    if archiving && registry.is_some() {
+        return Err(MirrorError::Usage(
+            "--archive writes a file, not a registry: drop REGISTRY, or push the archive with REGISTRY --from-archive".into(),
+        ));
+    }
     if args.archive.verify && registry.is_none() {
         return Err(MirrorError::Usage("--verify needs a target REGISTRY".into()));
     }

@@ -231,16 +231,33 @@ pub struct ArchiveSummary {
     pub warnings: Vec<String>,
 }
 
+/// Why writing one image into the archive stopped: the source, or the archive file.
+enum Step {
+    Source(RegistryError),
+    File(io::Error),
+}
+
+impl From<RegistryError> for Step {
+    fn from(e: RegistryError) -> Step {
+        Step::Source(e)
+    }
+}
+
+impl From<io::Error> for Step {
+    fn from(e: io::Error) -> Step {
+        Step::File(e)
+    }
+}
+
 struct Writer<'a> {
     client: &'a Client,
     tar: TarOut,
     base: HashSet<String>,
     summary: ArchiveSummary,
-    archive: PathBuf,
 }
 
 impl Writer<'_> {
-    async fn blob(&mut self, src: &Repository, d: &Descriptor) -> Result<(), RegistryError> {
+    async fn blob(&mut self, src: &Repository, d: &Descriptor) -> Result<(), Step> {
         if self.tar.written.contains(&d.digest) {
             return Ok(());
         }
@@ -249,9 +266,8 @@ impl Writer<'_> {
             self.tar.written.insert(d.digest.clone());
             return Ok(());
         }
-        let io_err = |e: io::Error| RegistryError::Config(format!("{}: {e}", self.archive.display()));
         let resp = self.client.get_blob(src, &d.digest).await?;
-        self.tar.header(&blob_path(&d.digest), d.size).map_err(io_err)?;
+        self.tar.header(&blob_path(&d.digest), d.size)?;
         let mut hasher = Sha256::new();
         let mut n = 0u64;
         let mut body = resp.bytes_stream();
@@ -265,17 +281,17 @@ impl Writer<'_> {
                 break;
             }
             hasher.update(&chunk);
-            self.tar.w.write_all(&chunk).map_err(io_err)?;
+            self.tar.w.write_all(&chunk)?;
         }
         let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
         if n != d.size || actual != d.digest {
-            return Err(RegistryError::DigestMismatch {
+            return Err(Step::Source(RegistryError::DigestMismatch {
                 what: format!("blob {src}@{}", d.digest),
                 expected: d.digest.clone(),
                 actual: format!("{n} bytes (of {}) hashing to {actual}", d.size),
-            });
+            }));
         }
-        self.tar.pad(d.size).map_err(io_err)?;
+        self.tar.pad(d.size)?;
         self.tar.written.insert(d.digest.clone());
         self.summary.blobs_written += 1;
         self.summary.bytes_written += d.size;
@@ -287,7 +303,7 @@ impl Writer<'_> {
         &'s mut self,
         src: &'s Repository,
         digest: &'s str,
-    ) -> futures::future::BoxFuture<'s, Result<(String, u64), RegistryError>> {
+    ) -> futures::future::BoxFuture<'s, Result<(String, u64), Step>> {
         Box::pin(async move {
             let raw = self.client.get_manifest(src, digest).await?;
             let view = ManifestView::parse(&raw.bytes).map_err(|e| RegistryError::BadManifest {
@@ -314,10 +330,7 @@ impl Writer<'_> {
                 }
             }
             if !self.tar.written.contains(&raw.digest) {
-                let io_err = |e: io::Error| RegistryError::Config(format!("{}: {e}", self.archive.display()));
-                self.tar
-                    .file(&blob_path(&raw.digest), &raw.bytes)
-                    .map_err(io_err)?;
+                self.tar.file(&blob_path(&raw.digest), &raw.bytes)?;
                 self.tar.written.insert(raw.digest.clone());
             }
             Ok((raw.media_type, raw.bytes.len() as u64))
@@ -405,7 +418,6 @@ async fn write_to(
         },
         base,
         summary: ArchiveSummary::default(),
-        archive: path.to_path_buf(),
     };
     w.tar
         .file("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
@@ -432,7 +444,13 @@ async fn write_to(
             }
         };
         tracing::info!(image = %image, %digest, "archiving");
-        let (media_type, size) = w.manifest(&src, &digest).await.map_err(fail)?;
+        let (media_type, size) = w.manifest(&src, &digest).await.map_err(|e| match e {
+            Step::Source(e) => fail(e),
+            Step::File(e) => ArchiveError::Io {
+                path: partial.to_path_buf(),
+                source: e,
+            },
+        })?;
         let mut annotations = serde_json::Map::new();
         if let Some(tag) = &image.tag {
             annotations.insert(REF_NAME.into(), json!(tag));
@@ -1026,6 +1044,9 @@ pub fn run_write(
         return Err(CopyError::Usage("--since must name another archive than --archive".into()).into());
     }
     let opts = args.copy_options()?;
+    if !opts.platforms.is_empty() {
+        return Err(CopyError::Usage("--platform: an archive always holds every platform".into()).into());
+    }
     let (client, rt) = client_and_runtime(args, "")?;
     let summary = rt.block_on(write_archive(&client, sources, file, since, &opts.source_mirrors))?;
     for w in &summary.warnings {
