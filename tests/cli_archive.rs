@@ -312,10 +312,12 @@ fn incremental_archive_holds_only_new_blobs_and_needs_its_base() {
     ]);
     assert!(out.status.success(), "{}", show(&out));
 
-    let (v2, tool) = block_on(async {
+    // v2 and other/tool share a layer with v1 (so with the base); other/solo shares nothing.
+    let (v2, tool, solo) = block_on(async {
         (
             push_image(&client, &src, "team/app", "v2", &spec).await,
-            push_image(&client, &src, "other/tool", "1", &Spec::default()).await,
+            push_image(&client, &src, "other/tool", "1", &spec).await,
+            push_image(&client, &src, "other/solo", "1", &Spec::default()).await,
         )
     });
     let incr = work.path().join("incr.tar");
@@ -325,6 +327,7 @@ fn incremental_archive_holds_only_new_blobs_and_needs_its_base() {
             format!("{}/team/app:v1", src.host),
             format!("{}/team/app:v2", src.host),
             format!("{}/other/tool:1", src.host),
+            format!("{}/other/solo:1", src.host),
         ],
     );
     let out = mirror(&[
@@ -351,11 +354,17 @@ fn incremental_archive_holds_only_new_blobs_and_needs_its_base() {
         !entries.contains_key(&blob_name(&v2.blobs[0].0)),
         "shared layer archived again"
     );
-    for (d, _) in v2.blobs.iter().chain(&tool.blobs) {
+    for (d, _) in v2.blobs.iter().chain(&tool.blobs).chain(&solo.blobs) {
         let in_base = base_entries.contains_key(&blob_name(d));
         assert_eq!(entries.contains_key(&blob_name(d)), !in_base, "{d}");
     }
-    for d in v1.manifests.iter().chain(&v2.manifests).chain(&tool.manifests) {
+    for d in v1
+        .manifests
+        .iter()
+        .chain(&v2.manifests)
+        .chain(&tool.manifests)
+        .chain(&solo.manifests)
+    {
         assert!(entries.contains_key(&blob_name(d)), "manifest {d}");
     }
     let index: Value = serde_json::from_slice(&entries["index.json"]).unwrap();
@@ -368,7 +377,7 @@ fn incremental_archive_holds_only_new_blobs_and_needs_its_base() {
         index["annotations"]["io.kubermatic.kkp.base.index"],
         base_index.as_str()
     );
-    assert_eq!(index["manifests"].as_array().unwrap().len(), 3);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 4);
     drop(src);
 
     // Without the base at the target, images needing base blobs fail, naming the blob and the base;
@@ -394,12 +403,21 @@ fn incremental_archive_holds_only_new_blobs_and_needs_its_base() {
     );
     assert_eq!(dst.tag_link("team/app", "v1"), None);
     assert_eq!(dst.tag_link("team/app", "v2"), None);
-    assert_pushed(&dst, "other/tool", "1", &tool);
+    assert_eq!(dst.tag_link("other/tool", "1"), None);
+    assert_pushed(&dst, "other/solo", "1", &solo);
 
     // Base first, then the increment: everything arrives with the source digests.
     ok_json(&push(&base));
     let report = ok_json(&push(&incr));
     assert_eq!(report["summary"]["failed"], 0, "{report:#}");
+    // other/tool's shared layer came from team/app, where the base put it: mounted, not in the archive.
+    let tool_report = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["target"] == format!("{}/other/tool:1", dst.host).as_str())
+        .unwrap();
+    assert_eq!(tool_report["bytes_mounted"], shared.len() as u64, "{report:#}");
     assert_pushed(&dst, "team/app", "v1", &v1);
     assert_pushed(&dst, "team/app", "v2", &v2);
     assert_pushed(&dst, "other/tool", "1", &tool);

@@ -794,6 +794,9 @@ struct Pusher<'a> {
     uploads: tokio::sync::Semaphore,
     /// The first target repository path a blob went to, per (host, digest), to mount it elsewhere.
     homes: std::sync::Mutex<HashMap<(String, String), Home>>,
+    /// For blobs an incremental archive left out: the target repositories of this archive's images
+    /// that reference them (where the base archive put them), to mount them from.
+    elsewhere: HashMap<String, Vec<Repository>>,
 }
 
 #[derive(Default)]
@@ -813,6 +816,30 @@ impl Pusher<'_> {
                 None => format!("blob {digest} is neither in the archive nor at {dst}"),
             },
         }
+    }
+
+    /// A blob the (incremental) archive does not hold: mount it from a repository the base archive
+    /// put it in, or name it and the base.
+    async fn mount_left_out(
+        &self,
+        dst: &Repository,
+        d: &Descriptor,
+        tally: &Tally,
+    ) -> Result<(), RegistryError> {
+        for from in self.elsewhere.get(&d.digest).into_iter().flatten() {
+            if from == dst || from.host != dst.host {
+                continue;
+            }
+            match self.client.mount_blob(dst, &d.digest, &from.path).await {
+                Ok(Mount::Mounted) => {
+                    tally.mounted.fetch_add(d.size, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Ok(Mount::Upload(_)) => {}
+                Err(e) => tracing::debug!(digest = %d.digest, from = %from, error = %e, "mount failed"),
+            }
+        }
+        Err(self.missing_base(dst, &d.digest))
     }
 
     async fn upload(
@@ -838,6 +865,9 @@ impl Pusher<'_> {
         if self.client.blob_exists(dst, &d.digest).await? {
             tally.skipped.fetch_add(d.size, Ordering::Relaxed);
             return Ok(());
+        }
+        if !self.layout.blobs.contains_key(&d.digest) {
+            return self.mount_left_out(dst, d, tally).await;
         }
         // The first image needing a blob uploads it; the others wait and mount it from there.
         let home = self
@@ -890,7 +920,10 @@ impl Pusher<'_> {
             let bytes = self
                 .layout
                 .manifest_bytes(digest)
-                .map_err(|e| RegistryError::Config(e.to_string()))?;
+                .map_err(|e| RegistryError::BadManifest {
+                    what: format!("archived manifest {digest}"),
+                    detail: e.to_string(),
+                })?;
             let view = ManifestView::parse(&bytes).map_err(|e| RegistryError::BadManifest {
                 what: format!("archived manifest {digest}"),
                 detail: e.to_string(),
@@ -977,6 +1010,7 @@ pub async fn push_archive(client: &Client, layout: &Layout, jobs: &[PushJob], pa
         layout,
         uploads: tokio::sync::Semaphore::new(parallel),
         homes: std::sync::Mutex::default(),
+        elsewhere: left_out_blobs(layout, jobs),
     };
     let pusher = &pusher;
     let reports: Vec<ImageReport> = futures::stream::iter(jobs)
@@ -985,6 +1019,38 @@ pub async fn push_archive(client: &Client, layout: &Layout, jobs: &[PushJob], pa
         .collect()
         .await;
     CopyReport::new(reports)
+}
+
+/// Blobs referenced by the archive's manifests but not held by it → target repositories of the jobs
+/// whose images reference them. Unreadable manifests are skipped here; pushing reports them.
+fn left_out_blobs(layout: &Layout, jobs: &[PushJob]) -> HashMap<String, Vec<Repository>> {
+    let mut out: HashMap<String, Vec<Repository>> = HashMap::new();
+    for job in jobs {
+        let repo = Repository::of(&job.target);
+        let mut todo = vec![job.image.descriptor.digest.clone()];
+        let mut seen = HashSet::new();
+        while let Some(digest) = todo.pop() {
+            if !seen.insert(digest.clone()) {
+                continue;
+            }
+            let Ok(bytes) = layout.manifest_bytes(&digest) else {
+                continue;
+            };
+            let Ok(view) = ManifestView::parse(&bytes) else {
+                continue;
+            };
+            todo.extend(view.manifests.iter().map(|m| m.digest.clone()));
+            for b in view.config.iter().chain(view.layers.iter()) {
+                if !b.is_foreign() && !layout.blobs.contains_key(&b.digest) {
+                    let repos = out.entry(b.digest.clone()).or_default();
+                    if !repos.contains(&repo) {
+                        repos.push(repo.clone());
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The jobs for pushing `layout` into `registry` (`host[:port][/prefix]`): target = registry + the
