@@ -154,7 +154,7 @@ fn is_sha256_hex(s: &str) -> bool {
 
 /// A tar stream written entry by entry; blob data is written as it arrives.
 struct TarOut {
-    w: Box<dyn Write + Send>,
+    w: Sink,
     written: HashSet<String>,
 }
 
@@ -183,36 +183,41 @@ impl TarOut {
 
     fn finish(mut self) -> io::Result<()> {
         self.w.write_all(&[0u8; 1024])?;
-        self.w.flush()
+        self.w.finish()
     }
 }
 
-/// Writes tar bytes to a file, optionally through gzip; `finish` must be called for gzip's trailer.
-struct Sink {
-    gz: Option<flate2::write::GzEncoder<BufWriter<File>>>,
-    plain: Option<BufWriter<File>>,
+/// Writes tar bytes to a file, optionally through gzip; [`Sink::finish`] writes gzip's trailer and
+/// syncs the file.
+enum Sink {
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+    Plain(BufWriter<File>),
+}
+
+impl Sink {
+    fn finish(self) -> io::Result<()> {
+        let mut inner = match self {
+            Sink::Gzip(g) => g.finish()?,
+            Sink::Plain(p) => p,
+        };
+        inner.flush()?;
+        inner.get_ref().sync_all()
+    }
 }
 
 impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match (&mut self.gz, &mut self.plain) {
-            (Some(g), _) => g.write(buf),
-            (_, Some(p)) => p.write(buf),
-            _ => Err(io::Error::other("archive already closed")),
+        match self {
+            Sink::Gzip(g) => g.write(buf),
+            Sink::Plain(p) => p.write(buf),
         }
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        if let Some(g) = self.gz.take() {
-            let mut inner = g.finish()?;
-            inner.flush()?;
-            inner.get_ref().sync_all()?;
+        match self {
+            Sink::Gzip(g) => g.flush(),
+            Sink::Plain(p) => p.flush(),
         }
-        if let Some(mut p) = self.plain.take() {
-            p.flush()?;
-            p.get_ref().sync_all()?;
-        }
-        Ok(())
     }
 }
 
@@ -397,23 +402,17 @@ async fn write_to(
     let file = File::create(partial).map_err(ArchiveError::io(partial))?;
     let buffered = BufWriter::with_capacity(1 << 20, file);
     let sink = if is_gzip(path) {
-        Sink {
-            gz: Some(flate2::write::GzEncoder::new(
-                buffered,
-                flate2::Compression::default(),
-            )),
-            plain: None,
-        }
+        Sink::Gzip(flate2::write::GzEncoder::new(
+            buffered,
+            flate2::Compression::default(),
+        ))
     } else {
-        Sink {
-            gz: None,
-            plain: Some(buffered),
-        }
+        Sink::Plain(buffered)
     };
     let mut w = Writer {
         client,
         tar: TarOut {
-            w: Box::new(sink),
+            w: sink,
             written: HashSet::new(),
         },
         base,

@@ -182,6 +182,11 @@ pub fn run_verify(
 ) -> Result<u8, super::archive::ArchiveError> {
     let target_host = images.first().map(|i| i.1.registry.clone()).unwrap_or_default();
     let opts = args.copy_options()?;
+    if !opts.platforms.is_empty() {
+        eprintln!(
+            "warning: --verify compares with the source's digests; an index rewritten by --platform shows as different"
+        );
+    }
     let (client, rt) = super::archive::client_and_runtime(args, &target_host)?;
     let report = rt.block_on(verify(&client, images, &opts.source_mirrors, opts.parallel * 2));
     crate::output::print(&report.render(format)).map_err(super::CopyError::Output)?;
