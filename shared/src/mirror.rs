@@ -78,6 +78,9 @@ pub struct MirrorArgs {
     /// Copy flags (used when a REGISTRY is given without --dry-run).
     #[command(flatten)]
     pub copy: crate::copy::CopyArgs,
+    /// Archive flags: --archive, --since, --from-archive, --verify.
+    #[command(flatten)]
+    pub archive: crate::copy::archive::ArchiveArgs,
 
     #[command(flatten)]
     pub kube: KubeArgs,
@@ -128,6 +131,9 @@ pub enum MirrorError {
     /// Copying to the registry could not start.
     #[error(transparent)]
     Copy(#[from] crate::copy::CopyError),
+    /// An archive could not be written, read or pushed.
+    #[error(transparent)]
+    Archive(#[from] crate::copy::archive::ArchiveError),
 }
 
 impl MirrorError {
@@ -136,6 +142,7 @@ impl MirrorError {
         match self {
             MirrorError::Usage(_) | MirrorError::Copy(crate::copy::CopyError::Usage(_)) => 2,
             MirrorError::Kkp(e) if e.is_usage() => 2,
+            MirrorError::Archive(e) if e.is_usage() => 2,
             _ => 1,
         }
     }
@@ -170,7 +177,32 @@ pub fn read_image_list(path: &Path) -> Result<Vec<Finding>, MirrorError> {
 /// Runs `kubectl kkp mirror`; returns the exit code on success paths (0, or 1 when some images failed).
 pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     let registry = args.registry();
-    if registry.is_none() && !args.common.is_dry_run() {
+    // ---- archives and --verify (issue 4, copy::archive and copy::verify) -------------------------
+    // --from-archive: the plan is the archive's, nothing is discovered. --archive needs no REGISTRY.
+    // --verify and --archive act on the discovered plan, below.
+    let format = crate::output::default_format(args.common.output);
+    let archiving = args.archive.archive.is_some() && !args.common.is_dry_run();
+    if let Some(file) = &args.archive.from_archive {
+        let registry = registry
+            .ok_or_else(|| MirrorError::Usage("--from-archive needs a target REGISTRY to push to".into()))?;
+        if args.archive.verify {
+            let images = crate::copy::archive::archived_expectations(file, registry)?;
+            return Ok(crate::copy::verify::run_verify(&images, &args.copy, format)?);
+        }
+        return Ok(crate::copy::archive::run_from_archive(
+            file, registry, &args.copy, format,
+        )?);
+    }
+    if archiving && registry.is_some() {
+        return Err(MirrorError::Usage(
+            "--archive writes a file, not a registry: drop REGISTRY, or push the archive with REGISTRY --from-archive".into(),
+        ));
+    }
+    if args.archive.verify && registry.is_none() {
+        return Err(MirrorError::Usage("--verify needs a target REGISTRY".into()));
+    }
+    // ---- end of archives (the rest of this block is after the plan) -----------------------------
+    if registry.is_none() && !args.common.is_dry_run() && !archiving {
         return Err(MirrorError::Usage(
             "a target REGISTRY is required (or use --dry-run to only print the plan)".into(),
         ));
@@ -243,7 +275,24 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         discovery.warnings,
         registry,
     )?;
-    let format = crate::output::default_format(args.common.output);
+
+    // ---- archives and --verify, continued: act on the discovered plan ----------------------------
+    if archiving && let Some(file) = &args.archive.archive {
+        let sources: Vec<_> = plan.images.iter().map(|e| e.source.clone()).collect();
+        let code =
+            crate::copy::archive::run_write(&sources, file, args.archive.since.as_deref(), &args.copy)?;
+        return Ok(code.max(u8::from(chart_failures > 0)));
+    }
+    if args.archive.verify {
+        let images: Vec<_> = plan
+            .images
+            .iter()
+            .filter_map(|e| Some((e.source.clone(), e.target.clone()?, None)))
+            .collect();
+        let code = crate::copy::verify::run_verify(&images, &args.copy, format)?;
+        return Ok(code.max(u8::from(chart_failures > 0)));
+    }
+    // ---- end of archives ----------------------------------------------------------------------------
 
     // ---- copy to the registry (issue 4) ------------------------------------------------------------
     // With a target and no --dry-run, the plan is executed by the copy engine, which prints its own

@@ -1,9 +1,9 @@
 //! Test support: paths to the built binaries and fixtures, and helpers that start real peers.
 
+pub mod apiserver;
 pub mod helm;
 pub mod images;
 pub mod registry;
-pub mod apiserver;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

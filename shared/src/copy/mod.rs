@@ -6,9 +6,11 @@
 //! always the last write for an image, an interrupted run never leaves a tag on an incomplete image, and
 //! a rerun completes what is missing (every step first asks the target whether it is done).
 
+pub mod archive;
 mod args;
 mod report;
 mod slots;
+pub mod verify;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

@@ -1,0 +1,219 @@
+//! `--verify`: is every planned image at the target, with the digest it should have? Nothing is copied.
+//!
+//! Knows registries and plans, never charts or KKP. The expected digest is the source's (a HEAD at the
+//! source, or the digest the reference pins) or the one an archive recorded.
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use super::{CopyArgs, mirrored_source};
+use crate::cli::OutputFormat;
+use crate::reference::ImageRef;
+use crate::registry::{Client, Repository};
+
+/// How one image compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerifyStatus {
+    /// At the target with the expected digest.
+    Ok,
+    /// Not at the target.
+    Missing,
+    /// At the target with another digest.
+    Different,
+    /// Could not be checked (source or target unreachable).
+    Error,
+}
+
+impl VerifyStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            VerifyStatus::Ok => "ok",
+            VerifyStatus::Missing => "missing",
+            VerifyStatus::Different => "different",
+            VerifyStatus::Error => "error",
+        }
+    }
+}
+
+/// One image's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyEntry {
+    /// Source reference.
+    pub source: String,
+    /// Target reference.
+    pub target: String,
+    /// The digest it should have.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    /// The digest the target has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actual: Option<String>,
+    /// Outcome.
+    pub status: VerifyStatus,
+    /// Why it could not be checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// All results.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    /// One per planned image, in plan order.
+    pub images: Vec<VerifyEntry>,
+}
+
+/// One image to check: source, target, and the expected digest when already known (an archive's).
+pub type Expectation = (ImageRef, ImageRef, Option<String>);
+
+async fn check(
+    client: &Client,
+    (source, target, expected): &Expectation,
+    mirrors: &[(String, String)],
+) -> VerifyEntry {
+    let mut entry = VerifyEntry {
+        source: source.to_string(),
+        target: target.to_string(),
+        expected: expected.clone().or(source.digest.clone()),
+        actual: None,
+        status: VerifyStatus::Error,
+        error: None,
+    };
+    if entry.expected.is_none() {
+        let src = mirrored_source(source, mirrors);
+        match client.head_manifest(&src, source.identifier()).await {
+            Ok(Some(info)) => entry.expected = Some(info.digest),
+            Ok(None) => {
+                entry.error = Some(format!("source {source} not found"));
+                return entry;
+            }
+            Err(e) => {
+                entry.error = Some(format!("source: {e}"));
+                return entry;
+            }
+        }
+    }
+    let dst = Repository::of(target);
+    let dst_ref = target
+        .tag
+        .as_deref()
+        .or(target.digest.as_deref())
+        .unwrap_or("latest");
+    match client.head_manifest(&dst, dst_ref).await {
+        Ok(None) => entry.status = VerifyStatus::Missing,
+        Ok(Some(info)) => {
+            entry.status = if Some(&info.digest) == entry.expected.as_ref() {
+                VerifyStatus::Ok
+            } else {
+                VerifyStatus::Different
+            };
+            entry.actual = Some(info.digest);
+        }
+        Err(e) => entry.error = Some(format!("target: {e}")),
+    }
+    entry
+}
+
+/// Checks every expectation, `parallel` at a time, in order.
+pub async fn verify(
+    client: &Client,
+    images: &[Expectation],
+    mirrors: &[(String, String)],
+    parallel: usize,
+) -> VerifyReport {
+    let images = futures::stream::iter(images)
+        .map(|e| check(client, e, mirrors))
+        .buffered(parallel.max(1))
+        .collect()
+        .await;
+    VerifyReport { images }
+}
+
+impl VerifyReport {
+    /// True when every image is ok.
+    pub fn all_ok(&self) -> bool {
+        self.images.iter().all(|i| i.status == VerifyStatus::Ok)
+    }
+
+    /// Renders the report for stdout.
+    pub fn render(&self, format: OutputFormat) -> String {
+        let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+        match format {
+            OutputFormat::Json => serde_json::to_string_pretty(self).unwrap_or_default() + "\n",
+            OutputFormat::Yaml => serde_saphyr::to_string(self).unwrap_or_default(),
+            OutputFormat::Text => self
+                .images
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{} {} {} {}\n",
+                        i.source,
+                        i.target,
+                        i.status.as_str(),
+                        dash(&i.actual)
+                    )
+                })
+                .collect(),
+            OutputFormat::Table => {
+                let rows: Vec<Vec<String>> = self
+                    .images
+                    .iter()
+                    .map(|i| {
+                        vec![
+                            i.target.clone(),
+                            i.status.as_str().to_string(),
+                            dash(&i.expected),
+                            dash(&i.actual),
+                        ]
+                    })
+                    .collect();
+                crate::output::table(&["TARGET", "STATUS", "EXPECTED", "ACTUAL"], &rows)
+            }
+        }
+    }
+}
+
+/// `kubectl kkp mirror REGISTRY --verify`: prints the report; exit code 1 when any image is not ok
+/// (each listed on stderr).
+pub fn run_verify(
+    images: &[Expectation],
+    args: &CopyArgs,
+    format: OutputFormat,
+) -> Result<u8, super::archive::ArchiveError> {
+    let target_host = images.first().map(|i| i.1.registry.clone()).unwrap_or_default();
+    let opts = args.copy_options()?;
+    if !opts.platforms.is_empty() {
+        eprintln!(
+            "warning: --verify compares with the source's digests; an index rewritten by --platform shows as different"
+        );
+    }
+    let (client, rt) = super::archive::client_and_runtime(args, &target_host)?;
+    let report = rt.block_on(verify(&client, images, &opts.source_mirrors, opts.parallel * 2));
+    crate::output::print(&report.render(format)).map_err(super::CopyError::Output)?;
+    let bad: Vec<&VerifyEntry> = report
+        .images
+        .iter()
+        .filter(|i| i.status != VerifyStatus::Ok)
+        .collect();
+    eprintln!(
+        "{} images verified: {} ok, {} missing, {} different, {} not checked",
+        report.images.len(),
+        report.images.len() - bad.len(),
+        bad.iter().filter(|i| i.status == VerifyStatus::Missing).count(),
+        bad.iter().filter(|i| i.status == VerifyStatus::Different).count(),
+        bad.iter().filter(|i| i.status == VerifyStatus::Error).count(),
+    );
+    for i in &bad {
+        eprintln!(
+            "{}: {} {}",
+            i.status.as_str(),
+            i.target,
+            i.error.clone().unwrap_or_else(|| match (&i.expected, &i.actual) {
+                (Some(e), Some(a)) => format!("has {a}, expected {e}"),
+                (Some(e), None) => format!("expected {e}"),
+                _ => String::new(),
+            })
+        );
+    }
+    Ok(if report.all_ok() { 0 } else { 1 })
+}
