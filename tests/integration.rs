@@ -4,6 +4,7 @@ mod support;
 
 mod cli_addons;
 mod cli_archive;
+mod cli_candidates;
 mod cli_copy;
 mod cli_discovery;
 mod cli_hostile;

@@ -269,6 +269,9 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         }
     }
     // ---- end KKP ---------------------------------------------------------------------------------
+    if !args.offline {
+        confirm_candidates(&mut discovery, &args.copy)?;
+    }
     let plan = Plan::build(
         &discovery.images,
         &discovery.candidates,
@@ -305,4 +308,65 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
 
     crate::output::print(&plan.render(format)).map_err(MirrorError::Output)?;
     Ok(if chart_failures > 0 { 1 } else { 0 })
+}
+
+/// How long confirming all candidates may take, together.
+const CONFIRM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Keeps the candidate images a source registry confirms: a manifest `HEAD` that answers moves the
+/// candidate to the certain images; the others stay candidates (listed apart in the plan) with a
+/// warning. All `HEAD`s run at once and the whole pass is bounded by [`CONFIRM_TIMEOUT`]; nothing is
+/// written anywhere. `--offline` skips this.
+fn confirm_candidates(discovery: &mut Discovery, copy: &crate::copy::CopyArgs) -> Result<(), MirrorError> {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use crate::reference::ImageRef;
+    use crate::registry::Client;
+
+    if discovery.candidates.is_empty() {
+        return Ok(());
+    }
+    let unique: BTreeSet<ImageRef> = discovery
+        .candidates
+        .iter()
+        .filter_map(|f| ImageRef::parse(f.image.trim()).ok())
+        .collect();
+    let mirrors = copy.copy_options()?.source_mirrors;
+    // Target credentials are not for source registries: reading sources uses the login files only.
+    let sources_only = crate::copy::CopyArgs {
+        username: None,
+        password_stdin: false,
+        ..copy.clone()
+    };
+    let client = Client::new(sources_only.client_options("", None)?).map_err(crate::copy::CopyError::from)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(crate::copy::CopyError::Runtime)?;
+    let confirmed: BTreeMap<ImageRef, bool> = rt.block_on(async {
+        let checks = unique.iter().map(|r| {
+            let repo = crate::copy::mirrored_source(r, &mirrors);
+            let client = &client;
+            async move {
+                let found = matches!(client.head_manifest(&repo, r.identifier()).await, Ok(Some(_)));
+                (r.clone(), found)
+            }
+        });
+        tokio::time::timeout(CONFIRM_TIMEOUT, futures::future::join_all(checks))
+            .await
+            .map(|all| all.into_iter().collect())
+            .unwrap_or_default()
+    });
+    let (keep, unconfirmed): (Vec<_>, Vec<_>) = std::mem::take(&mut discovery.candidates)
+        .into_iter()
+        .partition(|f| ImageRef::parse(f.image.trim()).is_ok_and(|r| confirmed.get(&r) == Some(&true)));
+    let unconfirmed_refs: BTreeSet<&str> = unconfirmed.iter().map(|f| f.image.trim()).collect();
+    for image in &unconfirmed_refs {
+        discovery.warnings.push(format!(
+            "candidate image {image} was not confirmed by its registry; listed apart, not mirrored"
+        ));
+    }
+    discovery.images.extend(keep);
+    discovery.candidates = unconfirmed;
+    Ok(())
 }

@@ -651,7 +651,9 @@ impl Client {
         let host = self.host(&repo.host)?;
         let endpoint = self.endpoint(&host).await?;
         let mut scopes = Self::scopes(repo, access, extra_pull);
-        let mut refreshed = false;
+        // Token refreshes left for this request: the challenge may widen the scope set, and the new set's
+        // first token can still be short of what the registry wants (concurrent requests race here).
+        let mut refreshes_left = 2u8;
         let mut fresh = false;
         let mut attempt = 0;
         loop {
@@ -681,7 +683,9 @@ impl Client {
                     if status == StatusCode::UNAUTHORIZED {
                         let challenge =
                             header(resp.headers(), "www-authenticate").map(|h| parse_challenge(&h));
-                        if let (false, Some(Challenge::Bearer { scope, .. })) = (refreshed, &challenge) {
+                        if let (true, Some(Challenge::Bearer { scope, .. })) =
+                            (refreshes_left > 0, &challenge)
+                        {
                             // Expired token or insufficient scope: fetch a new one with every scope asked.
                             if let Some(s) = scope {
                                 for s in s.split(' ') {
@@ -690,7 +694,7 @@ impl Client {
                                     }
                                 }
                             }
-                            refreshed = true;
+                            refreshes_left -= 1;
                             fresh = true;
                             continue;
                         }
