@@ -11,16 +11,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::support::bin;
+use crate::support::block_on;
 use crate::support::images::{Pushed, Spec, client_for, push_image, random_bytes};
 use crate::support::registry::Registry;
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 fn mirror_cmd(args: &[&str]) -> (Command, tempfile::TempDir) {
     let empty = tempfile::tempdir().unwrap();

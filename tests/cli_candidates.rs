@@ -1,16 +1,9 @@
 //! Candidate images (bare image-shaped strings) are kept only when their registry confirms them.
 
+use crate::support::block_on;
 use crate::support::images::{Spec, client_for, push_image};
 use crate::support::registry::Registry;
 use crate::support::run;
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 fn manifests_mentioning(images: &[String]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -7,16 +7,9 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 use crate::support::bin;
+use crate::support::block_on;
 use crate::support::images::{Pushed, Spec, client_for, push_image, random_bytes};
 use crate::support::registry::{Options, Registry};
-
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
 
 /// Runs the mirror binary with an isolated docker config dir and optional stdin.
 fn mirror(args: &[&str], stdin: Option<&str>, docker_config: Option<&std::path::Path>) -> Output {

@@ -32,3 +32,12 @@ pub fn run(name: &str, args: &[&str]) -> Output {
         .output()
         .expect("binary runs")
 }
+
+/// Runs a future to completion on a fresh multi-threaded runtime (tests drive the async client with it).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
