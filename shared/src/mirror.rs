@@ -59,7 +59,8 @@ pub struct MirrorArgs {
     /// Directory of KKP addons (`-addons-path`).
     #[arg(long, value_name = "DIR")]
     pub addons_path: Option<PathBuf>,
-    /// Image to extract the addons from (default: from the configuration and the KKP version).
+    /// Image whose `addons/` directory is pulled and rendered like --addons-path (linux/amd64 of an
+    /// index), e.g. quay.io/kubermatic/addons:v2.31.0. Not pulled unless given.
     #[arg(long, value_name = "IMAGE", conflicts_with = "addons_path")]
     pub addons_image: Option<String>,
     /// KKP release whose control-plane catalog is used (default: the newest embedded).
@@ -134,6 +135,14 @@ pub enum MirrorError {
     /// An archive could not be written, read or pushed.
     #[error(transparent)]
     Archive(#[from] crate::copy::archive::ArchiveError),
+    /// The `--addons-image` could not be pulled or its addons extracted.
+    #[error("addons image {image}: {message}")]
+    AddonsImage {
+        /// The image as given.
+        image: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 impl MirrorError {
@@ -202,6 +211,11 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         return Err(MirrorError::Usage("--verify needs a target REGISTRY".into()));
     }
     // ---- end of archives (the rest of this block is after the plan) -----------------------------
+    if args.offline && args.addons_image.is_some() {
+        return Err(MirrorError::Usage(
+            "--addons-image pulls an image from its registry, which --offline forbids: drop one of them, or extract the addons and use --addons-path".into(),
+        ));
+    }
     if registry.is_none() && !args.common.is_dry_run() && !archiving {
         return Err(MirrorError::Usage(
             "a target REGISTRY is required (or use --dry-run to only print the plan)".into(),
@@ -244,12 +258,15 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     // The catalog's images are planned with --config, or on their own when no other source is given
     // (the embedded default). Addons are rendered over the same version × provider × CNI matrix: the
     // configuration's versions (else the release's defaults), narrowed by the filters.
+    // --addons-image is pulled into a temporary directory (kept until rendered) and rendered like
+    // --addons-path. Neither flag: no addons (no default pull, so dry runs stay offline).
+    let want_addons = args.addons_path.is_some() || args.addons_image.is_some();
     let no_other_source = args.charts_path.is_none()
         && args.manifests.is_empty()
         && args.image_lists.is_empty()
-        && args.addons_path.is_none();
+        && !want_addons;
     let want_catalog = args.config.is_some() || no_other_source;
-    if want_catalog || args.addons_path.is_some() {
+    if want_catalog || want_addons {
         let opts = crate::discover::kkp::KkpOptions {
             config: args.config.clone(),
             kkp_version: args.kkp_version.clone(),
@@ -262,11 +279,27 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         if want_catalog {
             discovery.extend(found);
         }
-        if let Some(dir) = &args.addons_path {
+        let pulled = match &args.addons_image {
+            Some(image) => {
+                let tmp = tempfile::TempDir::new().map_err(|e| MirrorError::AddonsImage {
+                    image: image.clone(),
+                    message: format!("creating a temporary directory: {e}"),
+                })?;
+                let dir = pull_addons(image, &args.copy, tmp.path())?;
+                Some((tmp, dir))
+            }
+            None => None,
+        };
+        let addons_dir = args
+            .addons_path
+            .as_deref()
+            .or(pulled.as_ref().map(|(_, d)| d.as_path()));
+        if let Some(dir) = addons_dir {
             use crate::discover::kkp::addons::{load_addons, render_matrix};
             let addons = load_addons(dir)?;
             discovery.extend(render_matrix(&addons, &matrix)?);
         }
+        drop(pulled);
     }
     // ---- end KKP ---------------------------------------------------------------------------------
     if !args.offline {
@@ -369,4 +402,122 @@ fn confirm_candidates(discovery: &mut Discovery, copy: &crate::copy::CopyArgs) -
     discovery.images.extend(keep);
     discovery.candidates = unconfirmed;
     Ok(())
+}
+
+/// The platform whose addons are used when `--addons-image` is an index (what KKP itself pulls).
+const ADDONS_PLATFORM: &str = "linux/amd64";
+
+/// Pulls `image` (an image, or an index whose linux/amd64 child is used) and extracts its `addons/`
+/// directory into `dest/addons`, which is returned. Each layer is streamed to a temporary file and
+/// checked against its descriptor's digest before anything is extracted; no layer is held in memory.
+/// Errors name the image.
+fn pull_addons(image: &str, copy: &crate::copy::CopyArgs, dest: &Path) -> Result<PathBuf, MirrorError> {
+    use std::io::Write;
+
+    use sha2::{Digest, Sha256};
+
+    use crate::reference::ImageRef;
+    use crate::registry::manifest::{ManifestView, Platform, is_index};
+    use crate::registry::{Client, Repository};
+
+    let fail = |message: String| MirrorError::AddonsImage {
+        image: image.to_string(),
+        message,
+    };
+    let reference = ImageRef::parse(image.trim()).map_err(|e| fail(e.to_string()))?;
+    let repo = Repository::of(&reference);
+    // Target credentials are not for source registries: reading uses the login files only.
+    let sources_only = crate::copy::CopyArgs {
+        username: None,
+        password_stdin: false,
+        ..copy.clone()
+    };
+    let client = Client::new(sources_only.client_options("", None)?).map_err(|e| fail(e.to_string()))?;
+    let layers_dir =
+        tempfile::TempDir::new().map_err(|e| fail(format!("creating a temporary directory: {e}")))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(crate::copy::CopyError::Runtime)?;
+    let files: Vec<PathBuf> = rt.block_on(async {
+        let mut raw = client
+            .get_manifest(&repo, reference.identifier())
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let mut view = ManifestView::parse(&raw.bytes).map_err(|e| fail(format!("manifest: {e}")))?;
+        if is_index(&raw.media_type) {
+            let want = Platform::parse(ADDONS_PLATFORM).ok_or_else(|| fail("bad platform".into()))?;
+            let child = view
+                .manifests
+                .iter()
+                .find(|d| d.platform.as_ref().is_some_and(|p| want.selects(p)))
+                .map(|d| d.digest.clone())
+                .ok_or_else(|| fail(format!("the index has no {ADDONS_PLATFORM} image")))?;
+            raw = client
+                .get_manifest(&repo, &child)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            view = ManifestView::parse(&raw.bytes).map_err(|e| fail(format!("manifest: {e}")))?;
+            if is_index(&raw.media_type) {
+                return Err(fail(format!(
+                    "{ADDONS_PLATFORM} entry {} is an index, not an image",
+                    child
+                )));
+            }
+        }
+        if view.layers.is_empty() {
+            return Err(fail(format!("manifest {} has no layers", raw.digest)));
+        }
+        let mut files = Vec::with_capacity(view.layers.len());
+        for (i, layer) in view.layers.iter().enumerate() {
+            let Some(expected_hex) = layer.digest.strip_prefix("sha256:") else {
+                return Err(fail(format!(
+                    "layer {}: unsupported digest algorithm",
+                    layer.digest
+                )));
+            };
+            let path = layers_dir.path().join(format!("layer-{i}"));
+            let mut out =
+                std::fs::File::create(&path).map_err(|e| fail(format!("writing {}: {e}", path.display())))?;
+            let mut resp = client
+                .get_blob(&repo, &layer.digest)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let mut hasher = Sha256::new();
+            let mut size: u64 = 0;
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| fail(format!("layer {}: {e}", layer.digest)))?
+            {
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                out.write_all(&chunk)
+                    .map_err(|e| fail(format!("writing {}: {e}", path.display())))?;
+            }
+            let actual = hex::encode(hasher.finalize());
+            if actual != expected_hex {
+                return Err(fail(format!(
+                    "layer {}: digest mismatch: got sha256:{actual} ({size} bytes)",
+                    layer.digest
+                )));
+            }
+            files.push(path);
+        }
+        Ok(files)
+    })?;
+    let mut readers = Vec::with_capacity(files.len());
+    for path in &files {
+        readers
+            .push(std::fs::File::open(path).map_err(|e| fail(format!("reading {}: {e}", path.display())))?);
+    }
+    let stats = crate::discover::kkp::addons::extract_addons_from_layers(readers.into_iter(), dest)
+        .map_err(|e| fail(e.to_string()))?;
+    tracing::debug!(
+        image,
+        files = stats.files,
+        whiteouts = stats.whiteouts,
+        "addons extracted"
+    );
+    Ok(dest.join("addons"))
 }
