@@ -2,6 +2,8 @@
 
 use std::io::{self, IsTerminal, Write};
 
+use serde::Serialize;
+
 use crate::cli::OutputFormat;
 
 /// The format to use when the user gave none: a table for people, plain text for pipes.
@@ -45,5 +47,15 @@ pub fn print(text: &str) -> io::Result<()> {
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         other => other,
+    }
+}
+
+/// The JSON or YAML document for `value`, when `format` is one of those; `None` for table and text,
+/// whose layout each report chooses itself.
+pub fn structured<T: Serialize>(value: &T, format: OutputFormat) -> Option<String> {
+    match format {
+        OutputFormat::Json => Some(serde_json::to_string_pretty(value).unwrap_or_default() + "\n"),
+        OutputFormat::Yaml => Some(serde_saphyr::to_string(value).unwrap_or_default()),
+        OutputFormat::Table | OutputFormat::Text => None,
     }
 }

@@ -154,9 +154,11 @@ impl Plan {
 
     /// Renders the plan for stdout.
     pub fn render(&self, format: OutputFormat) -> String {
+        if let Some(doc) = crate::output::structured(self, format) {
+            return doc;
+        }
         match format {
-            OutputFormat::Json => serde_json::to_string_pretty(self).expect("plan serialises") + "\n",
-            OutputFormat::Yaml => serde_saphyr::to_string(self).expect("plan serialises"),
+            OutputFormat::Json | OutputFormat::Yaml => unreachable!("handled by output::structured"),
             OutputFormat::Text => {
                 let mut out = String::new();
                 for e in &self.images {

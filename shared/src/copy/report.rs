@@ -137,9 +137,11 @@ impl CopyReport {
 
     /// Renders the per-image report for stdout.
     pub fn render(&self, format: OutputFormat) -> String {
+        if let Some(doc) = crate::output::structured(self, format) {
+            return doc;
+        }
         match format {
-            OutputFormat::Json => serde_json::to_string_pretty(self).unwrap_or_default() + "\n",
-            OutputFormat::Yaml => serde_saphyr::to_string(self).unwrap_or_default(),
+            OutputFormat::Json | OutputFormat::Yaml => unreachable!("handled by output::structured"),
             OutputFormat::Text => self
                 .images
                 .iter()

@@ -138,9 +138,11 @@ impl VerifyReport {
     /// Renders the report for stdout.
     pub fn render(&self, format: OutputFormat) -> String {
         let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+        if let Some(doc) = crate::output::structured(self, format) {
+            return doc;
+        }
         match format {
-            OutputFormat::Json => serde_json::to_string_pretty(self).unwrap_or_default() + "\n",
-            OutputFormat::Yaml => serde_saphyr::to_string(self).unwrap_or_default(),
+            OutputFormat::Json | OutputFormat::Yaml => unreachable!("handled by output::structured"),
             OutputFormat::Text => self
                 .images
                 .iter()
