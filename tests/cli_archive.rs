@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::support::bin;
 use crate::support::block_on;
-use crate::support::images::{Pushed, Spec, client_for, push_image, random_bytes};
+use crate::support::images::{Pushed, Spec, client_for, push_image, push_three_shapes, random_bytes};
 use crate::support::registry::Registry;
 
 fn mirror_cmd(args: &[&str]) -> (Command, tempfile::TempDir) {
@@ -104,28 +104,8 @@ fn archive_round_trip_keeps_every_platform_and_digest() {
     let src = Registry::start();
     let dst = Registry::start();
     let client = client_for(&[&src]);
-    let shared = random_bytes(200 * 1024);
-    let (oci, docker, nested) = block_on(async {
-        let oci = Spec {
-            platforms: vec!["linux/amd64", "linux/arm64/v8", "linux/s390x"],
-            shared_layer: Some(shared.clone()),
-            ..Spec::default()
-        };
-        let docker = Spec {
-            docker: true,
-            shared_layer: Some(shared.clone()),
-            ..Spec::default()
-        };
-        let nested = Spec {
-            nested: true,
-            ..Spec::default()
-        };
-        (
-            push_image(&client, &src, "team/app", "v1", &oci).await,
-            push_image(&client, &src, "other/tool", "2.0", &docker).await,
-            push_image(&client, &src, "team/nested", "1", &nested).await,
-        )
-    });
+    let shared_len = 200 * 1024;
+    let (oci, docker, nested) = block_on(push_three_shapes(&client, &src, shared_len));
     let work = tempfile::tempdir().unwrap();
     let list = image_list(
         work.path(),
@@ -250,7 +230,7 @@ fn archive_round_trip_keeps_every_platform_and_digest() {
     assert_pushed(&dst, "mirror/team/nested", "1", &nested);
     // The shared layer was uploaded once and mounted into the other repository.
     let mounted: u64 = images.iter().map(|i| i["bytes_mounted"].as_u64().unwrap()).sum();
-    assert_eq!(mounted, shared.len() as u64, "{report:#}");
+    assert_eq!(mounted, shared_len as u64, "{report:#}");
 
     // A rerun writes nothing; --verify against the archive's digests passes.
     let again = ok_json(&mirror(&args));

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::support::bin;
 use crate::support::block_on;
-use crate::support::images::{Pushed, Spec, client_for, push_image, random_bytes};
+use crate::support::images::{Pushed, Spec, client_for, push_image, push_three_shapes, random_bytes};
 use crate::support::registry::{Options, Registry};
 
 /// Runs the mirror binary with an isolated docker config dir and optional stdin.
@@ -88,28 +88,8 @@ fn multi_arch_copy_keeps_digests_mounts_shared_layers_and_reruns_as_noop() {
     let src = Registry::start();
     let dst = Registry::start();
     let client = client_for(&[&src]);
-    let shared = random_bytes(300 * 1024);
-    let (oci, docker, nested) = block_on(async {
-        let oci = Spec {
-            platforms: vec!["linux/amd64", "linux/arm64/v8", "linux/s390x"],
-            shared_layer: Some(shared.clone()),
-            ..Spec::default()
-        };
-        let docker = Spec {
-            docker: true,
-            shared_layer: Some(shared.clone()),
-            ..Spec::default()
-        };
-        let nested = Spec {
-            nested: true,
-            ..Spec::default()
-        };
-        (
-            push_image(&client, &src, "team/app", "v1", &oci).await,
-            push_image(&client, &src, "other/tool", "2.0", &docker).await,
-            push_image(&client, &src, "team/nested", "1", &nested).await,
-        )
-    });
+    let shared_len = 300 * 1024;
+    let (oci, docker, nested) = block_on(push_three_shapes(&client, &src, shared_len));
     let list = image_list(&[
         format!("{}/team/app:v1", src.host),
         format!("{}/other/tool:2.0", src.host),
@@ -146,14 +126,14 @@ fn multi_arch_copy_keeps_digests_mounts_shared_layers_and_reruns_as_noop() {
             .unwrap()
     };
     let mounted: u64 = images.iter().map(|i| i["bytes_mounted"].as_u64().unwrap()).sum();
-    assert_eq!(mounted, shared.len() as u64, "{report:#}");
+    assert_eq!(mounted, shared_len as u64, "{report:#}");
     assert_eq!(by_source("team/app")["digest"], oci.digest.as_str());
     let copied: u64 = images.iter().map(|i| i["bytes_copied"].as_u64().unwrap()).sum();
     let all_blobs: u64 = oci.blob_bytes() + docker.blob_bytes() + nested.blob_bytes();
     // Each platform of `oci` lists the shared layer, so it is counted once per distinct (repo, digest).
-    let shared_extra = shared.len() as u64
+    let shared_extra = shared_len as u64
         * (oci.blobs.iter().filter(|(d, _)| d == &oci.blobs[0].0).count() as u64 - 1)
-        + shared.len() as u64 * (docker.blobs.iter().filter(|(d, _)| d == &oci.blobs[0].0).count() as u64);
+        + shared_len as u64 * (docker.blobs.iter().filter(|(d, _)| d == &oci.blobs[0].0).count() as u64);
     assert_eq!(copied, all_blobs - shared_extra, "{report:#}");
     assert_eq!(
         dst.blob_count(),

@@ -195,3 +195,33 @@ pub async fn push_image(client: &Client, reg: &Registry, repo: &str, tag: &str, 
     assert_eq!(pushed.digest, sha256_digest(&top.0));
     pushed
 }
+
+/// Pushes the three shapes the copy and archive tests exercise, sharing one base layer of `shared_size`
+/// bytes between the first two: `team/app:v1` (OCI index, three platforms), `other/tool:2.0` (Docker
+/// manifest list) and `team/nested:1` (an index inside an index).
+pub async fn push_three_shapes(
+    client: &Client,
+    reg: &Registry,
+    shared_size: usize,
+) -> (Pushed, Pushed, Pushed) {
+    let shared = random_bytes(shared_size);
+    let oci = Spec {
+        platforms: vec!["linux/amd64", "linux/arm64/v8", "linux/s390x"],
+        shared_layer: Some(shared.clone()),
+        ..Spec::default()
+    };
+    let docker = Spec {
+        docker: true,
+        shared_layer: Some(shared),
+        ..Spec::default()
+    };
+    let nested = Spec {
+        nested: true,
+        ..Spec::default()
+    };
+    (
+        push_image(client, reg, "team/app", "v1", &oci).await,
+        push_image(client, reg, "other/tool", "2.0", &docker).await,
+        push_image(client, reg, "team/nested", "1", &nested).await,
+    )
+}
