@@ -3,10 +3,13 @@
 use std::process::ExitCode;
 
 /// Sends `tracing` output to stderr; `-v` raises the level, `RUST_LOG` overrides it.
+///
+/// kube-client logs every failed request at ERROR before we report it once, kubectl-style; it is kept
+/// quiet below `-vv`.
 pub fn init_logging(verbose: u8) {
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,kube_client=off",
+        1 => "info,kube_client=off",
         2 => "debug",
         _ => "trace",
     };

@@ -16,25 +16,9 @@ struct Cli {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.args.common.verbose);
+    kubectl_kkp::init_logging(cli.args.common.verbose);
     match kkp_shared::seedproxy::run(&cli.args).await {
         Ok(code) => ExitCode::from(code),
         Err(e) => kubectl_kkp::report(&e, e.exit_code()),
     }
-}
-
-/// kube-client logs every failed request at ERROR before we report it once, kubectl-style; keep it
-/// quiet unless asked for (`-vv`, or `RUST_LOG`).
-fn init_logging(verbose: u8) {
-    if verbose >= 2 || std::env::var_os("RUST_LOG").is_some() {
-        return kubectl_kkp::init_logging(verbose);
-    }
-    let level = if verbose == 1 { "info" } else { "warn" };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-            "{level},kube_client=off"
-        )))
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
 }

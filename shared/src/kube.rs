@@ -2,12 +2,17 @@
 //!
 //! `--kubeconfig` replaces `$KUBECONFIG`, which kube-rs merges as a path list; `--context` picks the
 //! context; the namespace is ours to default (KKP objects live in `kubermatic`, not in the context's
-//! namespace). This module knows nothing of Seeds or of any KKP object.
+//! namespace). [`Objects`] reads and patches one kind of namespaced object as JSON, and the helpers
+//! below it build the resourceVersion-guarded JSON merge patches every writing command sends. This
+//! module knows nothing of Seeds or of any KKP object.
 
 use std::path::PathBuf;
 
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, ValidationDirective};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
+use serde_json::{Map, Value, json};
 
 use crate::cli::KubeArgs;
 
@@ -250,6 +255,173 @@ pub async fn connect(args: &KubeArgs) -> Result<Cluster, KubeError> {
     })
 }
 
+/// How often a command re-reads an object that changed under it before giving up.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// One kind of namespaced object (`kubermatic.k8c.io/v1` Seeds, KubermaticConfigurations …), read and
+/// patched as JSON without a typed CRD, with every error already in kubectl's words.
+pub struct Objects<'a> {
+    api: Api<DynamicObject>,
+    /// Where the objects are.
+    pub cluster: &'a Cluster,
+    group: &'static str,
+    resource: &'static str,
+    field_manager: &'static str,
+}
+
+impl<'a> Objects<'a> {
+    /// `group`/`version` `kind` objects, plural `resource`, in the cluster's namespace; writes are
+    /// recorded in managedFields under `field_manager`.
+    pub fn new(
+        cluster: &'a Cluster,
+        (group, version, kind): (&'static str, &'static str, &'static str),
+        resource: &'static str,
+        field_manager: &'static str,
+    ) -> Objects<'a> {
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let ar = ApiResource::from_gvk_with_plural(&gvk, resource);
+        Objects {
+            api: Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &ar),
+            cluster,
+            group,
+            resource,
+            field_manager,
+        }
+    }
+
+    fn op(&self, verb: &'a str, name: Option<&'a str>) -> Op<'a> {
+        Op {
+            verb,
+            resource: self.resource,
+            group: self.group,
+            namespace: &self.cluster.namespace,
+            name,
+        }
+    }
+
+    /// `kind/name` as kubectl prints what it changed (`seed.kubermatic.k8c.io/hamburg`).
+    pub fn id(&self, singular: &str, name: &str) -> String {
+        format!("{singular}.{}/{name}", self.group)
+    }
+
+    /// GET one object.
+    pub async fn get(&self, name: &str) -> Result<Value, KubeError> {
+        let obj = self
+            .api
+            .get(name)
+            .await
+            .map_err(|e| map_error(e, &self.cluster.server, self.op("get", Some(name))))?;
+        Ok(serde_json::to_value(obj).unwrap_or(Value::Null))
+    }
+
+    /// LIST the namespace, sorted by name.
+    pub async fn list(&self) -> Result<Vec<Value>, KubeError> {
+        let list = self
+            .api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| map_error(e, &self.cluster.server, self.op("list", None)))?;
+        let mut items: Vec<Value> = list
+            .items
+            .into_iter()
+            .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
+            .collect();
+        items.sort_by_key(object_name);
+        Ok(items)
+    }
+
+    /// PATCH with a JSON merge patch, `fieldValidation=Strict` (the server refuses fields it would
+    /// otherwise silently drop), `dryRun=All` when `dry_run`. Returns the object the server answered.
+    pub async fn patch(&self, name: &str, patch: &Value, dry_run: bool) -> Result<Value, KubeError> {
+        let pp = PatchParams {
+            dry_run,
+            field_manager: Some(self.field_manager.into()),
+            field_validation: Some(ValidationDirective::Strict),
+            ..Default::default()
+        };
+        let obj = self
+            .api
+            .patch(name, &pp, &Patch::Merge(patch))
+            .await
+            .map_err(|e| map_error(e, &self.cluster.server, self.op("patch", Some(name))))?;
+        Ok(serde_json::to_value(obj).unwrap_or(Value::Null))
+    }
+}
+
+/// `metadata.name` of an object (empty when it has none).
+pub fn object_name(obj: &Value) -> String {
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `metadata.resourceVersion` of an object.
+pub fn resource_version(obj: &Value) -> Option<String> {
+    obj.pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// An RFC 7386 merge patch that turns `old` into `new`; `None` when they are equal.
+pub fn merge_patch(old: &Value, new: &Value) -> Option<Value> {
+    match (old, new) {
+        (Value::Object(o), Value::Object(n)) => {
+            let mut patch = Map::new();
+            for k in o.keys() {
+                if !n.contains_key(k) {
+                    patch.insert(k.clone(), Value::Null);
+                }
+            }
+            for (k, nv) in n {
+                match o.get(k) {
+                    Some(ov) => {
+                        if let Some(p) = merge_patch(ov, nv) {
+                            patch.insert(k.clone(), p);
+                        }
+                    }
+                    None => {
+                        patch.insert(k.clone(), nv.clone());
+                    }
+                }
+            }
+            (!patch.is_empty()).then_some(Value::Object(patch))
+        }
+        _ => (old != new).then(|| new.clone()),
+    }
+}
+
+/// The merge patch from `live` (as read) to `desired`, carrying the resourceVersion that was read: the
+/// server applies it only if nobody wrote the object since (409 Conflict otherwise). `None`: no change.
+pub fn guarded_merge_patch(live: &Value, desired: &Value) -> Option<Value> {
+    let mut patch = merge_patch(live, desired)?;
+    if let (Some(rv), Some(p)) = (resource_version(live), patch.as_object_mut()) {
+        p.insert("metadata".into(), json!({ "resourceVersion": rv }));
+    }
+    Some(patch)
+}
+
+/// The object as people should see it: no managedFields, status, last-applied annotation or
+/// bookkeeping (resourceVersion, generation) that changes on every write.
+pub fn for_display(obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    if let Some(m) = obj.as_object_mut() {
+        m.remove("status");
+    }
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("managedFields");
+        meta.remove("resourceVersion");
+        meta.remove("generation");
+        if let Some(ann) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            ann.remove("kubectl.kubernetes.io/last-applied-configuration");
+            if ann.is_empty() {
+                meta.remove("annotations");
+            }
+        }
+    }
+    obj
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +460,28 @@ mod tests {
         assert_eq!(e.code(), Some(422));
         assert_eq!(e.to_string(), "Error from server (Invalid): bad");
         assert_eq!(host_port("https://10.0.0.1:6443/"), "10.0.0.1:6443");
+    }
+
+    #[test]
+    fn merge_patch_sets_changes_and_nulls_removals() {
+        let old = json!({"a": 1, "b": {"c": [1], "d": "x"}, "e": true});
+        let new = json!({"a": 1, "b": {"c": [1, 2]}, "e": true, "f": "new"});
+        assert_eq!(
+            merge_patch(&old, &new),
+            Some(json!({"b": {"d": null, "c": [1, 2]}, "f": "new"}))
+        );
+        assert_eq!(merge_patch(&old, &old), None);
+    }
+
+    #[test]
+    fn a_guarded_patch_carries_the_read_resource_version() {
+        let live = json!({"metadata": {"name": "k", "resourceVersion": "41"}, "spec": {"a": 1}});
+        let mut desired = live.clone();
+        desired["spec"]["a"] = json!(2);
+        assert_eq!(
+            guarded_merge_patch(&live, &desired),
+            Some(json!({"spec": {"a": 2}, "metadata": {"resourceVersion": "41"}}))
+        );
+        assert_eq!(guarded_merge_patch(&live, &live), None);
     }
 }

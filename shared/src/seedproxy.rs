@@ -10,13 +10,11 @@
 use std::io::Write;
 
 use clap::Args;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Map, Value, json};
 
 use crate::cli::{CommonArgs, DryRun, KubeArgs, OutputFormat};
 use crate::diff::{self, ConfirmError};
-use crate::kube::{Cluster, KubeError, Op, map_error};
+use crate::kube::{Cluster, KubeError, Objects, for_display, guarded_merge_patch};
 use crate::reference::ImageRef;
 
 /// API group of the KKP objects.
@@ -629,16 +627,7 @@ pub fn datacenters(seed: &Value) -> Vec<String> {
 }
 
 fn seed_name(seed: &Value) -> String {
-    seed.pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn resource_version(seed: &Value) -> Option<String> {
-    seed.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .map(str::to_string)
+    crate::kube::object_name(seed)
 }
 
 /// The object with `edits` applied to `target`; the input is not changed.
@@ -687,55 +676,6 @@ pub fn apply_edits(seed: &Value, target: &Target, edits: &Edits) -> Value {
         }
     }
     new
-}
-
-/// An RFC 7386 merge patch that turns `old` into `new`; `None` when they are equal.
-pub fn merge_patch(old: &Value, new: &Value) -> Option<Value> {
-    match (old, new) {
-        (Value::Object(o), Value::Object(n)) => {
-            let mut patch = Map::new();
-            for k in o.keys() {
-                if !n.contains_key(k) {
-                    patch.insert(k.clone(), Value::Null);
-                }
-            }
-            for (k, nv) in n {
-                match o.get(k) {
-                    Some(ov) => {
-                        if let Some(p) = merge_patch(ov, nv) {
-                            patch.insert(k.clone(), p);
-                        }
-                    }
-                    None => {
-                        patch.insert(k.clone(), nv.clone());
-                    }
-                }
-            }
-            (!patch.is_empty()).then_some(Value::Object(patch))
-        }
-        _ => (old != new).then(|| new.clone()),
-    }
-}
-
-/// The object as people should see it: no managedFields, status, last-applied annotation or
-/// bookkeeping (resourceVersion, generation) that changes on every write.
-pub fn for_display(obj: &Value) -> Value {
-    let mut obj = obj.clone();
-    if let Some(m) = obj.as_object_mut() {
-        m.remove("status");
-    }
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.remove("managedFields");
-        meta.remove("resourceVersion");
-        meta.remove("generation");
-        if let Some(ann) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
-            ann.remove("kubectl.kubernetes.io/last-applied-configuration");
-            if ann.is_empty() {
-                meta.remove("annotations");
-            }
-        }
-    }
-    obj
 }
 
 fn to_yaml(v: &Value) -> Result<String, SeedproxyError> {
@@ -840,68 +780,12 @@ fn escape(s: &str) -> String {
     s.replace('~', "~0").replace('/', "~1")
 }
 
-/// The Seed resource, without needing a typed CRD.
-pub fn seed_api(cluster: &Cluster) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk(GROUP, "v1", "Seed");
-    let ar = ApiResource::from_gvk_with_plural(&gvk, RESOURCE);
-    Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &ar)
-}
-
 /// Seed reads and writes, with errors already in kubectl's words.
-struct Seeds<'a> {
-    api: Api<DynamicObject>,
-    cluster: &'a Cluster,
-}
+type Seeds<'a> = Objects<'a>;
 
-impl<'a> Seeds<'a> {
-    fn op(&self, verb: &'a str, name: Option<&'a str>) -> Op<'a> {
-        Op {
-            verb,
-            resource: RESOURCE,
-            group: GROUP,
-            namespace: &self.cluster.namespace,
-            name,
-        }
-    }
-
-    async fn get(&self, name: &str) -> Result<Value, KubeError> {
-        let obj = self
-            .api
-            .get(name)
-            .await
-            .map_err(|e| map_error(e, &self.cluster.server, self.op("get", Some(name))))?;
-        Ok(serde_json::to_value(obj).unwrap_or(Value::Null))
-    }
-
-    async fn list(&self) -> Result<Vec<Value>, KubeError> {
-        let list = self
-            .api
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| map_error(e, &self.cluster.server, self.op("list", None)))?;
-        let mut items: Vec<Value> = list
-            .items
-            .into_iter()
-            .map(|o| serde_json::to_value(o).unwrap_or(Value::Null))
-            .collect();
-        items.sort_by_key(seed_name);
-        Ok(items)
-    }
-
-    async fn patch(&self, name: &str, patch: &Value, dry_run: bool) -> Result<Value, KubeError> {
-        let pp = PatchParams {
-            dry_run,
-            field_manager: Some(FIELD_MANAGER.into()),
-            field_validation: Some(kube::api::ValidationDirective::Strict),
-            ..Default::default()
-        };
-        let obj = self
-            .api
-            .patch(name, &pp, &Patch::Merge(patch))
-            .await
-            .map_err(|e| map_error(e, &self.cluster.server, self.op("patch", Some(name))))?;
-        Ok(serde_json::to_value(obj).unwrap_or(Value::Null))
-    }
+/// The Seeds of the cluster's namespace.
+pub fn seed_objects(cluster: &Cluster) -> Objects<'_> {
+    Objects::new(cluster, (GROUP, "v1", "Seed"), RESOURCE, FIELD_MANAGER)
 }
 
 /// Where the edited Seed came from, and what part of it is edited.
@@ -1165,10 +1049,7 @@ pub async fn execute(
     cluster: &Cluster,
     out: &mut dyn Write,
 ) -> Result<u8, SeedproxyError> {
-    let seeds = Seeds {
-        api: seed_api(cluster),
-        cluster,
-    };
+    let seeds = seed_objects(cluster);
     let format = args.common.output;
     let emit = |out: &mut dyn Write, text: &str| -> Result<(), SeedproxyError> {
         match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
@@ -1210,17 +1091,13 @@ pub async fn execute(
 
     for attempt in 1.. {
         let new = apply_edits(&seed, &target, edits);
-        let Some(mut patch) = merge_patch(&seed, &new) else {
+        let Some(patch) = guarded_merge_patch(&seed, &new) else {
             eprintln!(
                 "Seed {}/{seed_id} already has these settings; nothing to change.",
                 cluster.namespace
             );
             return Ok(0);
         };
-        let rv = resource_version(&seed);
-        if let (Some(rv), Some(p)) = (&rv, patch.as_object_mut()) {
-            p.insert("metadata".into(), json!({ "resourceVersion": rv }));
-        }
         tracing::debug!(%patch, "merge patch");
 
         let preview = match dry {
@@ -1320,7 +1197,7 @@ fn retry_or_fail(err: KubeError, seed: &str, cluster: &Cluster, final_: bool) ->
 }
 
 async fn reread(seeds: &Seeds<'_>, name: &str, attempt: u32) -> Result<Value, SeedproxyError> {
-    if attempt >= 5 {
+    if attempt >= crate::kube::MAX_ATTEMPTS {
         return Err(SeedproxyError::Conflict {
             name: name.to_string(),
             namespace: seeds.cluster.namespace.clone(),
@@ -1554,17 +1431,6 @@ mod tests {
         assert_eq!(unknown_fields(&api(422, "spec.x: Invalid value")), None);
         let hint = field_hint(&["spec.datacenters.a.node.hyperkubeImage".into()]);
         assert!(hint.contains("removed in KKP v2.20"), "{hint}");
-    }
-
-    #[test]
-    fn merge_patch_sets_changes_and_nulls_removals() {
-        let old = json!({"a": 1, "b": {"c": [1], "d": "x"}, "e": true});
-        let new = json!({"a": 1, "b": {"c": [1, 2]}, "e": true, "f": "new"});
-        assert_eq!(
-            merge_patch(&old, &new),
-            Some(json!({"b": {"d": null, "c": [1, 2]}, "f": "new"}))
-        );
-        assert_eq!(merge_patch(&old, &old), None);
     }
 
     #[test]
