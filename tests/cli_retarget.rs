@@ -355,7 +355,14 @@ fn usage_errors_exit_2() {
         vec![],
         vec!["--helm-values", s(&values)],
         vec!["--config", s(&root.join("kubermatic.yaml")), "-o", "set"],
-        vec!["--live"],
+        vec!["--live", "--config", s(&root.join("kubermatic.yaml"))],
+        vec!["--dry-run=server", "--config", s(&root.join("kubermatic.yaml"))],
+        vec![
+            "--name",
+            "kubermatic",
+            "--config",
+            s(&root.join("kubermatic.yaml")),
+        ],
     ] {
         let out = retarget(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
@@ -375,4 +382,109 @@ fn usage_errors_exit_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_hostile_helm_setup_does_not_affect_retarget() {
+    let (_d, root) = workdir();
+    let values = root.join("values.yaml");
+    let charts = root.join("charts");
+    // A helm setup that breaks every helm command run in it: unreadable registry logins and repositories.
+    let hostile = root.join("hostile-helm");
+    std::fs::create_dir_all(hostile.join("config/registry")).unwrap();
+    std::fs::write(hostile.join("config/registry/config.json"), "{{{ not json").unwrap();
+    std::fs::write(hostile.join("config/repositories.yaml"), "repositories: [").unwrap();
+    std::fs::write(hostile.join("registry.json"), "{{{ not json").unwrap();
+    let with_hostile_env = |cmd: &mut Command| {
+        cmd.env("HELM_CONFIG_HOME", hostile.join("config"))
+            .env("HELM_REGISTRY_CONFIG", hostile.join("registry.json"))
+            .env("HELM_REPOSITORY_CONFIG", hostile.join("config/repositories.yaml"))
+            .env("HELM_CACHE_HOME", hostile.join("cache"))
+            .env("HELM_PLUGINS", hostile.join("plugins"));
+    };
+    let mut plain = Command::new("helm3");
+    plain.arg("template").arg("x").arg(charts.join("web"));
+    with_hostile_env(&mut plain);
+    assert!(
+        !plain.output().unwrap().status.success(),
+        "the hostile setup must break a plain helm call, or this test proves nothing"
+    );
+
+    let mut cmd = Command::new(bin("kubectl-kkp-retarget"));
+    cmd.args(["--registry", REG, "--helm-binary", "helm3"])
+        .args(["--helm-values", s(&values), "--charts-path", s(&charts), "--yes"])
+        .args(["--allow-leak", "docker.io/library/alpine:*"])
+        .stdin(Stdio::null());
+    with_hostile_env(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let images = rendered_images(&charts.join("web"), &["--values", s(&values)]);
+    assert!(!images.is_empty());
+    assert!(
+        images.iter().all(|i| i.starts_with("reg.local:5000/kkp/")),
+        "{images:?}"
+    );
+}
+
+#[test]
+fn mirror_warns_once_about_a_retargeted_values_file() {
+    let (_d, root) = workdir();
+    let values = root.join("values.yaml");
+    let charts = root.join("charts");
+    let warning = "already point at reg.local:5000/kkp";
+    let mirror = |v: &Path| {
+        Command::new(bin("kubectl-kkp-mirror"))
+            .args([
+                REG,
+                "--dry-run",
+                "--offline",
+                "-o",
+                "json",
+                "--helm-binary",
+                "helm3",
+            ])
+            .args(["--charts-path", s(&charts), "--helm-values", s(v)])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = mirror(&values);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(warning));
+
+    let private = root.join("values.private.yaml");
+    let out = retarget(&[
+        "--helm-values",
+        s(&values),
+        "--charts-path",
+        s(&charts),
+        "-o",
+        s(&private),
+        "--yes",
+        "--allow-leak",
+        "docker.io/library/alpine:*",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = mirror(&private);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches(warning).count(), 1, "{err}");
+    assert!(
+        err.contains(&format!("warning: {}: ", private.display())),
+        "{err}"
+    );
 }

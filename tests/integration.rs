@@ -13,5 +13,6 @@ mod cli_kkp;
 mod cli_mirror;
 mod cli_packaging;
 mod cli_retarget;
+mod cli_retarget_live;
 mod cli_seedproxy;
 mod fuzz_props;

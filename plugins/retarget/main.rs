@@ -19,6 +19,6 @@ fn main() -> ExitCode {
     kubectl_kkp::init_logging(cli.args.verbose);
     match kkp_shared::retarget::run(&cli.args) {
         Ok(code) => ExitCode::from(code),
-        Err(e) => kubectl_kkp::report(&e, e.exit_code(cli.args.diff)),
+        Err(e) => kubectl_kkp::report(&e, e.exit_code(cli.args.diff_mode())),
     }
 }

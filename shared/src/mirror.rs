@@ -247,6 +247,7 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
             eprintln!("error: {failure}");
         }
         chart_failures = failures.len();
+        warn_retargeted_values(&args.helm_values, &found.images, registry);
         discovery.extend(found);
     }
     for dir in &args.manifests {
@@ -341,6 +342,32 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
 
     crate::output::print(&plan.render(format)).map_err(MirrorError::Output)?;
     Ok(if chart_failures > 0 { 1 } else { 0 })
+}
+
+/// A values file `kubectl kkp retarget` already pointed at the target registry makes the charts render
+/// the target's images, not the upstream ones mirror must copy from. Cheap check: some chart image is
+/// already below REGISTRY, and the values file names REGISTRY's host. One warning per such file.
+fn warn_retargeted_values(values: &[PathBuf], images: &[Finding], registry: Option<&str>) {
+    let Some(registry) = registry.map(|r| r.trim_end_matches('/')) else {
+        return;
+    };
+    let below = |image: &str| {
+        crate::reference::ImageRef::parse(image)
+            .is_ok_and(|r| crate::retarget::config::is_under(&r.name(), registry))
+    };
+    if !images.iter().any(|f| below(&f.image)) {
+        return;
+    }
+    let host = registry.split('/').next().unwrap_or(registry);
+    for path in values {
+        if std::fs::read_to_string(path).is_ok_and(|text| text.contains(host)) {
+            eprintln!(
+                "warning: {}: its images already point at {registry}, as `kubectl kkp retarget` leaves them; \
+                 mirror the stock values file instead (retarget -o FILE keeps it)",
+                path.display()
+            );
+        }
+    }
 }
 
 /// How long confirming all candidates may take, together.

@@ -2,11 +2,13 @@
 //! in place, keeping comments and layout, and prove with a real render that no image is left behind.
 //!
 //! Puts the steps together: compute edits ([`config`], [`values`]), splice them ([`crate::yamledit`]),
-//! show a unified diff, confirm, write atomically, check renders for leaks ([`leak`]). Knows nothing of
-//! registries on the wire.
+//! show a unified diff, confirm, write atomically, check renders for leaks ([`leak`]); with `--live` the
+//! KubermaticConfiguration is the object in the cluster ([`live`]). Knows nothing of registries on the
+//! wire.
 
 pub mod config;
 pub mod leak;
+pub mod live;
 pub mod values;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 
+use crate::cli::{DryRun, KubeArgs};
+use crate::kube::KubeError;
 use crate::yamledit::{EditError, Intended, YamlDoc, verify_edits};
 
 pub use config::Edition;
@@ -25,7 +29,7 @@ pub struct RetargetArgs {
     #[arg(long, value_name = "REGISTRY")]
     pub registry: String,
     /// KubermaticConfiguration file to retarget.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "live")]
     pub config: Option<PathBuf>,
     /// Helm values file; repeatable (later files win, as with helm). The last one is edited.
     #[arg(long = "helm-values", value_name = "FILE")]
@@ -65,9 +69,20 @@ pub struct RetargetArgs {
     /// Kill a `helm` call that runs longer than this (e.g. 90s, 5m, 1m30s) [default: 5m].
     #[arg(long, value_name = "DURATION", value_parser = crate::discover::helm::parse_duration)]
     pub helm_timeout: Option<std::time::Duration>,
-    /// Retarget the live KubermaticConfiguration and Seeds in the cluster (not implemented yet).
+    /// Retarget the KubermaticConfiguration in the cluster instead of a file (kubeconfig flags as
+    /// kubectl: --kubeconfig, --context, -n, default namespace kubermatic).
     #[arg(long)]
     pub live: bool,
+    /// Name of the live KubermaticConfiguration (default: the only one in the namespace).
+    #[arg(long, value_name = "NAME", requires = "live")]
+    pub name: Option<String>,
+    /// `--dry-run` (= client): show the diff and change nothing, as --diff; `--dry-run=server`: send the
+    /// live patch with dryRun=All (the server validates, persists nothing) and write no file.
+    #[arg(long, value_enum, value_name = "MODE", num_args = 0..=1,
+          default_missing_value = "client", require_equals = true)]
+    pub dry_run: Option<DryRun>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
     /// More log output on stderr (repeatable).
     #[arg(short = 'v', long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -143,6 +158,40 @@ pub enum RetargetError {
     /// Charts that could not be rendered, so they cannot be proven leak-free (all of them, not the first).
     #[error("{}", render_failures(.0))]
     Render(Vec<(String, String)>),
+    /// The cluster said no, or could not be reached.
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    /// `--live` without `--name`, and the namespace has no KubermaticConfiguration.
+    #[error("no KubermaticConfiguration in namespace {namespace:?}; pick the namespace with -n")]
+    NoConfiguration {
+        /// The namespace searched.
+        namespace: String,
+    },
+    /// `--live` without `--name`, and the namespace has several.
+    #[error(
+        "{} KubermaticConfigurations in namespace {namespace:?} ({}); pick one with --name",
+        names.len(),
+        names.join(", ")
+    )]
+    SeveralConfigurations {
+        /// The namespace searched.
+        namespace: String,
+        /// Their names.
+        names: Vec<String>,
+    },
+    /// The live object kept changing between our reads and writes.
+    #[error(
+        "KubermaticConfiguration {namespace}/{name} was changed by someone else after it was read; \
+         nothing was changed ({message})"
+    )]
+    LiveConflict {
+        /// The object.
+        name: String,
+        /// Its namespace.
+        namespace: String,
+        /// The server's message.
+        message: String,
+    },
     /// Rendered charts still use images outside the private registry.
     #[error("{} image(s) outside {registry} after retargeting:\n{}", .leaks.len(), leak::format_leaks(.leaks))]
     Leak {
@@ -166,6 +215,13 @@ fn render_failures(failed: &[(String, String)]) -> String {
                 .collect::<Vec<_>>()
                 .join("\n")
         ),
+    }
+}
+
+impl RetargetArgs {
+    /// `--diff` or `--dry-run[=client]`: show, write nothing, exit 0 (no change) or 1 (change).
+    pub fn diff_mode(&self) -> bool {
+        self.diff || self.dry_run == Some(DryRun::Client)
     }
 }
 
@@ -263,16 +319,20 @@ fn read(path: &Path) -> Result<String, RetargetError> {
 
 /// Runs `kubectl kkp retarget`; returns the exit code (0, or 1 under `--diff` when something would change).
 pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
-    if args.live {
-        return Err(RetargetError::Usage("--live is not implemented yet".into()));
+    let diff_mode = args.diff_mode();
+    let server_dry_run = args.dry_run == Some(DryRun::Server);
+    if server_dry_run && !args.live {
+        return Err(RetargetError::Usage(
+            "--dry-run=server needs --live: only the cluster can be asked".into(),
+        ));
     }
     let registry = args.registry.trim_end_matches('/').to_string();
     // Validates the registry once, with a clear message.
     config::retarget_repository("quay.io/kubermatic/kubermatic", &registry)?;
     let set_mode = args.output.as_deref() == Some("set");
-    if args.config.is_none() && args.helm_values.is_empty() && args.charts_path.is_none() {
+    if args.config.is_none() && !args.live && args.helm_values.is_empty() && args.charts_path.is_none() {
         return Err(RetargetError::Usage(
-            "nothing to retarget: pass --config, --helm-values and/or --charts-path".into(),
+            "nothing to retarget: pass --config or --live, --helm-values and/or --charts-path".into(),
         ));
     }
     if !args.helm_values.is_empty() && args.charts_path.is_none() {
@@ -280,9 +340,9 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             "--helm-values needs --charts-path: the values keys are learned from the charts".into(),
         ));
     }
-    if set_mode && args.config.is_some() {
+    if set_mode && (args.config.is_some() || args.live) {
         return Err(RetargetError::Usage(
-            "-o set prints Helm flags; run --config separately".into(),
+            "-o set prints Helm flags; run --config or --live separately".into(),
         ));
     }
     if set_mode && args.charts_path.is_none() {
@@ -321,6 +381,12 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             edits,
         });
     }
+
+    // The live object is read before anything is rendered, so a cluster error costs no helm run.
+    let live = match args.live {
+        true => Some(LiveSession::open(args, &registry)?),
+        false => None,
+    };
 
     // Values as they would be passed to helm after retargeting (for the leak check).
     let mut leak_values: Option<(Vec<PathBuf>, String)> = None;
@@ -391,6 +457,13 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
                 .map_err(io_err(Path::new("stdout")))?;
         }
     }
+    if let Some(l) = &live
+        && l.change.changed()
+    {
+        any = true;
+        out.write_all(l.change.diff(colour).as_bytes())
+            .map_err(io_err(Path::new("stdout")))?;
+    }
     out.flush().map_err(io_err(Path::new("stdout")))?;
     drop(out);
 
@@ -417,31 +490,91 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
         }
         return Ok(0);
     }
-    if args.diff {
+    if diff_mode {
         return Ok(u8::from(any));
+    }
+    if server_dry_run {
+        // The server is asked about the live object; no file is written in a dry run.
+        if let Some(l) = live {
+            l.patch(args, &registry, true)?;
+        }
+        return Ok(0);
     }
     let to_write: Vec<&FileChange> = changes
         .iter()
         .filter(|c| c.changed() || c.target != c.source)
         .collect();
-    if to_write.is_empty() {
+    let live_changed = live.as_ref().is_some_and(|l| l.change.changed());
+    if to_write.is_empty() && !live_changed {
         eprintln!("nothing to change");
         return Ok(0);
     }
-    if !args.yes {
-        let stdin = std::io::stdin();
-        if !stdin.is_terminal() {
-            return Err(RetargetError::NotATerminal);
-        }
-        if !confirm(&mut stdin.lock(), &mut std::io::stderr())? {
-            return Err(RetargetError::Aborted);
-        }
+    if !ask(args.yes)? {
+        return Err(RetargetError::Aborted);
+    }
+    // The cluster first: a refused patch leaves the files as they were too.
+    if let Some(l) = live.filter(|_| live_changed) {
+        l.patch(args, &registry, false)?;
     }
     for c in to_write {
         write_atomically(&c.target, &c.source, &c.new)?;
         eprintln!("wrote {}", c.target.display());
     }
     Ok(0)
+}
+
+/// `--yes`, or `y` on the terminal; no terminal and no `--yes` is refused.
+fn ask(yes: bool) -> Result<bool, RetargetError> {
+    if yes {
+        return Ok(true);
+    }
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(RetargetError::NotATerminal);
+    }
+    confirm(&mut stdin.lock(), &mut std::io::stderr())
+}
+
+/// The cluster side of `--live`: a runtime, the connection, the object read and its change.
+struct LiveSession {
+    runtime: tokio::runtime::Runtime,
+    cluster: crate::kube::Cluster,
+    change: live::LiveChange,
+}
+
+impl LiveSession {
+    /// Connects as kubectl would and reads the KubermaticConfiguration.
+    fn open(args: &RetargetArgs, registry: &str) -> Result<LiveSession, RetargetError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io_err(Path::new("async runtime")))?;
+        let cluster = runtime.block_on(crate::kube::connect(&args.kube))?;
+        let object = runtime.block_on(live::read(&live::configurations(&cluster), args.name.as_deref()))?;
+        let change = live::compute(object, registry, args.edition)?;
+        Ok(LiveSession {
+            runtime,
+            cluster,
+            change,
+        })
+    }
+
+    /// Sends the guarded patch; a conflict shows the new diff and asks again.
+    fn patch(self, args: &RetargetArgs, registry: &str, server_dry_run: bool) -> Result<(), RetargetError> {
+        let objects = live::configurations(&self.cluster);
+        let mut stdout = std::io::stdout();
+        let mut again = || if server_dry_run { Ok(true) } else { ask(args.yes) };
+        self.runtime.block_on(live::patch(
+            &objects,
+            self.change,
+            registry,
+            args.edition,
+            server_dry_run,
+            &mut stdout,
+            &mut again,
+        ))?;
+        Ok(())
+    }
 }
 
 /// A unified diff of one change (`--- a/FILE` / `+++ b/FILE`), coloured for a terminal; empty if unchanged.

@@ -1,8 +1,9 @@
-//! A loopback Kubernetes API server for tests: just the semantics `kubectl kkp seedproxy` relies on.
+//! A loopback Kubernetes API server for tests: just the semantics `kubectl kkp seedproxy` and
+//! `kubectl kkp retarget --live` rely on.
 //!
 //! Plain HTTP/1.1 on 127.0.0.1 (random port), one thread per connection, bearer-token auth. It serves
 //! discovery (`/api`, `/apis`, `/apis/kubermatic.k8c.io/v1`, `/version`) so real `kubectl` can talk to it,
-//! GET/LIST of namespaced Seeds, merge and JSON patches with resourceVersion preconditions (409),
+//! GET/LIST of namespaced Seeds and KubermaticConfigurations, merge and JSON patches with resourceVersion preconditions (409),
 //! `dryRun=All` (validates, persists nothing), `fieldValidation=Strict` against a small schema of the
 //! Seed node fields (unknown keys → 400 like the real strict decoder; without Strict they are pruned),
 //! and 401/403/404 Status bodies. Lives in the test tree only; no plugin ships it.
@@ -18,6 +19,17 @@ use std::thread::JoinHandle;
 use serde_json::{Map, Value, json};
 
 const GROUP: &str = "kubermatic.k8c.io";
+const SEEDS: &str = "seeds";
+const CONFIGS: &str = "kubermaticconfigurations";
+
+/// Kind of the objects of a plural resource this server serves.
+fn kind(resource: &str) -> &'static str {
+    if resource == SEEDS {
+        "Seed"
+    } else {
+        "KubermaticConfiguration"
+    }
+}
 
 /// Keys the Seed CRD schema allows under `spec.datacenters.<dc>.node`.
 const NODE_FIELDS: &[&str] = &[
@@ -49,11 +61,11 @@ pub struct Seen {
 
 #[derive(Default)]
 struct State {
-    /// (namespace, name) → object.
-    seeds: BTreeMap<(String, String), Value>,
+    /// (plural resource, namespace, name) → object.
+    objects: BTreeMap<(String, String, String), Value>,
     rv: u64,
     token: String,
-    /// Verbs (`get`, `list`, `patch`) RBAC denies.
+    /// Verbs (`get`, `list`, `patch`) RBAC denies, on every resource.
     forbidden: HashSet<String>,
     /// Runs once, on the stored object, just before the next persisting PATCH (a concurrent writer).
     before_patch: Option<Hook>,
@@ -134,36 +146,54 @@ impl ApiServer {
 
     /// Stores a Seed (metadata.namespace/name taken from it), giving it a fresh resourceVersion.
     pub fn put_seed(&self, seed: Value) {
-        let mut st = self.state.lock().unwrap();
-        let ns = seed["metadata"]["namespace"].as_str().unwrap().to_string();
-        let name = seed["metadata"]["name"].as_str().unwrap().to_string();
-        let mut seed = seed;
-        st.rv += 1;
-        seed["metadata"]["resourceVersion"] = json!(st.rv.to_string());
-        seed["metadata"]
-            .as_object_mut()
-            .unwrap()
-            .entry("uid")
-            .or_insert(json!(format!("uid-{name}")));
-        seed["metadata"]
-            .as_object_mut()
-            .unwrap()
-            .entry("creationTimestamp")
-            .or_insert(json!("2026-01-01T00:00:00Z"));
-        st.seeds.insert((ns, name), seed);
+        self.put(SEEDS, seed);
     }
 
     /// The stored Seed, if any.
     pub fn seed(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.get(SEEDS, namespace, name)
+    }
+
+    /// Stores a KubermaticConfiguration, giving it a fresh resourceVersion.
+    pub fn put_kkp(&self, config: Value) {
+        self.put(CONFIGS, config);
+    }
+
+    /// The stored KubermaticConfiguration, if any.
+    pub fn kkp(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.get(CONFIGS, namespace, name)
+    }
+
+    fn put(&self, resource: &str, obj: Value) {
+        let mut st = self.state.lock().unwrap();
+        let ns = obj["metadata"]["namespace"].as_str().unwrap().to_string();
+        let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+        let mut obj = obj;
+        st.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
+        obj["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .entry("uid")
+            .or_insert(json!(format!("uid-{name}")));
+        obj["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .entry("creationTimestamp")
+            .or_insert(json!("2026-01-01T00:00:00Z"));
+        st.objects.insert((resource.to_string(), ns, name), obj);
+    }
+
+    fn get(&self, resource: &str, namespace: &str, name: &str) -> Option<Value> {
         self.state
             .lock()
             .unwrap()
-            .seeds
-            .get(&(namespace.to_string(), name.to_string()))
+            .objects
+            .get(&(resource.to_string(), namespace.to_string(), name.to_string()))
             .cloned()
     }
 
-    /// RBAC denies `verb` on seeds from now on.
+    /// RBAC denies `verb` on every resource from now on.
     pub fn forbid(&self, verb: &str) {
         self.state.lock().unwrap().forbidden.insert(verb.to_string());
     }
@@ -454,9 +484,14 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
             200,
             json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{GROUP}/v1"),
                    "resources": [{"name": "seeds", "singularName": "seed", "namespaced": true, "kind": "Seed",
-                                  "verbs": ["get", "list", "patch", "update"]}]}),
+                                  "verbs": ["get", "list", "patch", "update"]},
+                                 {"name": CONFIGS, "singularName": "kubermaticconfiguration", "namespaced": true,
+                                  "kind": "KubermaticConfiguration", "verbs": ["get", "list", "patch", "update"]}]}),
         ),
-        (method, ["apis", g, "v1", "namespaces", ns, "seeds", rest @ ..]) if *g == GROUP => {
+        (method, ["apis", g, "v1", "namespaces", ns, res, rest @ ..])
+            if *g == GROUP && (*res == SEEDS || *res == CONFIGS) =>
+        {
+            let res = res.to_string();
             let ns = ns.to_string();
             let name = rest.first().map(|s| s.to_string());
             let verb = match (method, &name) {
@@ -474,40 +509,40 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
             };
             if st.forbidden.contains(verb) {
                 let what = match &name {
-                    Some(n) => format!("seeds.{GROUP} \"{n}\" is forbidden"),
-                    None => format!("seeds.{GROUP} is forbidden"),
+                    Some(n) => format!("{res}.{GROUP} \"{n}\" is forbidden"),
+                    None => format!("{res}.{GROUP} is forbidden"),
                 };
                 return status(
                     403,
                     "Forbidden",
                     &format!(
-                        "{what}: User \"tester\" cannot {verb} resource \"seeds\" in API group \"{GROUP}\" in the namespace \"{ns}\""
+                        "{what}: User \"tester\" cannot {verb} resource \"{res}\" in API group \"{GROUP}\" in the namespace \"{ns}\""
                     ),
-                    Some(json!({"name": name.clone().unwrap_or_default(), "group": GROUP, "kind": "seeds"})),
+                    Some(json!({"name": name.clone().unwrap_or_default(), "group": GROUP, "kind": res})),
                 );
             }
             match (verb, name) {
                 ("list", _) => {
                     let items: Vec<Value> = st
-                        .seeds
+                        .objects
                         .iter()
-                        .filter(|((n, _), _)| *n == ns)
+                        .filter(|((r, n, _), _)| *r == res && *n == ns)
                         .map(|(_, v)| v.clone())
                         .collect();
                     (
                         200,
-                        json!({"apiVersion": format!("{GROUP}/v1"), "kind": "SeedList",
+                        json!({"apiVersion": format!("{GROUP}/v1"), "kind": format!("{}List", kind(&res)),
                                "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
                     )
                 }
-                ("get", Some(name)) => match st.seeds.get(&(ns, name.clone())) {
+                ("get", Some(name)) => match st.objects.get(&(res.clone(), ns, name.clone())) {
                     Some(v) => (200, v.clone()),
-                    None => not_found(&name),
+                    None => not_found(&res, &name),
                 },
                 (_, Some(name)) => {
                     let dry_run = q("dryRun") == Some("All");
                     let strict = q("fieldValidation") == Some("Strict");
-                    patch(&mut st, &ns, &name, req, dry_run, strict)
+                    patch(&mut st, (&res, &ns, &name), req, dry_run, strict)
                 }
                 _ => unreachable!(),
             }
@@ -521,27 +556,33 @@ fn handle(req: &Request, state: &Mutex<State>) -> (u16, Value) {
     }
 }
 
-fn not_found(name: &str) -> (u16, Value) {
+fn not_found(res: &str, name: &str) -> (u16, Value) {
     status(
         404,
         "NotFound",
-        &format!("seeds.{GROUP} \"{name}\" not found"),
-        Some(json!({"name": name, "group": GROUP, "kind": "seeds"})),
+        &format!("{res}.{GROUP} \"{name}\" not found"),
+        Some(json!({"name": name, "group": GROUP, "kind": res})),
     )
 }
 
-fn patch(st: &mut State, ns: &str, name: &str, req: &Request, dry_run: bool, strict: bool) -> (u16, Value) {
-    let key = (ns.to_string(), name.to_string());
+fn patch(
+    st: &mut State,
+    (res, ns, name): (&str, &str, &str),
+    req: &Request,
+    dry_run: bool,
+    strict: bool,
+) -> (u16, Value) {
+    let key = (res.to_string(), ns.to_string(), name.to_string());
     if !dry_run
         && let Some(hook) = st.before_patch.take()
-        && let Some(obj) = st.seeds.get_mut(&key)
+        && let Some(obj) = st.objects.get_mut(&key)
     {
         hook(obj);
         st.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(st.rv.to_string());
     }
-    let Some(current) = st.seeds.get(&key).cloned() else {
-        return not_found(name);
+    let Some(current) = st.objects.get(&key).cloned() else {
+        return not_found(res, name);
     };
     let Ok(body) = serde_json::from_slice::<Value>(&req.body) else {
         return status(
@@ -585,9 +626,9 @@ fn patch(st: &mut State, ns: &str, name: &str, req: &Request, dry_run: bool, str
             409,
             "Conflict",
             &format!(
-                "Operation cannot be fulfilled on seeds.{GROUP} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+                "Operation cannot be fulfilled on {res}.{GROUP} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
             ),
-            Some(json!({"name": name, "group": GROUP, "kind": "seeds"})),
+            Some(json!({"name": name, "group": GROUP, "kind": res})),
         );
     }
     if new["metadata"]["name"] != current["metadata"]["name"] {
@@ -598,7 +639,8 @@ fn patch(st: &mut State, ns: &str, name: &str, req: &Request, dry_run: bool, str
             None,
         );
     }
-    let unknown = prune(&mut new);
+    // Only the Seed node fields have a schema here; other objects keep what they are sent.
+    let unknown = if res == SEEDS { prune(&mut new) } else { Vec::new() };
     if strict && !unknown.is_empty() {
         let list = unknown
             .iter()
@@ -611,7 +653,7 @@ fn patch(st: &mut State, ns: &str, name: &str, req: &Request, dry_run: bool, str
         return status(
             422,
             "Invalid",
-            &format!("Seed.{GROUP} \"{name}\" is invalid: {err}"),
+            &format!("{}.{GROUP} \"{name}\" is invalid: {err}", kind(res)),
             None,
         );
     }
@@ -629,7 +671,7 @@ fn patch(st: &mut State, ns: &str, name: &str, req: &Request, dry_run: bool, str
     }
     st.rv += 1;
     new["metadata"]["resourceVersion"] = json!(st.rv.to_string());
-    st.seeds.insert(key, new.clone());
+    st.objects.insert(key, new.clone());
     (200, new)
 }
 

@@ -306,7 +306,8 @@ impl Helm {
 
     /// A `helm` command in the isolated environment: every inherited `HELM_*` variable removed, the homes,
     /// repository and registry configuration in the temporary directory, `KUBECONFIG` an empty file.
-    fn command(&self) -> Command {
+    /// Every helm call of every command goes through here, so none of them sees the user's helm setup.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.binary);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("HELM_") {

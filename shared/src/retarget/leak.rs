@@ -6,7 +6,6 @@
 //! nothing of how the values were edited.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,7 +15,7 @@ use crate::discover::manifest::{ScanContext, scan_stream};
 
 use super::RetargetError;
 use super::config::is_under;
-use super::values::{chart_dirs, chart_name, helm_binary, par_map};
+use super::values::{chart_dirs, chart_name, par_map};
 
 /// One rendered image outside the private registry.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -75,8 +74,11 @@ pub fn render(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "chart".into());
-    let bin = helm_binary(helm);
-    let mut cmd = Command::new(&bin);
+    // The isolated environment mirror renders in: the user's HELM_* settings, repositories and
+    // registry logins play no part.
+    let helm = crate::discover::helm::Helm::locate(helm)?;
+    let bin = helm.binary().to_path_buf();
+    let mut cmd = helm.command();
     cmd.arg("template")
         .arg(&name)
         .arg(chart)

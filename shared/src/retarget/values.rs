@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -283,10 +282,11 @@ fn read_yaml(chart: &Path, file: &str) -> Result<Value, RetargetError> {
 
 /// `helm show <what> <packaged chart>`: reads a `.tgz` subchart without unpacking it ourselves.
 fn helm_show(helm: Option<&Path>, what: &str, tgz: &Path) -> Result<Value, RetargetError> {
-    let bin = helm_binary(helm);
+    let helm = crate::discover::helm::Helm::locate(helm)?;
+    let bin = helm.binary();
     let timeout = crate::discover::helm::DEFAULT_TIMEOUT;
     let out =
-        crate::discover::helm::output_with_timeout(Command::new(&bin).args(["show", what]).arg(tgz), timeout)
+        crate::discover::helm::output_with_timeout(helm.command().args(["show", what]).arg(tgz), timeout)
             .map_err(|e| chart_err(tgz, format!("running {} show {what}: {e}", bin.display())))?
             .ok_or_else(|| {
                 chart_err(
@@ -307,13 +307,6 @@ fn helm_show(helm: Option<&Path>, what: &str, tgz: &Path) -> Result<Value, Retar
         ));
     }
     load_yaml(tgz, what, &String::from_utf8_lossy(&out.stdout))
-}
-
-/// The helm binary: the flag, else `$HELM_BINARY`, else `helm` on PATH.
-pub fn helm_binary(flag: Option<&Path>) -> PathBuf {
-    flag.map(Path::to_path_buf)
-        .or_else(|| std::env::var_os("HELM_BINARY").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("helm"))
 }
 
 /// Learns the image keys of one chart: its subcharts' (prefixed with alias or name) overlaid by its own.
