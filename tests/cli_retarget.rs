@@ -8,7 +8,7 @@ use crate::support::{bin, fixtures};
 const REG: &str = "reg.local:5000/kkp";
 
 /// A private copy of the retarget fixtures.
-fn workdir() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn workdir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let status = Command::new("cp")
         .arg("-r")
@@ -28,6 +28,28 @@ fn retarget(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
+}
+
+/// `retarget --helm-values VALUES --charts-path CHARTS` with the fixtures' one hard-coded image allowed.
+fn retarget_charts(values: &Path, charts: &Path, extra: &[&str]) -> Output {
+    let args = [
+        "--helm-values",
+        s(values),
+        "--charts-path",
+        s(charts),
+        "--allow-leak",
+        "docker.io/library/alpine:*",
+    ];
+    retarget(&[&args[..], extra].concat())
+}
+
+fn assert_ok(out: &Output) {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn s(p: &Path) -> &str {
@@ -160,21 +182,7 @@ fn helm_values_render_only_private_images() {
     let values = root.join("values.yaml");
     let charts = root.join("charts");
     let before = read(&values);
-    let out = retarget(&[
-        "--helm-values",
-        s(&values),
-        "--charts-path",
-        s(&charts),
-        "--yes",
-        "--allow-leak",
-        "docker.io/library/alpine:*",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&retarget_charts(&values, &charts, &["--yes"]));
     let after = read(&values);
     // The user's comments and keys are still there, byte for byte.
     assert!(after.starts_with("# Values for the KKP charts.\n# Keep this file in git.\n\nweb:\n  image:\n    tag: v1.0.0   # pinned\n"));
@@ -279,12 +287,17 @@ fn set_output_gives_helm_flags_that_render_private_images() {
         args.push(kv.to_string());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let images = rendered_images(&charts.join("web"), &args);
-    assert_eq!(images.len(), 6);
+    assert_eq!(private_images(&charts.join("web"), &args).len(), 6);
+}
+
+/// The images `chart` renders with `extra` helm flags, each checked to be below REG.
+fn private_images(chart: &Path, extra: &[&str]) -> Vec<String> {
+    let images = rendered_images(chart, extra);
     assert!(
         images.iter().all(|i| i.starts_with("reg.local:5000/kkp/")),
         "{images:?}"
     );
+    images
 }
 
 #[test]
@@ -423,12 +436,7 @@ fn a_hostile_helm_setup_does_not_affect_retarget() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let images = rendered_images(&charts.join("web"), &["--values", s(&values)]);
-    assert!(!images.is_empty());
-    assert!(
-        images.iter().all(|i| i.starts_with("reg.local:5000/kkp/")),
-        "{images:?}"
-    );
+    assert!(!private_images(&charts.join("web"), &["--values", s(&values)]).is_empty());
 }
 
 #[test]
@@ -463,23 +471,7 @@ fn mirror_warns_once_about_a_retargeted_values_file() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains(warning));
 
     let private = root.join("values.private.yaml");
-    let out = retarget(&[
-        "--helm-values",
-        s(&values),
-        "--charts-path",
-        s(&charts),
-        "-o",
-        s(&private),
-        "--yes",
-        "--allow-leak",
-        "docker.io/library/alpine:*",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_ok(&retarget_charts(&values, &charts, &["-o", s(&private), "--yes"]));
     let out = mirror(&private);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.matches(warning).count(), 1, "{err}");

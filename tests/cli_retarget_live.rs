@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::{Value, json};
 
 use crate::support::apiserver::ApiServer;
-use crate::support::{bin, fixtures};
+use crate::support::bin;
 
 const TOKEN: &str = "l1ve-t0ken";
 const NS: &str = "kubermatic";
@@ -72,12 +72,20 @@ impl Env {
         self.server.kkp(NS, "kubermatic").unwrap()
     }
 
-    /// Persisting PATCHes (dry runs left out).
-    fn writes(&self) -> usize {
+    /// Every PATCH the server saw.
+    fn patches(&self) -> Vec<crate::support::apiserver::Seen> {
         self.server
             .seen()
+            .into_iter()
+            .filter(|s| s.method == "PATCH")
+            .collect()
+    }
+
+    /// Persisting PATCHes (dry runs left out).
+    fn writes(&self) -> usize {
+        self.patches()
             .iter()
-            .filter(|s| s.method == "PATCH" && !s.target.contains("dryRun=All"))
+            .filter(|s| !s.target.contains("dryRun=All"))
             .count()
     }
 }
@@ -141,9 +149,8 @@ fn live_diff_exits_1_on_change_0_without_and_writes_nothing() {
         }
     }
     assert_eq!(env.stored(), before);
-    assert_eq!(
-        env.server.seen().iter().filter(|s| s.method == "PATCH").count(),
-        0,
+    assert!(
+        env.patches().is_empty(),
         "a client-side diff sends no PATCH at all"
     );
 
@@ -172,12 +179,7 @@ fn live_apply_with_yes_patches_the_stored_object() {
         before["metadata"]["resourceVersion"]
     );
     // One strict merge patch, guarded by the resourceVersion that was read.
-    let patches: Vec<_> = env
-        .server
-        .seen()
-        .into_iter()
-        .filter(|s| s.method == "PATCH")
-        .collect();
+    let patches = env.patches();
     assert_eq!(patches.len(), 1);
     assert_eq!(
         patches[0].content_type.as_deref(),
@@ -235,29 +237,17 @@ fn live_conflict_rereads_and_shows_the_new_diff() {
     assert_eq!(env.writes(), 2, "the refused write and the one after re-reading");
 }
 
-/// Runs the plugin with stdin on a pseudo-terminal (util-linux `script`), typing `input`.
+/// Runs the plugin with `--kubeconfig`, `--registry` and `args`, stdin on a pseudo-terminal, typing `input`.
 fn run_on_terminal(env: &Env, args: &[&str], input: &str) -> Output {
-    use std::io::Write;
-    let mut cmd = vec![
+    let mut argv = vec![
         bin("kubectl-kkp-retarget").display().to_string(),
         "--kubeconfig".into(),
         env.kubeconfig.display().to_string(),
         "--registry".into(),
         REG.into(),
     ];
-    cmd.extend(args.iter().map(|a| format!("'{a}'")));
-    let mut child = Command::new("script")
-        .args(["-q", "-e", "-c", &cmd.join(" "), "/dev/null"])
-        .env("NO_COLOR", "1")
-        .env("HOME", env.dir.path())
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script runs");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    argv.extend(args.iter().map(|a| a.to_string()));
+    crate::support::run_on_terminal(&argv, env.dir.path(), input)
 }
 
 #[test]
@@ -300,12 +290,7 @@ fn live_server_dry_run_sends_dry_run_all_and_persists_nothing() {
         text.ends_with("kubermaticconfiguration.kubermatic.k8c.io/kubermatic patched (server dry run)\n"),
         "{text}"
     );
-    let patches: Vec<_> = env
-        .server
-        .seen()
-        .into_iter()
-        .filter(|s| s.method == "PATCH")
-        .collect();
+    let patches = env.patches();
     assert_eq!(patches.len(), 1);
     assert!(patches[0].target.contains("dryRun=All"), "{}", patches[0].target);
     assert_eq!(env.stored(), before);
@@ -369,15 +354,7 @@ fn live_errors_are_one_line_and_change_nothing() {
 #[test]
 fn live_with_helm_values_patches_the_object_and_edits_the_values_file() {
     let env = Env::new();
-    let work = tempfile::tempdir().unwrap();
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(fixtures().join("retarget"))
-        .arg(work.path())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let root = work.path().join("retarget");
+    let (_work, root) = crate::cli_retarget::workdir();
     let values = root.join("values.yaml");
     let charts = root.join("charts");
     let before = std::fs::read_to_string(&values).unwrap();

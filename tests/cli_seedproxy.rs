@@ -305,27 +305,15 @@ fn a_concurrent_change_is_not_overwritten() {
     assert_eq!(env.writes().len(), 1, "the one refused write");
 }
 
-/// Runs the plugin with stdin on a pseudo-terminal (util-linux `script`), typing `input`.
+/// Runs the plugin with `--kubeconfig` and `args`, stdin on a pseudo-terminal, typing `input`.
 fn run_on_terminal(env: &Env, args: &[&str], input: &str) -> Output {
-    use std::io::Write;
-    let mut cmd = vec![
+    let mut argv = vec![
         bin("kubectl-kkp-seedproxy").display().to_string(),
         "--kubeconfig".into(),
         env.kubeconfig.display().to_string(),
     ];
-    cmd.extend(args.iter().map(|a| format!("'{a}'")));
-    let mut child = Command::new("script")
-        .args(["-q", "-e", "-c", &cmd.join(" "), "/dev/null"])
-        .env("NO_COLOR", "1")
-        .env("HOME", env.dir.path())
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script runs");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
+    argv.extend(args.iter().map(|a| a.to_string()));
+    crate::support::run_on_terminal(&argv, env.dir.path(), input)
 }
 
 #[test]

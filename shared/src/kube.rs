@@ -422,6 +422,21 @@ pub fn for_display(obj: &Value) -> Value {
     obj
 }
 
+/// A [`Cluster`] whose requests go to a `tower-test` handle, for unit tests of what is sent.
+#[cfg(test)]
+pub(crate) fn mock_cluster() -> (
+    Cluster,
+    tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>,
+) {
+    let (svc, handle) = tower_test::mock::pair();
+    let cluster = Cluster {
+        client: kube::Client::new(svc, "default"),
+        namespace: DEFAULT_NAMESPACE.into(),
+        server: "https://kkp.test:6443".into(),
+    };
+    (cluster, handle)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1210,21 +1210,12 @@ async fn reread(seeds: &Seeds<'_>, name: &str, attempt: u32) -> Result<Value, Se
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::mock_cluster;
     use http::{Request, Response};
     use kube::client::Body;
-    use tower_test::mock::{self, Handle};
+    use tower_test::mock::Handle;
 
     const SEEDS: &str = "/apis/kubermatic.k8c.io/v1/namespaces/kubermatic/seeds";
-
-    fn mock_cluster() -> (Cluster, Handle<Request<Body>, Response<Body>>) {
-        let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let cluster = Cluster {
-            client: kube::Client::new(svc, "default"),
-            namespace: "kubermatic".into(),
-            server: "https://kkp.test:6443".into(),
-        };
-        (cluster, handle)
-    }
 
     fn seed(dcs: &[&str]) -> Value {
         let datacenters: Map<String, Value> = dcs

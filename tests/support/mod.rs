@@ -5,8 +5,8 @@ pub mod helm;
 pub mod images;
 pub mod registry;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 /// Path of a binary of this package.
 pub fn bin(name: &str) -> PathBuf {
@@ -40,4 +40,23 @@ pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f)
+}
+
+/// Runs `argv` with stdin on a pseudo-terminal (util-linux `script`), typing `input`. `HOME` is `home`,
+/// `KUBECONFIG` unset, `NO_COLOR` set; stdout holds everything the terminal showed (prompts included).
+pub fn run_on_terminal(argv: &[String], home: &Path, input: &str) -> Output {
+    use std::io::Write;
+    let line: Vec<String> = argv.iter().map(|a| format!("'{a}'")).collect();
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &line.join(" "), "/dev/null"])
+        .env("NO_COLOR", "1")
+        .env("HOME", home)
+        .env_remove("KUBECONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script runs");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
 }

@@ -218,23 +218,14 @@ pub async fn patch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::mock_cluster;
     use http::{Request, Response};
     use kube::client::Body;
     use serde_json::json;
-    use tower_test::mock::{self, Handle};
+    use tower_test::mock::Handle;
 
     const PATH: &str = "/apis/kubermatic.k8c.io/v1/namespaces/kubermatic/kubermaticconfigurations";
     const REG: &str = "reg.local:5000/kkp";
-
-    fn mock_cluster() -> (Cluster, Handle<Request<Body>, Response<Body>>) {
-        let (svc, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let cluster = Cluster {
-            client: kube::Client::new(svc, "default"),
-            namespace: "kubermatic".into(),
-            server: "https://kkp.test:6443".into(),
-        };
-        (cluster, handle)
-    }
 
     fn kkp(rv: &str) -> Value {
         json!({"apiVersion": "kubermatic.k8c.io/v1", "kind": "KubermaticConfiguration",
