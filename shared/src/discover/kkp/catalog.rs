@@ -37,7 +37,7 @@ pub enum CatalogError {
 }
 
 /// KKP edition: some components exist only in the Enterprise Edition.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Edition {
     /// Community Edition (the default).
     #[default]
@@ -613,7 +613,10 @@ mod tests {
             &[("cilium", "v1.12"), ("cilium", "1.19.4")],
         );
         let ce = images_of(&sel, &m, Edition::Ce);
-        assert!(ce.contains("quay.io/cilium/cilium:v1.19.4"));
+        assert!(
+            ce.iter()
+                .any(|i| i.starts_with("quay.io/cilium/cilium:v1.19.4@sha256:"))
+        );
         assert!(
             !ce.iter().any(|i| i.contains("cilium:v1.12")),
             "v1.12 is not a system app"
