@@ -8,7 +8,9 @@
 //!
 //! Loading is as strict as for the configuration: unknown fields in the parts read here are errors naming
 //! file, line and path. A file may hold several YAML documents (KKP's `seed.example.yaml` puts the
-//! kubeconfig Secret first); documents of other kinds are skipped, and a file without a Seed is an error.
+//! kubeconfig Secret first) or be a `List` (`kubectl get seeds -o yaml`); documents and items of other
+//! kinds are skipped, and a file without a Seed is an error. List items are checked as strictly, but their
+//! errors name the item instead of a line.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -371,6 +373,34 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<LoadedSeed>, ConfigError> {
         }
         let loose: Value = serde_saphyr::from_str(doc).map_err(|e| parse_error(&e, doc, file, offset))?;
         let kind = loose.get("kind").and_then(Value::as_str).unwrap_or_default();
+        if kind == "List" || kind == "SeedList" {
+            // `kubectl get seeds -o yaml`: the Seeds are the items (others are skipped).
+            let list: SeedListDoc =
+                serde_saphyr::from_str(doc).map_err(|e| parse_error(&e, doc, file, offset))?;
+            for (i, item) in list.items.into_iter().enumerate() {
+                if item.get("kind").and_then(Value::as_str) != Some(KIND) {
+                    continue;
+                }
+                let seed: Seed = serde_json::from_value(item).map_err(|e| ConfigError::Invalid {
+                    file: file.to_string(),
+                    field: format!("items[{i}] (list at line {})", offset + 1),
+                    // serde lists every expected field; the field's name says enough.
+                    message: e
+                        .to_string()
+                        .split(", expected")
+                        .next()
+                        .unwrap_or_default()
+                        .to_string(),
+                })?;
+                check_api_version(&seed, file, offset)?;
+                seeds.push(LoadedSeed {
+                    file: file.to_string(),
+                    line: offset + 1,
+                    seed,
+                });
+            }
+            continue;
+        }
         if kind != KIND {
             tracing::debug!(
                 file,
@@ -381,13 +411,7 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<LoadedSeed>, ConfigError> {
             continue;
         }
         let seed: Seed = serde_saphyr::from_str(doc).map_err(|e| parse_error(&e, doc, file, offset))?;
-        if seed.api_version != super::config::API_VERSION {
-            return Err(ConfigError::Invalid {
-                file: file.to_string(),
-                field: format!("apiVersion (document at line {})", offset + 1),
-                message: format!("is {:?}, want {:?}", seed.api_version, super::config::API_VERSION),
-            });
-        }
+        check_api_version(&seed, file, offset)?;
         seeds.push(LoadedSeed {
             file: file.to_string(),
             line: offset + 1,
@@ -402,6 +426,24 @@ pub fn parse(text: &str, file: &str) -> Result<Vec<LoadedSeed>, ConfigError> {
         });
     }
     Ok(seeds)
+}
+
+/// A `List` document (`kubectl get seeds -o yaml`): items are checked as Seeds one by one.
+#[derive(Debug, Deserialize)]
+struct SeedListDoc {
+    #[serde(default)]
+    items: Vec<Value>,
+}
+
+fn check_api_version(seed: &Seed, file: &str, offset: u64) -> Result<(), ConfigError> {
+    if seed.api_version == super::config::API_VERSION {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        file: file.to_string(),
+        field: format!("apiVersion (document at line {})", offset + 1),
+        message: format!("is {:?}, want {:?}", seed.api_version, super::config::API_VERSION),
+    })
 }
 
 /// Splits multi-document YAML at `---` lines: (number of lines before the document, its text).
@@ -544,5 +586,35 @@ spec:
         .unwrap_err()
         .to_string();
         assert!(e.contains("apiVersion (document at line 8)"), "{e}");
+    }
+
+    #[test]
+    fn kubectl_lists_of_seeds_are_read() {
+        let list = "apiVersion: v1
+kind: List
+metadata:
+  resourceVersion: \"\"
+items:
+- apiVersion: kubermatic.k8c.io/v1
+  kind: Seed
+  metadata: {name: a, managedFields: []}
+  spec:
+    datacenters:
+      dc1:
+        node: {pauseImage: reg.local/pause:3.10}
+        spec: {aws: {}}
+  status: {phase: Healthy}
+";
+        let seeds = parse(list, "seeds.yaml").unwrap();
+        assert_eq!(seeds.len(), 1);
+        assert_eq!(seeds[0].name(), "a");
+        let images = seeds[0].images(false, "t", "v2.31.0").unwrap();
+        assert_eq!(images[0].image, "reg.local/pause:3.10");
+        let bad = list.replace("pauseImage", "pause_image");
+        let e = parse(&bad, "seeds.yaml").unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "seeds.yaml: items[0] (list at line 1): unknown field `pause_image`"
+        );
     }
 }
