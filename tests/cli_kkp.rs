@@ -602,3 +602,47 @@ fn a_copy_run_pulls_and_renders_the_default_addons_image() {
         "{stderr}"
     );
 }
+
+/// EE with `defaultApplicationCatalog.enable`: the chart artefacts of the apps it names (all when it names
+/// none); CE, or the catalog not enabled: none.
+#[test]
+fn enterprise_default_application_catalog_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, apps: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: kubermatic.k8c.io/v1\nkind: KubermaticConfiguration\nspec:\n  applications:\n    \
+                 defaultApplicationCatalog:\n      enable: true\n{apps}"
+            ),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let some = write("some.yaml", "      applications: [argocd]\n");
+    let all = write("all.yaml", "");
+    let narrow = ["--version-filter", "= 1.34.1", "--provider-filter", "aws"];
+    let charts = |config: &str, edition: &str| -> BTreeSet<String> {
+        let mut args = vec!["--config", config, "--edition", edition];
+        args.extend(narrow);
+        sources(&mirror_json(&args))
+            .into_iter()
+            .filter(|(_, o)| {
+                o.iter()
+                    .any(|o| o["name"].as_str().unwrap().starts_with("default-application "))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let argocd = charts(&some, "ee");
+    assert!(
+        argocd.contains("quay.io/kubermatic-mirror/helm-charts/argo-cd:8.0.0"),
+        "{argocd:?}"
+    );
+    assert!(argocd.iter().all(|c| c.contains("/argo-cd:")), "{argocd:?}");
+    let every = charts(&all, "ee");
+    assert!(every.len() > argocd.len() && every.is_superset(&argocd));
+    assert!(every.contains("quay.io/kubermatic-mirror/helm-charts/cert-manager:v1.12.3"));
+    assert!(charts(&all, "ce").is_empty());
+}

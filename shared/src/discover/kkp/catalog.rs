@@ -160,6 +160,19 @@ pub struct Catalog {
     pub defaults: Defaults,
     /// Components.
     pub components: Vec<Component>,
+    /// The Enterprise Edition's default application catalog: app name → chart artefacts.
+    #[serde(default)]
+    pub default_applications: Vec<DefaultApplication>,
+}
+
+/// One app of the EE default application catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultApplication {
+    /// The ApplicationDefinition's name (what `spec.applications.defaultApplicationCatalog.applications` lists).
+    pub name: String,
+    /// Chart artefacts of its versions (`registry/repo/chart:version`).
+    pub charts: Vec<String>,
 }
 
 /// A selected catalog and the KKP tag its KKP images get.

@@ -597,6 +597,21 @@ impl KubermaticConfiguration {
             .map(str::to_string)
     }
 
+    /// `spec.applications.defaultApplicationCatalog`: `None` unless `enable: true`, else the apps it
+    /// limits the catalog to (empty = all).
+    pub fn default_application_catalog(&self) -> Option<Vec<String>> {
+        let c = self.spec.applications.default_application_catalog.as_ref()?;
+        if c.get("enable").and_then(Value::as_bool) != Some(true) {
+            return None;
+        }
+        Some(
+            c.get("applications")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default(),
+        )
+    }
+
     /// The edition `status.kubermaticEdition` names (`Enterprise Edition`, `ee`, …), if any.
     pub fn edition(&self) -> Option<super::Edition> {
         let e = self.status.as_ref()?.get("kubermaticEdition")?.as_str()?;

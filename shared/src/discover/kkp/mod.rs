@@ -276,6 +276,29 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
             },
         });
     }
+    // EE's default application catalog, when the configuration enables it: the chart artefacts, as
+    // KKP's mirror-images mirrors them (the images inside the charts are not known here).
+    if edition == Edition::Ee
+        && let Some(wanted) = cfg.as_ref().and_then(|c| c.default_application_catalog())
+    {
+        for app in &selected.catalog.default_applications {
+            if !wanted.is_empty() && !wanted.contains(&app.name) {
+                continue;
+            }
+            for chart in &app.charts {
+                discovery.images.push(Finding {
+                    image: chart.clone(),
+                    origin: Origin {
+                        source: SourceKind::Catalog,
+                        name: format!("default-application {}", app.name),
+                        object: None,
+                        field: None,
+                        template: None,
+                    },
+                });
+            }
+        }
+    }
     for path in &opts.seeds {
         let envoy_tag = selected
             .catalog
