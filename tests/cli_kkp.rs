@@ -646,3 +646,76 @@ fn enterprise_default_application_catalog_charts() {
     assert!(every.contains("quay.io/kubermatic-mirror/helm-charts/cert-manager:v1.12.3"));
     assert!(charts(&all, "ce").is_empty());
 }
+
+/// The chart artefacts the catalog lists (cilium, cluster-autoscaler, EE apps) are OCI artefacts with a
+/// Helm config, not images: they are copied like images, digest unchanged.
+#[test]
+fn helm_chart_artefacts_are_copied_like_images() {
+    use bytes::Bytes;
+    use kkp_shared::registry::Repository;
+
+    use crate::support::block_on;
+    use crate::support::images::client_for;
+    use crate::support::registry::Registry;
+
+    let src = Registry::start();
+    let dst = Registry::start();
+    let client = client_for(&[&src, &dst]);
+    let repo = Repository::new(&src.host, "kubermatic-mirror/helm-charts/cilium");
+    let digest = block_on(async {
+        let chart = crate::support::addons::layer(&[(
+            "cilium/Chart.yaml".into(),
+            b"name: cilium\nversion: 1.19.4\n".to_vec(),
+        )]);
+        let config =
+            Bytes::from_static(b"{\"name\":\"cilium\",\"version\":\"1.19.4\",\"apiVersion\":\"v2\"}");
+        let chart_digest = client.push_blob(&repo, chart.clone()).await.unwrap();
+        let config_digest = client.push_blob(&repo, config.clone()).await.unwrap();
+        let manifest = Bytes::from(
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json",
+                    "digest": config_digest, "size": config.len()},
+                "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                    "digest": chart_digest, "size": chart.len()}],
+            }))
+            .unwrap(),
+        );
+        let digest = kkp_shared::registry::sha256_digest(&manifest);
+        client
+            .put_manifest(
+                &repo,
+                "1.19.4",
+                "application/vnd.oci.image.manifest.v1+json",
+                manifest,
+            )
+            .await
+            .unwrap();
+        digest
+    });
+    let list = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        list.path(),
+        format!("{}/kubermatic-mirror/helm-charts/cilium:1.19.4\n", src.host),
+    )
+    .unwrap();
+    let out = run(
+        "kubectl-kkp-mirror",
+        &[
+            &dst.host,
+            "--image-list",
+            list.path().to_str().unwrap(),
+            "--insecure-registry",
+            &src.host,
+            "--insecure-registry",
+            &dst.host,
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        dst.skopeo_digest("kubermatic-mirror/helm-charts/cilium", "1.19.4")
+            .as_deref(),
+        Some(digest.as_str())
+    );
+}
