@@ -138,7 +138,7 @@ fn no_files_lists_the_embedded_catalog_of_the_newest_release() {
         "quay.io/prometheus-operator/prometheus-config-reloader:v0.60.1",
         "quay.io/kubermatic/web-terminal:0.13.0",
         "quay.io/calico/node:v3.31.3",
-        "quay.io/cilium/cilium:v1.19.4",
+        "quay.io/cilium/cilium:v1.19.4@sha256:2eb67991eaa9368ba199c2fac2c573cb0ffdeb79184533344f42fc9a7ff6af3c",
         "docker.io/d3fk/s3cmd@sha256:426f98fdc8a2c7d7a879eb0da57131e6eec4d239881448f23946216fe801b614",
     ] {
         assert!(images.contains_key(image), "missing {image}");
@@ -317,4 +317,405 @@ fn enterprise_edition_from_the_configuration_status() {
     }
     assert!(!images.contains_key("quay.io/kubermatic/kubermatic:v2.31.0"));
     assert_eq!(apiserver_versions(&images), ["1.35.7"]);
+}
+
+/// The Cilium system application's chart images come out per Cilium version, with the chart artefact
+/// itself, as KKP's mirror-images renders them (hubble-ui and its backend, certgen, cilium-envoy from
+/// 1.14 on), and the catalog has every one of them for every Cilium version the release installs as a
+/// system application.
+#[test]
+fn cilium_system_application_images_per_version() {
+    let images = sources(&mirror_json(&[
+        "--version-filter",
+        "= 1.34.1",
+        "--provider-filter",
+        "aws",
+    ]));
+    for image in [
+        "quay.io/kubermatic-mirror/helm-charts/cilium:1.19.4",
+        "quay.io/kubermatic-mirror/helm-charts/cilium:1.13.0",
+        "quay.io/kubermatic-mirror/helm-charts/cluster-autoscaler:9.59.0",
+        "quay.io/cilium/hubble-ui:v0.13.5@sha256:f7d514fc54d784ed6df9d58cf0e97648b143f92b766dd1780ed3fc845bd4c516",
+        "quay.io/cilium/hubble-ui-backend:v0.13.5@sha256:fac0c300ae119274edca11fd89b1ad23c788792d8bc4ea2ba631c709e8d3c688",
+        "quay.io/cilium/certgen:v0.4.3@sha256:d63d1cb3ee6db2167cb1ca9e7e31f30b6197846fcf42505d8f59e2f090a42c86",
+        "quay.io/cilium/cilium-envoy:v1.36.6-1778235340-b87d1e32f522b33bd51701c6476d199326f01496@sha256:71d4fa0ec45e8d546dbd5604e169dc77fe92be63b799313bff031d00d89762e3",
+        "quay.io/cilium/operator-generic:v1.13.0@sha256:4b58d5b33e53378355f6e8ceb525ccf938b7b6f5384b35373f1f46787467ebf5",
+        "quay.io/cilium/hubble-ui:v0.10.0@sha256:118ad2fcfd07fabcae4dde35ec88d33564c9ca7abe520aa45b1eb13ba36c6e0a",
+    ] {
+        let origins = images.get(image).unwrap_or_else(|| panic!("missing {image}"));
+        assert!(origins.iter().all(|o| o["source"] == "catalog"), "{origins:?}");
+    }
+    let envoys: BTreeSet<&String> = images
+        .keys()
+        .filter(|i| i.starts_with("quay.io/cilium/cilium-envoy:"))
+        .collect();
+    // 1.14.1 … 1.19.4 pin 15 distinct envoy builds; the 1.13 charts have no envoy DaemonSet.
+    assert_eq!(envoys.len(), 15, "{envoys:?}");
+
+    let sel = catalog::select(Some("v2.31")).unwrap();
+    let cilium: Vec<&String> = sel.catalog.defaults.cni["cilium"]
+        .iter()
+        .filter(|v| !v.starts_with('v'))
+        .collect();
+    assert_eq!(cilium.len(), 26);
+    for v in cilium {
+        let m = Matrix {
+            versions: vec![Version::new(1, 34, 1)],
+            providers: vec!["aws".into()],
+            cnis: vec![Cni {
+                kind: "cilium".into(),
+                version: v.clone(),
+            }],
+        };
+        let got: BTreeSet<String> = sel
+            .catalog
+            .images(&m, "v2.31.0", Edition::Ce, &|_| None)
+            .into_iter()
+            .filter(|i| i.component.starts_with("cilium-"))
+            .map(|i| i.image)
+            .collect();
+        let mut want = vec![
+            "cilium:",
+            "operator-generic:",
+            "hubble-relay:",
+            "hubble-ui:",
+            "hubble-ui-backend:",
+            "certgen:",
+        ];
+        if !v.starts_with("1.13.") {
+            want.push("cilium-envoy:");
+        }
+        for repo in want {
+            assert!(
+                got.iter()
+                    .any(|i| i.starts_with(&format!("quay.io/cilium/{repo}")) && i.contains("@sha256:")),
+                "cilium {v}: no {repo} in {got:?}"
+            );
+        }
+        assert!(
+            got.iter()
+                .any(|i| i.starts_with(&format!("quay.io/cilium/cilium:v{v}@sha256:")))
+        );
+        assert!(got.contains(&format!("quay.io/kubermatic-mirror/helm-charts/cilium:{v}")));
+    }
+}
+
+/// `--edition` picks the EE-only components; it wins over the configuration's status; bad values are
+/// usage errors naming the valid ones.
+#[test]
+fn edition_flag_selects_enterprise_only_images() {
+    let ee_only = "quay.io/kubermatic/kubelb-ccm-ee:v1.4.3";
+    let args = ["--version-filter", "= 1.34.1", "--provider-filter", "aws"];
+    let ce = sources(&mirror_json(&args));
+    assert!(!ce.contains_key(ee_only));
+    assert!(ce.contains_key("quay.io/kubermatic/kubermatic:v2.31.0"));
+    let mut with_ee = args.to_vec();
+    with_ee.extend(["--edition", "ee"]);
+    let ee = sources(&mirror_json(&with_ee));
+    assert!(ee.contains_key(ee_only));
+    assert!(ee.contains_key("quay.io/kubermatic/kubermatic-ee:v2.31.0"));
+    assert!(!ee.contains_key("quay.io/kubermatic/kubermatic:v2.31.0"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubermatic.yaml");
+    std::fs::write(
+        &path,
+        "apiVersion: kubermatic.k8c.io/v1\nkind: KubermaticConfiguration\n\
+         status:\n  kubermaticEdition: Enterprise Edition\n",
+    )
+    .unwrap();
+    let flag_wins = sources(&mirror_json(&[
+        "--config",
+        path.to_str().unwrap(),
+        "--edition",
+        "ce",
+        "--version-filter",
+        "= 1.34.1",
+    ]));
+    assert!(!flag_wins.contains_key(ee_only));
+
+    let out = run("kubectl-kkp-mirror", &["--dry-run", "--edition", "enterprise"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("enterprise") && stderr.contains("ce") && stderr.contains("ee"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+/// `--seed` adds each datacenter's pause image; the Seed's nodeport-proxy repository overrides only
+/// with --respect-repository-overrides; the Secret in front of the Seed is skipped.
+#[test]
+fn seed_files_add_pause_images_and_respected_overrides() {
+    let seed = fixtures().join("kkp/seed.yaml");
+    let seed = seed.to_str().unwrap();
+    let args = [
+        "--seed",
+        seed,
+        "--version-filter",
+        "= 1.34.1",
+        "--provider-filter",
+        "aws",
+    ];
+    let images = sources(&mirror_json(&args));
+    let origins = images
+        .get("registry.k8s.io/pause:3.10")
+        .unwrap_or_else(|| panic!("no pause image in {:?}", images.keys()));
+    assert_eq!(origins[0]["source"], "config");
+    assert_eq!(origins[0]["object"], "Seed/europe");
+    assert_eq!(origins[0]["field"], "spec.datacenters.fra-aws.node.pauseImage");
+    // The catalog is planned with a Seed alone.
+    assert!(images.contains_key("registry.k8s.io/kube-apiserver:v1.34.1"));
+    assert!(
+        !images.keys().any(|i| i.starts_with("reg.local:5000/")),
+        "{:?}",
+        images.keys()
+    );
+
+    let mut respect = args.to_vec();
+    respect.push("--respect-repository-overrides");
+    let images = sources(&mirror_json(&respect));
+    assert!(images.contains_key("reg.local:5000/kkp/envoyproxy/envoy:distroless-v1.37.0"));
+    assert!(images.contains_key("reg.local:5000/kkp/kubermatic/nodeport-proxy:v2.31.0"));
+}
+
+#[test]
+fn seed_unknown_field_is_an_error_with_file_line_and_path() {
+    let path = fixtures().join("kkp/seed-unknown-field.yaml");
+    let path = path.to_str().unwrap();
+    let out = run("kubectl-kkp-mirror", &["--dry-run", "--seed", path]);
+    assert_eq!(out.status.code(), Some(1));
+    let line = stderr_line(&out);
+    assert!(line.starts_with(&format!("error: {path}:9:")), "{line}");
+    assert!(
+        line.contains("unknown field `pause_image`") && line.contains("spec.datacenters.fra-aws.node"),
+        "{line}"
+    );
+    assert!(out.stdout.is_empty());
+    let out = run(
+        "kubectl-kkp-mirror",
+        &["--dry-run", "--seed", "/nonexistent/seed.yaml"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr_line(&out).contains("/nonexistent/seed.yaml"));
+}
+
+/// A dry run touches no network for the addons: it warns that they were left out and how to include them.
+#[test]
+fn dry_run_warns_that_the_default_addons_were_skipped() {
+    let plan = mirror_json(&["--version-filter", "= 1.34.1", "--provider-filter", "aws"]);
+    let warnings: Vec<&str> = plan["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w.as_str().unwrap())
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("addons not rendered: --dry-run")
+                && w.contains("quay.io/kubermatic/addons:v2.31.0")
+                && w.contains("--addons-path")
+                && w.contains("--addons-image")),
+        "{warnings:?}"
+    );
+}
+
+/// Without --addons-path/--addons-image a real copy run pulls the addons image KKP runs (here KKP's
+/// default `quay.io/kubermatic/addons:v2.31.0`, read through --source-mirror from a test registry),
+/// renders its addons and copies what they name: an image only the addon knows arrives at the target
+/// with its digest.
+#[test]
+fn a_copy_run_pulls_and_renders_the_default_addons_image() {
+    use crate::support::images::{Spec, client_for, push_image};
+    use crate::support::registry::Registry;
+    use crate::support::{addons, block_on};
+
+    let src = Registry::start();
+    let dst = Registry::start();
+    let client = client_for(&[&src, &dst]);
+    let addon = b"apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: only-here\nspec:\n  template:\n    spec:\n      containers:\n      - name: c\n        image: '{{ Image \"quay.io/kkp-test/only-in-addon:1\" }}'\n".to_vec();
+    let layer = addons::layer(&[("addons/only-here/deployment.yaml".into(), addon)]);
+    let pushed = block_on(async {
+        addons::push_addons_image(&client, &src, "kubermatic/addons", "v2.31.0", layer).await;
+        push_image(&client, &src, "kkp-test/only-in-addon", "1", &Spec::default()).await
+    });
+    let narrow = [
+        "--version-filter",
+        "= 1.34.1",
+        "--provider-filter",
+        "aws",
+        "--kkp-version",
+        "v2.31",
+    ];
+
+    // Every other source registry is mapped to the test registry too, where those images are missing:
+    // they fail at once instead of reaching out (the test needs no network).
+    let plan = mirror_json(&narrow);
+    let mut hosts: BTreeSet<String> = plan["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["source"]
+                .as_str()
+                .unwrap()
+                .split('/')
+                .next()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    hosts.insert("quay.io".into());
+    let mut args: Vec<String> = vec![
+        dst.host.clone(),
+        "-o".into(),
+        "json".into(),
+        "--parallel".into(),
+        "16".into(),
+    ];
+    args.extend(narrow.iter().map(|s| s.to_string()));
+    for h in [&src.host, &dst.host] {
+        args.extend(["--insecure-registry".to_string(), h.clone()]);
+    }
+    for h in &hosts {
+        args.extend(["--source-mirror".to_string(), format!("{h}={}", src.host)]);
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(crate::support::bin("kubectl-kkp-mirror"))
+        .args(&args)
+        .env("DOCKER_CONFIG", empty.path())
+        .env("REGISTRY_AUTH_FILE", empty.path().join("none.json"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The catalog's images are not in the test registry, so the run reports failures (exit 1) …
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("addons not rendered"), "{stderr}");
+    // … but the image only the default addons image names was found by rendering it, and copied.
+    assert_eq!(
+        dst.skopeo_digest("kkp-test/only-in-addon", "1").as_deref(),
+        Some(pushed.digest.as_str()),
+        "{stderr}"
+    );
+}
+
+/// EE with `defaultApplicationCatalog.enable`: the chart artefacts of the apps it names (all when it names
+/// none); CE, or the catalog not enabled: none.
+#[test]
+fn enterprise_default_application_catalog_charts() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, apps: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: kubermatic.k8c.io/v1\nkind: KubermaticConfiguration\nspec:\n  applications:\n    \
+                 defaultApplicationCatalog:\n      enable: true\n{apps}"
+            ),
+        )
+        .unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let some = write("some.yaml", "      applications: [argocd]\n");
+    let all = write("all.yaml", "");
+    let narrow = ["--version-filter", "= 1.34.1", "--provider-filter", "aws"];
+    let charts = |config: &str, edition: &str| -> BTreeSet<String> {
+        let mut args = vec!["--config", config, "--edition", edition];
+        args.extend(narrow);
+        sources(&mirror_json(&args))
+            .into_iter()
+            .filter(|(_, o)| {
+                o.iter()
+                    .any(|o| o["name"].as_str().unwrap().starts_with("default-application "))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let argocd = charts(&some, "ee");
+    assert!(
+        argocd.contains("quay.io/kubermatic-mirror/helm-charts/argo-cd:8.0.0"),
+        "{argocd:?}"
+    );
+    assert!(argocd.iter().all(|c| c.contains("/argo-cd:")), "{argocd:?}");
+    let every = charts(&all, "ee");
+    assert!(every.len() > argocd.len() && every.is_superset(&argocd));
+    assert!(every.contains("quay.io/kubermatic-mirror/helm-charts/cert-manager:v1.12.3"));
+    assert!(charts(&all, "ce").is_empty());
+}
+
+/// The chart artefacts the catalog lists (cilium, cluster-autoscaler, EE apps) are OCI artefacts with a
+/// Helm config, not images: they are copied like images, digest unchanged.
+#[test]
+fn helm_chart_artefacts_are_copied_like_images() {
+    use bytes::Bytes;
+    use kkp_shared::registry::Repository;
+
+    use crate::support::block_on;
+    use crate::support::images::client_for;
+    use crate::support::registry::Registry;
+
+    let src = Registry::start();
+    let dst = Registry::start();
+    let client = client_for(&[&src, &dst]);
+    let repo = Repository::new(&src.host, "kubermatic-mirror/helm-charts/cilium");
+    let digest = block_on(async {
+        let chart = crate::support::addons::layer(&[(
+            "cilium/Chart.yaml".into(),
+            b"name: cilium\nversion: 1.19.4\n".to_vec(),
+        )]);
+        let config =
+            Bytes::from_static(b"{\"name\":\"cilium\",\"version\":\"1.19.4\",\"apiVersion\":\"v2\"}");
+        let chart_digest = client.push_blob(&repo, chart.clone()).await.unwrap();
+        let config_digest = client.push_blob(&repo, config.clone()).await.unwrap();
+        let manifest = Bytes::from(
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json",
+                    "digest": config_digest, "size": config.len()},
+                "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+                    "digest": chart_digest, "size": chart.len()}],
+            }))
+            .unwrap(),
+        );
+        let digest = kkp_shared::registry::sha256_digest(&manifest);
+        client
+            .put_manifest(
+                &repo,
+                "1.19.4",
+                "application/vnd.oci.image.manifest.v1+json",
+                manifest,
+            )
+            .await
+            .unwrap();
+        digest
+    });
+    let list = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        list.path(),
+        format!("{}/kubermatic-mirror/helm-charts/cilium:1.19.4\n", src.host),
+    )
+    .unwrap();
+    let out = run(
+        "kubectl-kkp-mirror",
+        &[
+            &dst.host,
+            "--image-list",
+            list.path().to_str().unwrap(),
+            "--insecure-registry",
+            &src.host,
+            "--insecure-registry",
+            &dst.host,
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        dst.skopeo_digest("kubermatic-mirror/helm-charts/cilium", "1.19.4")
+            .as_deref(),
+        Some(digest.as_str())
+    );
 }

@@ -75,6 +75,15 @@ pub struct MirrorArgs {
     /// Use the configuration's dockerRepository overrides as sources instead of KKP's defaults.
     #[arg(long)]
     pub respect_repository_overrides: bool,
+    /// KKP edition whose images are listed (EE adds kubelb, metering, velero, kyverno and the -ee
+    /// images) [default: the configuration's status.kubermaticEdition, else ce].
+    #[arg(long, value_enum, value_name = "EDITION")]
+    pub edition: Option<crate::discover::kkp::Edition>,
+    /// Seed file (kubermatic.k8c.io/v1 Seed; other documents in it are skipped); repeatable. Adds
+    /// each datacenter's node.pauseImage, and the nodeport-proxy repository overrides with
+    /// --respect-repository-overrides.
+    #[arg(long = "seed", value_name = "FILE")]
+    pub seeds: Vec<PathBuf>,
 
     /// Copy flags (used when a REGISTRY is given without --dry-run).
     #[command(flatten)]
@@ -260,13 +269,16 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     // (the embedded default). Addons are rendered over the same version × provider × CNI matrix: the
     // configuration's versions (else the release's defaults), narrowed by the filters.
     // --addons-image is pulled into a temporary directory (kept until rendered) and rendered like
-    // --addons-path. Neither flag: no addons (no default pull, so dry runs stay offline).
+    // --addons-path. Neither flag: the addons image KKP itself runs (the configuration's
+    // spec.userCluster.addons.dockerRepository with --respect-repository-overrides, else KKP's, at the KKP
+    // tag) is pulled the same way — but not by --dry-run or --offline, which touch no network for it and
+    // warn that the addons were left out.
     let want_addons = args.addons_path.is_some() || args.addons_image.is_some();
     let no_other_source = args.charts_path.is_none()
         && args.manifests.is_empty()
         && args.image_lists.is_empty()
         && !want_addons;
-    let want_catalog = args.config.is_some() || no_other_source;
+    let want_catalog = args.config.is_some() || !args.seeds.is_empty() || no_other_source;
     if want_catalog || want_addons {
         let opts = crate::discover::kkp::KkpOptions {
             config: args.config.clone(),
@@ -274,19 +286,48 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
             version_filter: args.version_filter.clone(),
             provider_filter: args.provider_filter.clone(),
             respect_repository_overrides: args.respect_repository_overrides,
-            edition: None,
+            edition: args.edition,
+            seeds: args.seeds.clone(),
         };
-        let (found, matrix) = crate::discover::kkp::discover_kkp(&opts)?;
+        let found = crate::discover::kkp::discover_kkp(&opts)?;
+        let matrix = found.matrix;
         if want_catalog {
-            discovery.extend(found);
+            discovery.extend(found.discovery);
         }
-        let pulled = match &args.addons_image {
+        let default_addons = match (&found.addons_image, want_catalog && !want_addons) {
+            (Some(image), true) if args.common.is_dry_run() || args.offline => {
+                let why = if args.common.is_dry_run() {
+                    "--dry-run"
+                } else {
+                    "--offline"
+                };
+                let warning = format!(
+                    "addons not rendered: {why} does not pull the addons image {image}; their images (CNI, CSI, kube-proxy, …) are listed only with --addons-path DIR or --addons-image IMAGE"
+                );
+                tracing::warn!("{warning}");
+                discovery.warnings.push(warning);
+                None
+            }
+            (Some(image), true) => Some(image.clone()),
+            _ => None,
+        };
+        let pulled = match args.addons_image.as_ref().or(default_addons.as_ref()) {
             Some(image) => {
                 let tmp = tempfile::TempDir::new().map_err(|e| MirrorError::AddonsImage {
                     image: image.clone(),
                     message: format!("creating a temporary directory: {e}"),
                 })?;
-                let dir = pull_addons(image, &args.copy, tmp.path())?;
+                let dir = pull_addons(image, &args.copy, tmp.path()).map_err(|e| match e {
+                    MirrorError::AddonsImage { image, message } if args.addons_image.is_none() => {
+                        MirrorError::AddonsImage {
+                            image,
+                            message: format!(
+                                "{message} (the addons image KKP runs, pulled by default: give --addons-path DIR or --addons-image IMAGE instead)"
+                            ),
+                        }
+                    }
+                    other => other,
+                })?;
                 Some((tmp, dir))
             }
             None => None,
@@ -444,15 +485,17 @@ fn pull_addons(image: &str, copy: &crate::copy::CopyArgs, dest: &Path) -> Result
     use sha2::{Digest, Sha256};
 
     use crate::reference::ImageRef;
+    use crate::registry::Client;
     use crate::registry::manifest::{ManifestView, Platform, is_index};
-    use crate::registry::{Client, Repository};
 
     let fail = |message: String| MirrorError::AddonsImage {
         image: image.to_string(),
         message,
     };
     let reference = ImageRef::parse(image.trim()).map_err(|e| fail(e.to_string()))?;
-    let repo = Repository::of(&reference);
+    // Read through --source-mirror like every other source image.
+    let mirrors = copy.copy_options()?.source_mirrors;
+    let repo = crate::copy::mirrored_source(&reference, &mirrors);
     // Target credentials are not for source registries: reading uses the login files only.
     let sources_only = crate::copy::CopyArgs {
         username: None,

@@ -1,5 +1,6 @@
 //! Test support: paths to the built binaries and fixtures, and helpers that start real peers.
 
+pub mod addons;
 pub mod apiserver;
 pub mod helm;
 pub mod images;

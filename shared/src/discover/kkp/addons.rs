@@ -255,7 +255,23 @@ fn empty_strings(name: &str, fields: &[&str]) -> Value {
 /// cluster: namespace `mock-namespace`, pods 172.25.0.0/16, services 10.10.10.0/24, features
 /// `etcdLauncher` plus `externalCloudProvider` for the providers KKP forces it for).
 pub fn template_data(version: &Version, provider: &str, cni: &Cni) -> Value {
-    DataBase::new().data(version, provider, cni)
+    let external = EXTERNAL_CCM_PROVIDERS.contains(&provider);
+    DataBase::new().data(version, provider, cni, external, false)
+}
+
+/// The cluster variants rendered for a provider beyond KKP's one fake cluster: `(externalCloudProvider,
+/// CSIMigration)`. KKP's mirror-images forces the external CCM for [`EXTERNAL_CCM_PROVIDERS`] only and
+/// never sets CSIMigration, so it misses what addons render only then (the AWS EBS CSI driver, which
+/// needs an external-CCM AWS cluster; vSphere's CSI migration webhook). Both are real clusters, so
+/// both settings are rendered.
+fn variants(provider: &str) -> &'static [(bool, bool)] {
+    if provider == "vsphere" {
+        &[(true, false), (true, true)]
+    } else if EXTERNAL_CCM_PROVIDERS.contains(&provider) {
+        &[(true, false)]
+    } else {
+        &[(false, false), (true, false)]
+    }
 }
 
 /// The parts of the template data that are the same for every combination, built (and rooted) once.
@@ -428,9 +444,16 @@ impl DataBase {
         }
     }
 
-    fn data(&self, version: &Version, provider: &str, cni: &Cni) -> Value {
+    fn data(
+        &self,
+        version: &Version,
+        provider: &str,
+        cni: &Cni,
+        external_ccm: bool,
+        csi_migration: bool,
+    ) -> Value {
         let mut features = vec!["etcdLauncher"];
-        if EXTERNAL_CCM_PROVIDERS.contains(&provider) {
+        if external_ccm {
             features.push("externalCloudProvider");
         }
         let cluster = st(
@@ -464,7 +487,7 @@ impl DataBase {
                 ),
                 ("CSI", self.csi.clone()),
                 ("MLA", self.mla.clone()),
-                ("CSIMigration", Value::Bool(false)),
+                ("CSIMigration", Value::Bool(csi_migration)),
                 ("KubeVirtInfraStorageClasses", Value::from(Vec::new())),
                 ("KubeVirtInfraVolumeSnapshotClasses", Value::from(Vec::new())),
                 ("DisableCSIDriver", Value::Bool(false)),
@@ -507,6 +530,8 @@ struct Combo<'a> {
     version: &'a Version,
     provider: &'a str,
     cni: &'a Cni,
+    external_ccm: bool,
+    csi_migration: bool,
 }
 
 impl Combo<'_> {
@@ -516,10 +541,17 @@ impl Combo<'_> {
         } else {
             format!("{} {}", self.cni.kind, self.cni.version)
         };
-        format!(
+        let mut out = format!(
             "kubernetes {}, provider {}, cni {cni}",
             self.version, self.provider
-        )
+        );
+        if self.external_ccm {
+            out.push_str(", externalCloudProvider");
+        }
+        if self.csi_migration {
+            out.push_str(", CSIMigration");
+        }
+        out
     }
 }
 
@@ -544,11 +576,17 @@ pub fn render_addons(addons: &[Addon], matrix: &Matrix) -> Result<Vec<RenderedAd
         .iter()
         .flat_map(|version| {
             matrix.providers.iter().flat_map(move |provider| {
-                matrix.cnis.iter().map(move |cni| Combo {
-                    version,
-                    provider,
-                    cni,
-                })
+                variants(provider)
+                    .iter()
+                    .flat_map(move |&(external_ccm, csi_migration)| {
+                        matrix.cnis.iter().map(move |cni| Combo {
+                            version,
+                            provider,
+                            cni,
+                            external_ccm,
+                            csi_migration,
+                        })
+                    })
             })
         })
         .collect();
@@ -630,7 +668,13 @@ fn render_share(
         })
         .collect();
     for combo in combos {
-        let data = base.data(combo.version, combo.provider, combo.cni);
+        let data = base.data(
+            combo.version,
+            combo.provider,
+            combo.cni,
+            combo.external_ccm,
+            combo.csi_migration,
+        );
         for (&i, p) in mine.iter().zip(progress.iter_mut()) {
             if p.failed.is_some() {
                 continue;

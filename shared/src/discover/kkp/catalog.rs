@@ -37,7 +37,7 @@ pub enum CatalogError {
 }
 
 /// KKP edition: some components exist only in the Enterprise Edition.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum Edition {
     /// Community Edition (the default).
     #[default]
@@ -160,6 +160,19 @@ pub struct Catalog {
     pub defaults: Defaults,
     /// Components.
     pub components: Vec<Component>,
+    /// The Enterprise Edition's default application catalog: app name → chart artefacts.
+    #[serde(default)]
+    pub default_applications: Vec<DefaultApplication>,
+}
+
+/// One app of the EE default application catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DefaultApplication {
+    /// The ApplicationDefinition's name (what `spec.applications.defaultApplicationCatalog.applications` lists).
+    pub name: String,
+    /// Chart artefacts of its versions (`registry/repo/chart:version`).
+    pub charts: Vec<String>,
 }
 
 /// A selected catalog and the KKP tag its KKP images get.
@@ -613,7 +626,10 @@ mod tests {
             &[("cilium", "v1.12"), ("cilium", "1.19.4")],
         );
         let ce = images_of(&sel, &m, Edition::Ce);
-        assert!(ce.contains("quay.io/cilium/cilium:v1.19.4"));
+        assert!(
+            ce.iter()
+                .any(|i| i.starts_with("quay.io/cilium/cilium:v1.19.4@sha256:"))
+        );
         assert!(
             !ce.iter().any(|i| i.contains("cilium:v1.12")),
             "v1.12 is not a system app"

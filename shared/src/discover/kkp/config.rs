@@ -426,35 +426,8 @@ pub fn parse(text: &str, file: &str) -> Result<KubermaticConfiguration, ConfigEr
             message: "the file is empty; expected a KubermaticConfiguration".into(),
         });
     }
-    let cfg: KubermaticConfiguration = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        let raw = match &e {
-            serde_saphyr::Error::Message { msg, .. } => msg.clone(),
-            other => crate::yamledit::data_error_message(other),
-        };
-        // serde lists every expected field; the path says more than that list.
-        let mut message = raw
-            .split(", expected")
-            .next()
-            .unwrap_or(&raw)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string();
-        if message.starts_with("unknown field") {
-            let path = yaml_parent_path(text, line as usize);
-            if !path.is_empty() {
-                message.push_str(&format!(" in {path}"));
-            }
-        }
-        ConfigError::Parse {
-            file: file.to_string(),
-            line,
-            column,
-            message,
-        }
-    })?;
+    let cfg: KubermaticConfiguration =
+        serde_saphyr::from_str(text).map_err(|e| parse_error(&e, text, file, 0))?;
     let invalid = |field: &str, message: String| ConfigError::Invalid {
         file: file.to_string(),
         field: field.to_string(),
@@ -492,7 +465,39 @@ pub fn parse(text: &str, file: &str) -> Result<KubermaticConfiguration, ConfigEr
     Ok(cfg)
 }
 
-fn has_explicit_tag(image: &str) -> bool {
+/// A strict-parse error as `file:line:column: message`, the message naming the field's path.
+/// `line_offset` is added to the line (for a document that starts further down its file).
+pub(crate) fn parse_error(e: &serde_saphyr::Error, text: &str, file: &str, line_offset: u64) -> ConfigError {
+    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+    let raw = match e {
+        serde_saphyr::Error::Message { msg, .. } => msg.clone(),
+        other => crate::yamledit::data_error_message(other),
+    };
+    // serde lists every expected field; the path says more than that list.
+    let mut message = raw
+        .split(", expected")
+        .next()
+        .unwrap_or(&raw)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_string();
+    if message.starts_with("unknown field") {
+        let path = yaml_parent_path(text, line as usize);
+        if !path.is_empty() {
+            message.push_str(&format!(" in {path}"));
+        }
+    }
+    ConfigError::Parse {
+        file: file.to_string(),
+        line: if line == 0 { 0 } else { line + line_offset },
+        column,
+        message,
+    }
+}
+
+pub(crate) fn has_explicit_tag(image: &str) -> bool {
     let last = image.rsplit('/').next().unwrap_or(image);
     last.contains(':')
 }
@@ -590,6 +595,21 @@ impl KubermaticConfiguration {
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(str::to_string)
+    }
+
+    /// `spec.applications.defaultApplicationCatalog`: `None` unless `enable: true`, else the apps it
+    /// limits the catalog to (empty = all).
+    pub fn default_application_catalog(&self) -> Option<Vec<String>> {
+        let c = self.spec.applications.default_application_catalog.as_ref()?;
+        if c.get("enable").and_then(Value::as_bool) != Some(true) {
+            return None;
+        }
+        Some(
+            c.get("applications")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_default(),
+        )
     }
 
     /// The edition `status.kubermaticEdition` names (`Enterprise Edition`, `ee`, …), if any.

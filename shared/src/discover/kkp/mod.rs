@@ -28,6 +28,7 @@ pub struct Matrix {
 pub mod addons;
 pub mod catalog;
 pub mod config;
+pub mod seed;
 
 pub use catalog::Edition;
 
@@ -51,6 +52,8 @@ pub struct KkpOptions {
     /// KKP edition whose images are wanted; `None` = the configuration's `status.kubermaticEdition`,
     /// else Community Edition.
     pub edition: Option<Edition>,
+    /// `--seed`: Seed files whose datacenters and overrides add images.
+    pub seeds: Vec<PathBuf>,
 }
 
 /// Why KKP discovery failed.
@@ -171,10 +174,23 @@ pub fn matrix(
     })
 }
 
+/// What [`discover_kkp`] found.
+#[derive(Debug, Clone, Default)]
+pub struct KkpFound {
+    /// The catalog's, the configuration's and the Seeds' images.
+    pub discovery: Discovery,
+    /// The version × provider × CNI matrix, for the addons pass.
+    pub matrix: Matrix,
+    /// The addons image KKP's seed-controller-manager runs (`spec.userCluster.addons.dockerRepository`
+    /// with --respect-repository-overrides, else KKP's default, at the KKP tag): where the addons come
+    /// from when neither `--addons-path` nor `--addons-image` is given.
+    pub addons_image: Option<String>,
+}
+
 /// Discovers the images only KKP knows about: the embedded control-plane catalog evaluated over the
-/// matrix, plus the configuration's own images (`spec.mirrorImages`, etcd backup containers). Returns
-/// the matrix too, for the addons pass.
-pub fn discover_kkp(opts: &KkpOptions) -> Result<(Discovery, Matrix), KkpError> {
+/// matrix, plus the configuration's own images (`spec.mirrorImages`, etcd backup containers) and the
+/// Seeds' (`--seed`). Returns the matrix and the default addons image too, for the addons pass.
+pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
     let selected = catalog::select(opts.kkp_version.as_deref())?;
     let (cfg, file) = match &opts.config {
         Some(path) => (Some(config::load(path)?), path.display().to_string()),
@@ -214,10 +230,14 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<(Discovery, Matrix), KkpError> 
         .edition
         .or_else(|| cfg.as_ref().and_then(|c| c.edition()))
         .unwrap_or_default();
+    let mut addons_image = None;
     for img in selected
         .catalog
         .images(&matrix, &selected.kkp_tag, edition, &lookup)
     {
+        if img.component == "addons" {
+            addons_image = Some(img.image.clone());
+        }
         let field = overridden(&img.component);
         discovery.images.push(Finding {
             image: img.image,
@@ -256,7 +276,58 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<(Discovery, Matrix), KkpError> 
             },
         });
     }
-    Ok((discovery, matrix))
+    // EE's default application catalog, when the configuration enables it: the chart artefacts, as
+    // KKP's mirror-images mirrors them (the images inside the charts are not known here).
+    if edition == Edition::Ee
+        && let Some(wanted) = cfg.as_ref().and_then(|c| c.default_application_catalog())
+    {
+        for app in &selected.catalog.default_applications {
+            if !wanted.is_empty() && !wanted.contains(&app.name) {
+                continue;
+            }
+            for chart in &app.charts {
+                discovery.images.push(Finding {
+                    image: chart.clone(),
+                    origin: Origin {
+                        source: SourceKind::Catalog,
+                        name: format!("default-application {}", app.name),
+                        object: None,
+                        field: None,
+                        template: None,
+                    },
+                });
+            }
+        }
+    }
+    for path in &opts.seeds {
+        let envoy_tag = selected
+            .catalog
+            .components
+            .iter()
+            .find(|c| c.name == "nodeport-proxy-envoy")
+            .and_then(|c| c.image.rsplit_once(':'))
+            .map(|(_, t)| t.to_string())
+            .unwrap_or_default();
+        for loaded in seed::load(path)? {
+            for img in loaded.images(opts.respect_repository_overrides, &envoy_tag, &selected.kkp_tag)? {
+                discovery.images.push(Finding {
+                    image: img.image,
+                    origin: Origin {
+                        source: SourceKind::Config,
+                        name: format!("{} ({})", img.name, loaded.file),
+                        object: Some(format!("Seed/{}", loaded.name())),
+                        field: Some(img.field),
+                        template: None,
+                    },
+                });
+            }
+        }
+    }
+    Ok(KkpFound {
+        discovery,
+        matrix,
+        addons_image,
+    })
 }
 
 #[cfg(test)]

@@ -147,7 +147,10 @@ fn kube_proxy_yields_one_image_per_patch_version_and_renders_once_per_version() 
             "registry.k8s.io/kube-proxy:v1.34.1"
         ])
     );
-    assert_eq!(r[0].combinations, 18);
+    assert_eq!(
+        r[0].combinations, 27,
+        "aws is rendered with and without the external CCM"
+    );
     assert_eq!(
         r[0].renders, 3,
         "kube-proxy reads the version, not provider or CNI"
@@ -631,7 +634,8 @@ fn memoised_outcomes_equal_direct_renders() {
         for (n, version) in m.versions.iter().enumerate() {
             for (p, provider) in m.providers.iter().enumerate() {
                 for (c, cni) in m.cnis.iter().enumerate() {
-                    let data = base.data(version, provider, cni);
+                    let external = EXTERNAL_CCM_PROVIDERS.contains(&provider.as_str()) || p % 2 == 0;
+                    let data = base.data(version, provider, cni, external, provider == "vsphere");
                     let got = match memo.lookup(&data) {
                         Some(o) => o.clone(),
                         None => {
@@ -656,4 +660,43 @@ fn memoised_outcomes_equal_direct_renders() {
         }
         assert!(checked > 1_000, "{checked}");
     }
+}
+
+/// Addons that only render for an AWS cluster with the external CCM (the EBS CSI driver) or a vSphere
+/// cluster under CSI migration are rendered too, although KKP's own tool never builds such clusters.
+#[test]
+fn external_ccm_and_csi_migration_variants_are_rendered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("csi");
+    fs::create_dir_all(&a).unwrap();
+    fs::write(
+        a.join("ebs.yaml"),
+        "{{ if eq .Cluster.CloudProviderName \"aws\" }}{{ if .Cluster.Features.Has \"externalCloudProvider\" }}\n\
+         kind: Pod\nspec:\n  containers:\n  - image: '{{ Image \"public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver:v1.60.1\" }}'\n\
+         {{ end }}{{ end }}\n",
+    )
+    .unwrap();
+    fs::write(
+        a.join("webhook.yaml"),
+        "{{ if eq .Cluster.CloudProviderName \"vsphere\" }}{{ if .Cluster.CSIMigration }}\n\
+         kind: Pod\nspec:\n  containers:\n  - image: '{{ Image \"quay.io/kubermatic/mirror/syncer:v3.1.2\" }}'\n\
+         {{ end }}{{ end }}\n",
+    )
+    .unwrap();
+    let addons = load_addons(tmp.path()).unwrap();
+    let matrix = Matrix {
+        versions: vec![v("1.34.1")],
+        providers: vec!["aws".into(), "vsphere".into(), "hetzner".into()],
+        cnis: vec![cni("none", "")],
+    };
+    let r = render_addons(&addons, &matrix).unwrap();
+    assert_eq!(
+        images_of(&r, "csi"),
+        set(&[
+            "public.ecr.aws/ebs-csi-driver/aws-ebs-csi-driver:v1.60.1",
+            "quay.io/kubermatic/mirror/syncer:v3.1.2"
+        ])
+    );
+    // aws with and without the external CCM, vsphere with and without CSI migration, hetzner once.
+    assert_eq!(r[0].combinations, 5);
 }
