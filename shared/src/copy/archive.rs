@@ -1,5 +1,7 @@
 //! Archives for the air gap: a plan written to an OCI image layout in a tar (`--archive`, optionally
-//! incremental with `--since`), and such a tar pushed into a registry (`--from-archive`).
+//! incremental with `--since`), and such a tar pushed into a registry (`--from-archive`). Pushing is the
+//! copy engine's job: a checked [`Layout`] is handed to it as the images' origin, so there is one push
+//! path (mounts, largest first, tag last) for registries and archives.
 //!
 //! Knows registries, plans and the OCI image layout; never charts or KKP. Blobs are streamed and hashed
 //! on their way in and out, never held in memory (manifests, small by definition, are). An archive is
