@@ -3,15 +3,20 @@
 # is installed), each into its own fresh Debian docker-registry on 127.0.0.1, from one source registry
 # holding synthetic multi-arch images (random layers). Also reports the copier's peak memory.
 #
+# Prints, per tool, wall time and the CPU seconds spent by the tool and by each registry meanwhile (on a
+# busy machine the registries' CPU, not the copier, sets the pace), then ratios against crane, then a
+# floor: the same blobs moved with plain curl.
+#
 # usage: benches/bench-copy.sh [IMAGES] [PLATFORMS] [LAYERS] [LAYER_KIB]
 #   defaults: 20 images x 3 platforms x 3 layers x 2048 KiB (one base layer shared by all images)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGES=${1:-20} PLATFORMS=${2:-3} LAYERS=${3:-3} LAYER_KIB=${4:-2048}
-for tool in docker-registry skopeo python3; do
+for tool in docker-registry skopeo python3 bc /usr/bin/time; do
   command -v "$tool" >/dev/null || { echo "bench-copy: $tool is required" >&2; exit 1; }
 done
 # KKP_BIN=path skips the (slow, LTO) release build, e.g. to try the script with a debug binary.
+# KKP_BASE=path also times that build of kubectl-kkp-mirror (e.g. the previous commit's), in the same run.
 if [ -z "${KKP_BIN:-}" ]; then cargo build --release --quiet --bin kubectl-kkp-mirror; fi
 KKP=${KKP_BIN:-target/release/kubectl-kkp-mirror}
 
@@ -21,7 +26,7 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-start_registry() { # name -> prints host:port
+start_registry() { # name -> sets REG (host:port) and REG_PID; not in a subshell, so cleanup sees the pid
   local name=$1 port; port=$(free_port)
   mkdir -p "$WORK/$name"
   cat >"$WORK/$name/config.yml" <<EOF
@@ -31,12 +36,13 @@ storage: {filesystem: {rootdirectory: $WORK/$name/storage}}
 http: {addr: 127.0.0.1:$port, secret: bench}
 EOF
   docker-registry serve "$WORK/$name/config.yml" >"$WORK/$name/log" 2>&1 &
-  PIDS+=($!)
+  REG_PID=$!
+  PIDS+=("$REG_PID")
   for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.05; done
-  echo "127.0.0.1:$port"
+  REG="127.0.0.1:$port"
 }
 
-SRC=$(start_registry src)
+start_registry src; SRC=$REG SRC_PID=$REG_PID
 echo "== generating $IMAGES images x $PLATFORMS platforms x $LAYERS layers x $LAYER_KIB KiB into $SRC"
 python3 - "$WORK/layouts" "$IMAGES" "$PLATFORMS" "$LAYERS" "$LAYER_KIB" <<'PY'
 import hashlib, json, os, sys
@@ -74,33 +80,80 @@ done
 echo "source: $(du -sh "$WORK/src/storage" | cut -f1)"
 
 now() { date +%s.%N; }
-report() { printf '%-34s %8.2f s\n' "$1" "$(echo "$3 - $2" | bc)"; }
-peak_kib() { grep -o 'Maximum resident set size (kbytes): [0-9]*' "$1" | grep -o '[0-9]*$'; }
+# CPU seconds (user+sys) a process has used so far, from /proc (clock ticks).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
+# timed LABEL DST_PID CMD...: wall time, the command's CPU (with its children), and the CPU the source
+# and target registries spent meanwhile: on a small machine they compete with the copier for the cores.
+timed() {
+  local label=$1 dpid=$2; shift 2
+  local s0 d0 t0 t1 u sy m
+  s0=$(cpu_ticks "$SRC_PID"); d0=$(cpu_ticks "$dpid"); t0=$(now)
+  /usr/bin/time -f '%U %S %M' -o "$WORK/time" "$@"
+  t1=$(now)
+  read -r u sy m <"$WORK/time"
+  printf '%-36s %6.2f s  cpu: tool %5.2f s, src registry %5.2f s, dst registry %5.2f s; peak RSS %6d KiB\n' \
+    "$label" "$(echo "$t1 - $t0" | bc)" "$(echo "$u + $sy" | bc)" \
+    "$(echo "($(cpu_ticks "$SRC_PID") - $s0) / $TCK" | bc -l)" \
+    "$(echo "($(cpu_ticks "$dpid") - $d0) / $TCK" | bc -l)" "$m"
+  echo "$t1 - $t0" | bc >"$WORK/last"
+}
 
-echo "== copies"
-DST=$(start_registry kkp)
-t0=$(now)
-if command -v /usr/bin/time >/dev/null; then
-  /usr/bin/time -v "$KKP" "$DST" --image-list "$WORK/images.txt" -o json >"$WORK/kkp.json" 2>"$WORK/kkp.err"
-  t1=$(now); report "kubectl-kkp-mirror (parallel 8)" "$t0" "$t1"; echo "  peak RSS: $(peak_kib "$WORK/kkp.err") KiB"
-else
-  "$KKP" "$DST" --image-list "$WORK/images.txt" -o json >"$WORK/kkp.json" 2>"$WORK/kkp.err"
-  t1=$(now); report "kubectl-kkp-mirror (parallel 8)" "$t0" "$t1"
+echo "== copies (wall time; CPU seconds of the tool and of each registry meanwhile)"
+start_registry kkp; DST=$REG DPID=$REG_PID
+timed "kubectl-kkp-mirror" "$DPID" sh -c "'$KKP' '$DST' --image-list '$WORK/images.txt' -o json >'$WORK/kkp.json' 2>'$WORK/kkp.err'"
+KKP_COLD=$(cat "$WORK/last")
+grep -E '^[0-9]+ images:' "$WORK/kkp.err" | sed 's/^/  /' || true
+timed "kubectl-kkp-mirror rerun (no-op)" "$DPID" sh -c "'$KKP' '$DST' --image-list '$WORK/images.txt' -o json >/dev/null 2>&1"
+KKP_WARM=$(cat "$WORK/last")
+if [ -n "${KKP_BASE:-}" ]; then
+  start_registry base; DST=$REG DPID=$REG_PID
+  timed "KKP_BASE build" "$DPID" sh -c "'$KKP_BASE' '$DST' --image-list '$WORK/images.txt' -o json >/dev/null 2>&1"
 fi
-grep -E '^[0-9]+ images:' "$WORK/kkp.err" | sed 's/^/  /'
-t0=$(now); "$KKP" "$DST" --image-list "$WORK/images.txt" -o json >/dev/null 2>&1; t1=$(now)
-report "kubectl-kkp-mirror rerun (no-op)" "$t0" "$t1"
 
-DST=$(start_registry skopeo)
-t0=$(now)
-skopeo sync --all --src yaml --dest docker --dest-tls-verify=false "$WORK/sync.yaml" "$DST/bench" >/dev/null 2>&1
-t1=$(now); report "skopeo sync --all" "$t0" "$t1"
+start_registry skopeo; DST=$REG DPID=$REG_PID
+timed "skopeo sync --all" "$DPID" sh -c "skopeo sync --all --src yaml --dest docker --dest-tls-verify=false '$WORK/sync.yaml' '$DST/bench' >/dev/null 2>&1"
 
 if command -v crane >/dev/null; then
-  DST=$(start_registry crane)
-  t0=$(now)
-  while read -r img; do crane copy --insecure "$img" "$DST/${img#*/}" 2>/dev/null; done <"$WORK/images.txt"
-  t1=$(now); report "crane copy (per image)" "$t0" "$t1"
+  start_registry crane; DST=$REG DPID=$REG_PID
+  CRANE="while read -r img; do crane copy --insecure \"\$img\" \"$DST/\${img#*/}\" 2>/dev/null; done <'$WORK/images.txt'"
+  timed "crane copy (per image)" "$DPID" sh -c "$CRANE"
+  CRANE_COLD=$(cat "$WORK/last")
+  timed "crane copy (per image) rerun" "$DPID" sh -c "$CRANE"
+  CRANE_WARM=$(cat "$WORK/last")
+  printf 'kubectl-kkp-mirror / crane per image: cold %.2f, rerun %.2f\n' \
+    "$(echo "$KKP_COLD / $CRANE_COLD" | bc -l)" "$(echo "$KKP_WARM / $CRANE_WARM" | bc -l)"
 else
   echo "crane not installed: skipped (see /work/shared/tools/install-crane.sh or go install)"
+fi
+
+# A floor for this machine: the same unique blobs (the source registry's files), uploaded with plain curl (POST, then
+# one PUT with Content-Length; 8 at a time) into a fresh registry, and read back from the source the same
+# way. No manifests, no HEADs, no hashing on our side.
+if command -v curl >/dev/null; then
+  start_registry floor; DST=$REG DPID=$REG_PID
+  # The source's own blobs (skopeo compressed the random layers on the way in): HEX DATA-FILE REPO.
+  V2="$WORK/src/storage/docker/registry/v2"
+  for repo in "$V2"/repositories/bench/*; do
+    for l in "$repo"/_layers/sha256/*; do
+      hex=${l##*/} data="$V2/blobs/sha256/${hex:0:2}/$hex/data"
+      [ "$(stat -c %s "$data")" -gt 4096 ] && echo "$hex $data ${repo##*/}"
+    done
+  done | sort -u -k1,1 >"$WORK/blobs.txt"
+  cat >"$WORK/put.sh" <<'SH'
+#!/bin/sh
+# put.sh HOST HEX FILE IMAGE: POST, then a monolithic PUT
+loc=$(curl -s -o /dev/null -D - -X POST "http://$1/v2/floor/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+case $loc in http*) ;; *) loc="http://$1$loc" ;; esac
+case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
+curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$3" "$loc${sep}digest=sha256:$2"
+SH
+  cat >"$WORK/get.sh" <<'SH'
+#!/bin/sh
+# get.sh HOST HEX FILE IMAGE
+curl -sSf -o /dev/null "http://$1/v2/bench/$4/blobs/sha256:$2"
+SH
+  chmod +x "$WORK/put.sh" "$WORK/get.sh"
+  timed "floor: curl PUT of the unique blobs" "$DPID" sh -c "xargs -P 8 -n 3 '$WORK/put.sh' '$DST' <'$WORK/blobs.txt'"
+  timed "floor: curl GET of the unique blobs" "$DPID" sh -c "xargs -P 8 -n 3 '$WORK/get.sh' '$SRC' <'$WORK/blobs.txt'"
 fi

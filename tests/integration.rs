@@ -7,6 +7,7 @@ mod cli_addons_image;
 mod cli_archive;
 mod cli_candidates;
 mod cli_copy;
+mod cli_crosscheck;
 mod cli_discovery;
 mod cli_hostile;
 mod cli_kkp;

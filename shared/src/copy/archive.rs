@@ -1,5 +1,7 @@
 //! Archives for the air gap: a plan written to an OCI image layout in a tar (`--archive`, optionally
-//! incremental with `--since`), and such a tar pushed into a registry (`--from-archive`).
+//! incremental with `--since`), and such a tar pushed into a registry (`--from-archive`). Pushing is the
+//! copy engine's job: a checked [`Layout`] is handed to it as the images' origin, so there is one push
+//! path (mounts, largest first, tag last) for registries and archives.
 //!
 //! Knows registries, plans and the OCI image layout; never charts or KKP. Blobs are streamed and hashed
 //! on their way in and out, never held in memory (manifests, small by definition, are). An archive is
@@ -13,7 +15,6 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use clap::Args;
@@ -21,11 +22,11 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use super::{CopyArgs, CopyError, CopyReport, ImageReport, ImageStatus, mirrored_source};
+use super::{CopyArgs, CopyError, CopyJob, Origin, mirrored_source};
 use crate::cli::OutputFormat;
 use crate::reference::ImageRef;
 use crate::registry::manifest::{self, Descriptor, ManifestView};
-use crate::registry::{Client, Mount, RegistryError, Repository};
+use crate::registry::{Client, RegistryError, Repository};
 
 /// OCI annotation holding an image's tag.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -688,7 +689,7 @@ impl Layout {
     }
 
     /// A manifest's bytes (manifests are small; refused above the registry client's limit).
-    fn manifest_bytes(&self, digest: &str) -> Result<Bytes, ArchiveError> {
+    pub(crate) fn manifest_bytes(&self, digest: &str) -> Result<Bytes, ArchiveError> {
         let &(offset, size) = self.blobs.get(digest).ok_or_else(|| {
             ArchiveError::layout(&self.path, format!("manifest {digest} is not in the archive"))
         })?;
@@ -717,57 +718,48 @@ impl Layout {
         Ok(Bytes::from(buf))
     }
 
-    /// A blob's bytes as a stream that fails (before its last byte is handed on) if the file no longer
-    /// hashes to the digest.
-    fn blob_stream(
+    /// A blob's bytes as a stream, read in 256 KiB pieces; `None` when the archive does not hold it.
+    /// Unchecked: the copy engine hashes what it pushes and fails before the last byte on a mismatch.
+    pub(crate) fn blob_stream(
         &self,
         digest: &str,
     ) -> Option<impl futures::Stream<Item = io::Result<Bytes>> + Send + 'static> {
         let &(offset, size) = self.blobs.get(digest)?;
         let path = self.tar.clone();
-        let digest = digest.to_string();
-        let state = (None::<tokio::fs::File>, Sha256::new(), 0u64);
-        Some(futures::stream::unfold(Some(state), move |state| {
-            let path = path.clone();
-            let digest = digest.clone();
-            async move {
-                use tokio::io::{AsyncReadExt, AsyncSeekExt};
-                let (file, mut hasher, n) = state?;
-                if n == size {
-                    return None;
-                }
-                let mut file = match file {
-                    Some(f) => f,
-                    None => {
-                        let opened = async {
-                            let mut f = tokio::fs::File::open(&path).await?;
-                            f.seek(SeekFrom::Start(offset)).await?;
-                            Ok::<_, io::Error>(f)
-                        }
-                        .await;
-                        match opened {
-                            Ok(f) => f,
-                            Err(e) => return Some((Err(e), None)),
-                        }
+        Some(futures::stream::unfold(
+            Some((None::<tokio::fs::File>, 0u64)),
+            move |state| {
+                let path = path.clone();
+                async move {
+                    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                    let (file, n) = state?;
+                    if n == size {
+                        return None;
                     }
-                };
-                let want = (size - n).min(256 * 1024) as usize;
-                let mut buf = vec![0u8; want];
-                if let Err(e) = file.read_exact(&mut buf).await {
-                    return Some((Err(e), None));
-                }
-                hasher.update(&buf);
-                let n = n + want as u64;
-                if n == size {
-                    let actual = format!("sha256:{}", hex::encode(hasher.clone().finalize()));
-                    if actual != digest {
-                        let msg = format!("archive blob {digest} now hashes to {actual}");
-                        return Some((Err(io::Error::other(msg)), None));
+                    let mut file = match file {
+                        Some(f) => f,
+                        None => {
+                            let opened = async {
+                                let mut f = tokio::fs::File::open(&path).await?;
+                                f.seek(SeekFrom::Start(offset)).await?;
+                                Ok::<_, io::Error>(f)
+                            }
+                            .await;
+                            match opened {
+                                Ok(f) => f,
+                                Err(e) => return Some((Err(e), None)),
+                            }
+                        }
+                    };
+                    let want = (size - n).min(256 * 1024) as usize;
+                    let mut buf = vec![0u8; want];
+                    if let Err(e) = file.read_exact(&mut buf).await {
+                        return Some((Err(e), None));
                     }
+                    Some((Ok(Bytes::from(buf)), Some((Some(file), n + want as u64))))
                 }
-                Some((Ok(Bytes::from(buf)), Some((Some(file), hasher, n))))
-            }
-        }))
+            },
+        ))
     }
 }
 
@@ -784,245 +776,9 @@ pub struct PushJob {
     pub target: ImageRef,
 }
 
-/// Set once, by the upload that puts a blob on a target host: the repository path it went to.
-type Home = Arc<tokio::sync::OnceCell<String>>;
-
-struct Pusher<'a> {
-    client: &'a Client,
-    layout: &'a Layout,
-    uploads: tokio::sync::Semaphore,
-    /// The first target repository path a blob went to, per (host, digest), to mount it elsewhere.
-    homes: std::sync::Mutex<HashMap<(String, String), Home>>,
-    /// For blobs an incremental archive left out: the target repositories of this archive's images
-    /// that reference them (where the base archive put them), to mount them from.
-    elsewhere: HashMap<String, Vec<Repository>>,
-}
-
-#[derive(Default)]
-struct Tally {
-    copied: AtomicU64,
-    mounted: AtomicU64,
-    skipped: AtomicU64,
-}
-
-impl Pusher<'_> {
-    fn missing_base(&self, dst: &Repository, digest: &str) -> RegistryError {
-        RegistryError::NotFound {
-            what: match self.layout.base() {
-                Some(base) => format!(
-                    "blob {digest} is not in this incremental archive and not at {dst}; push the base archive {base} first"
-                ),
-                None => format!("blob {digest} is neither in the archive nor at {dst}"),
-            },
-        }
-    }
-
-    /// A blob the (incremental) archive does not hold: mount it from a repository the base archive
-    /// put it in, or name it and the base.
-    async fn mount_left_out(
-        &self,
-        dst: &Repository,
-        d: &Descriptor,
-        tally: &Tally,
-    ) -> Result<(), RegistryError> {
-        for from in self.elsewhere.get(&d.digest).into_iter().flatten() {
-            if from == dst || from.host != dst.host {
-                continue;
-            }
-            match self.client.mount_blob(dst, &d.digest, &from.path).await {
-                Ok(Mount::Mounted) => {
-                    tally.mounted.fetch_add(d.size, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Ok(Mount::Upload(_)) => {}
-                Err(e) => tracing::debug!(digest = %d.digest, from = %from, error = %e, "mount failed"),
-            }
-        }
-        Err(self.missing_base(dst, &d.digest))
-    }
-
-    async fn upload(
-        &self,
-        dst: &Repository,
-        d: &Descriptor,
-        location: Option<String>,
-    ) -> Result<(), RegistryError> {
-        let Some(body) = self.layout.blob_stream(&d.digest) else {
-            return Err(self.missing_base(dst, &d.digest));
-        };
-        let _slot = self.uploads.acquire().await;
-        let loc = match location {
-            Some(l) => l,
-            None => self.client.start_upload(dst).await?,
-        };
-        self.client
-            .finish_upload(dst, &loc, &d.digest, d.size, reqwest::Body::wrap_stream(body))
-            .await
-    }
-
-    async fn blob(&self, dst: &Repository, d: &Descriptor, tally: &Tally) -> Result<(), RegistryError> {
-        if self.client.blob_exists(dst, &d.digest).await? {
-            tally.skipped.fetch_add(d.size, Ordering::Relaxed);
-            return Ok(());
-        }
-        if !self.layout.blobs.contains_key(&d.digest) {
-            return self.mount_left_out(dst, d, tally).await;
-        }
-        // The first image needing a blob uploads it; the others wait and mount it from there.
-        let home = self
-            .homes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((dst.host.clone(), d.digest.clone()))
-            .or_default()
-            .clone();
-        let mine = std::sync::atomic::AtomicBool::new(false);
-        let home = home
-            .get_or_try_init(|| async {
-                mine.store(true, Ordering::Relaxed);
-                self.upload(dst, d, None).await?;
-                Ok::<_, RegistryError>(dst.path.clone())
-            })
-            .await?;
-        if mine.load(Ordering::Relaxed) {
-            tally.copied.fetch_add(d.size, Ordering::Relaxed);
-            return Ok(());
-        }
-        if *home == dst.path {
-            tally.skipped.fetch_add(d.size, Ordering::Relaxed);
-            return Ok(());
-        }
-        let location = match self.client.mount_blob(dst, &d.digest, home).await {
-            Ok(Mount::Mounted) => {
-                tally.mounted.fetch_add(d.size, Ordering::Relaxed);
-                return Ok(());
-            }
-            Ok(Mount::Upload(l)) => Some(l),
-            Err(e) => {
-                tracing::debug!(digest = %d.digest, error = %e, "mount failed; uploading");
-                None
-            }
-        };
-        self.upload(dst, d, location).await?;
-        tally.copied.fetch_add(d.size, Ordering::Relaxed);
-        Ok(())
-    }
-
-    /// Pushes what manifest `digest` references, children before parents; returns its bytes and type.
-    fn contents<'s>(
-        &'s self,
-        dst: &'s Repository,
-        digest: &'s str,
-        tally: &'s Tally,
-    ) -> futures::future::BoxFuture<'s, Result<(Bytes, String), RegistryError>> {
-        Box::pin(async move {
-            let bytes = self
-                .layout
-                .manifest_bytes(digest)
-                .map_err(|e| RegistryError::BadManifest {
-                    what: format!("archived manifest {digest}"),
-                    detail: e.to_string(),
-                })?;
-            let view = ManifestView::parse(&bytes).map_err(|e| RegistryError::BadManifest {
-                what: format!("archived manifest {digest}"),
-                detail: e.to_string(),
-            })?;
-            let media_type = view.effective_media_type(None);
-            if manifest::is_index(&media_type) {
-                for child in &view.manifests {
-                    if self.client.head_manifest(dst, &child.digest).await?.is_some() {
-                        tally.skipped.fetch_add(child.size, Ordering::Relaxed);
-                        continue;
-                    }
-                    let (b, t) = self.contents(dst, &child.digest, tally).await?;
-                    self.client.put_manifest(dst, &child.digest, &t, b).await?;
-                }
-            } else {
-                let mut seen = HashSet::new();
-                let blobs = view
-                    .config
-                    .iter()
-                    .chain(view.layers.iter())
-                    .filter(|b| !b.is_foreign() && seen.insert(b.digest.clone()))
-                    .map(|b| self.blob(dst, b, tally));
-                futures::future::try_join_all(blobs).await?;
-            }
-            Ok((bytes, media_type))
-        })
-    }
-
-    async fn push(&self, job: &PushJob) -> ImageReport {
-        let tally = Tally::default();
-        let digest = job.image.descriptor.digest.clone();
-        let result = async {
-            let dst = Repository::of(&job.target);
-            let dst_ref = job
-                .target
-                .tag
-                .clone()
-                .or(job.target.digest.clone())
-                .unwrap_or_else(|| "latest".into());
-            if let Some(have) = self.client.head_manifest(&dst, &dst_ref).await?
-                && have.digest == digest
-            {
-                return Ok(ImageStatus::UpToDate);
-            }
-            let (bytes, media_type) = self.contents(&dst, &digest, &tally).await?;
-            let put = self
-                .client
-                .put_manifest(&dst, &dst_ref, &media_type, bytes)
-                .await?;
-            if put != digest {
-                return Err(RegistryError::DigestMismatch {
-                    what: format!("manifest {dst}:{dst_ref} as stored by the target"),
-                    expected: digest.clone(),
-                    actual: put,
-                });
-            }
-            Ok(ImageStatus::Copied)
-        }
-        .await;
-        let (status, error) = match result {
-            Ok(s) => (s, None),
-            Err(e) => (ImageStatus::Failed, Some(e.to_string())),
-        };
-        ImageReport {
-            source: job.image.source.to_string(),
-            target: job.target.to_string(),
-            digest: (status != ImageStatus::Failed).then(|| digest.clone()),
-            status,
-            bytes_copied: tally.copied.load(Ordering::Relaxed),
-            bytes_mounted: tally.mounted.load(Ordering::Relaxed),
-            bytes_skipped: tally.skipped.load(Ordering::Relaxed),
-            warnings: Vec::new(),
-            error,
-        }
-    }
-}
-
-/// Pushes every job from a checked archive: blobs, child manifests, then the tag; never stops at a
-/// failed image. One report per job, in order.
-pub async fn push_archive(client: &Client, layout: &Layout, jobs: &[PushJob], parallel: usize) -> CopyReport {
-    let parallel = parallel.max(1);
-    let pusher = Pusher {
-        client,
-        layout,
-        uploads: tokio::sync::Semaphore::new(parallel),
-        homes: std::sync::Mutex::default(),
-        elsewhere: left_out_blobs(layout, jobs),
-    };
-    let pusher = &pusher;
-    let reports: Vec<ImageReport> = futures::stream::iter(jobs)
-        .map(|job| pusher.push(job))
-        .buffered(parallel)
-        .collect()
-        .await;
-    CopyReport::new(reports)
-}
-
 /// Blobs referenced by the archive's manifests but not held by it → target repositories of the jobs
 /// whose images reference them. Unreadable manifests are skipped here; pushing reports them.
-fn left_out_blobs(layout: &Layout, jobs: &[PushJob]) -> HashMap<String, Vec<Repository>> {
+pub(crate) fn left_out_blobs(layout: &Layout, jobs: &[PushJob]) -> HashMap<String, Vec<Repository>> {
     let mut out: HashMap<String, Vec<Repository>> = HashMap::new();
     for job in jobs {
         let repo = Repository::of(&job.target);
@@ -1137,13 +893,25 @@ pub fn run_from_archive(
     format: OutputFormat,
 ) -> Result<u8, ArchiveError> {
     let layout = Layout::open(file, true)?;
-    let jobs = push_jobs(&layout, registry)?;
-    let target_host = jobs
+    let pushes = push_jobs(&layout, registry)?;
+    let target_host = pushes
         .first()
         .map(|j| j.target.registry.clone())
         .unwrap_or_default();
     let opts = args.copy_options()?;
     let (client, rt) = client_and_runtime(args, &target_host)?;
+    let origin = Origin::Archive {
+        left_out: left_out_blobs(&layout, &pushes),
+        digests: pushes.iter().map(|p| p.image.descriptor.digest.clone()).collect(),
+        layout: Arc::new(layout),
+    };
+    let jobs: Vec<CopyJob> = pushes
+        .into_iter()
+        .map(|p| CopyJob {
+            source: p.image.source,
+            target: p.target,
+        })
+        .collect();
     let report = rt.block_on(async {
         if let Some(first) = jobs.first() {
             client
@@ -1151,20 +919,9 @@ pub fn run_from_archive(
                 .await
                 .map_err(CopyError::Registry)?;
         }
-        Ok::<_, ArchiveError>(push_archive(&client, &layout, &jobs, opts.parallel).await)
+        Ok::<_, ArchiveError>(super::run(&client, &jobs, &opts, origin).await)
     })?;
-    crate::output::print(&report.render(format)).map_err(CopyError::Output)?;
-    eprintln!("{}", report.summary_line());
-    let failed = report.failures();
-    for f in &failed {
-        eprintln!(
-            "failed: {} -> {}: {}",
-            f.source,
-            f.target,
-            f.error.as_deref().unwrap_or("unknown error")
-        );
-    }
-    Ok(if failed.is_empty() { 0 } else { 1 })
+    Ok(report.finish(format).map_err(CopyError::Output)?)
 }
 
 /// The image ids an archive holds, for `--verify --from-archive`: (source, target, archived digest).

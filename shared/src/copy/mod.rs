@@ -5,6 +5,9 @@
 //! transferred once per run: later repositories on the same target registry mount it. Because a tag is
 //! always the last write for an image, an interrupted run never leaves a tag on an incomplete image, and
 //! a rerun completes what is missing (every step first asks the target whether it is done).
+//!
+//! There is one push path: an image is read from its source registry or from a checked archive
+//! ([`Origin`]); everything after reading a manifest or opening a blob body is the same.
 
 pub mod archive;
 mod args;
@@ -28,6 +31,7 @@ pub use report::{CopyReport, ImageReport, ImageStatus};
 use crate::reference::ImageRef;
 use crate::registry::manifest::{self, Descriptor, ManifestView, Platform};
 use crate::registry::{Client, Mount, RawManifest, RegistryError, Repository, sha256_digest};
+use archive::Layout;
 
 /// Default number of images and of blob transfers in flight.
 pub const DEFAULT_PARALLEL: usize = 8;
@@ -107,9 +111,26 @@ impl Counters {
 
 type Cell<T> = Arc<OnceCell<T>>;
 
+/// Where the images of a run are read from.
+pub(crate) enum Origin {
+    /// Each job's source registry (after `--source-mirror`); tags are resolved there.
+    Registry,
+    /// A checked archive (`--from-archive`).
+    Archive {
+        /// The archive's blobs and manifests.
+        layout: Arc<Layout>,
+        /// The top manifest digest of each job, in job order.
+        digests: Vec<String>,
+        /// Blobs an incremental archive left out → target repositories of this run that reference
+        /// them, where the base archive put them (to mount from).
+        left_out: HashMap<String, Vec<Repository>>,
+    },
+}
+
 struct Engine {
     client: Client,
     opts: CopyOptions,
+    origin: Origin,
     /// Bounds blob transfers in flight across all images, biggest blob first.
     transfers: slots::Slots,
     /// One placement per (target repository, digest).
@@ -149,6 +170,11 @@ impl ImageTally {
 
 /// Copies every job; never stops at a failed image. Returns one report per job, in job order.
 pub async fn copy_images(client: &Client, jobs: &[CopyJob], opts: &CopyOptions) -> CopyReport {
+    run(client, jobs, opts, Origin::Registry).await
+}
+
+/// Copies every job from `origin`; never stops at a failed image. One report per job, in job order.
+pub(crate) async fn run(client: &Client, jobs: &[CopyJob], opts: &CopyOptions, origin: Origin) -> CopyReport {
     let parallel = if opts.parallel == 0 {
         DEFAULT_PARALLEL
     } else {
@@ -157,6 +183,7 @@ pub async fn copy_images(client: &Client, jobs: &[CopyJob], opts: &CopyOptions) 
     let engine = Arc::new(Engine {
         client: client.clone(),
         opts: opts.clone(),
+        origin,
         transfers: slots::Slots::new(parallel),
         placed: Mutex::default(),
         homes: Mutex::default(),
@@ -171,7 +198,7 @@ pub async fn copy_images(client: &Client, jobs: &[CopyJob], opts: &CopyOptions) 
         .map(|(i, job)| {
             let engine = engine.clone();
             async move {
-                let r = engine.copy_image(job).await;
+                let r = engine.copy_image(i, job).await;
                 engine.images_done.fetch_add(1, Ordering::Relaxed);
                 (i, r)
             }
@@ -208,17 +235,48 @@ async fn progress_lines(engine: Arc<Engine>, total: usize) {
     }
 }
 
+/// Pieces handed to the upload: source bodies arrive in whatever pieces the socket had (often 16–64
+/// KiB); fewer, larger writes mean fewer system calls here and fewer, fuller reads at the target.
+const UPLOAD_PIECE: usize = 256 * 1024;
+
+/// Joins small pieces of `body` into pieces of at least `min` bytes (the last may be shorter).
+fn coalesce(
+    body: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
+    min: usize,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    futures::stream::unfold(Some(Box::pin(body)), move |body| async move {
+        let mut body = body?;
+        let mut buf = bytes::BytesMut::new();
+        loop {
+            match body.next().await {
+                Some(Ok(chunk)) if buf.is_empty() && chunk.len() >= min => {
+                    return Some((Ok(chunk), Some(body)));
+                }
+                Some(Ok(chunk)) => {
+                    buf.extend_from_slice(&chunk);
+                    if buf.len() >= min {
+                        return Some((Ok(buf.freeze()), Some(body)));
+                    }
+                }
+                Some(Err(e)) => return Some((Err(e), None)),
+                None if buf.is_empty() => return None,
+                None => return Some((Ok(buf.freeze()), None)),
+            }
+        }
+    })
+}
+
 /// A blob body that hashes what passes through and fails at the end when size or digest are wrong, so
 /// the target never commits a corrupt blob.
 fn verifying_stream(
-    resp: reqwest::Response,
+    body: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     digest: String,
     size: u64,
     live: Arc<dyn Fn(u64) + Send + Sync>,
     mismatch: Arc<Mutex<Option<String>>>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let state = (Sha256::new(), 0u64);
-    let body = resp.bytes_stream().map_err(std::io::Error::other);
+    let body = coalesce(body, UPLOAD_PIECE);
     futures::stream::unfold((Box::pin(body), Some(state)), move |(mut body, state)| {
         let digest = digest.clone();
         let live = live.clone();
@@ -263,9 +321,9 @@ fn verifying_stream(
 }
 
 impl Engine {
-    async fn copy_image(&self, job: &CopyJob) -> ImageReport {
+    async fn copy_image(&self, i: usize, job: &CopyJob) -> ImageReport {
         let tally = ImageTally::default();
-        let result = self.copy_image_inner(job, &tally).await;
+        let result = self.copy_image_inner(i, job, &tally).await;
         let warnings = tally.warnings.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let c = &tally.counters;
         let (status, digest, error) = match result {
@@ -288,10 +346,15 @@ impl Engine {
 
     async fn copy_image_inner(
         &self,
+        i: usize,
         job: &CopyJob,
         tally: &ImageTally,
     ) -> Result<(ImageState, String), RegistryError> {
         let src = mirrored_source(&job.source, &self.opts.source_mirrors);
+        let pinned = match &self.origin {
+            Origin::Registry => job.source.digest.clone(),
+            Origin::Archive { digests, .. } => digests.get(i).cloned(),
+        };
         let dst = Repository::of(&job.target);
         // The tag is what users pull; a digest-only target is written by digest.
         let dst_ref = job
@@ -300,8 +363,8 @@ impl Engine {
             .clone()
             .or(job.target.digest.clone())
             .unwrap_or_else(|| "latest".into());
-        let src_digest = match &job.source.digest {
-            Some(d) => d.clone(),
+        let src_digest = match pinned {
+            Some(d) => d,
             None => {
                 let tag = job.source.identifier();
                 match self.client.head_manifest(&src, tag).await? {
@@ -320,7 +383,7 @@ impl Engine {
         {
             return Ok((ImageState::UpToDate, src_digest));
         }
-        let mut top = self.client.get_manifest(&src, &src_digest).await?;
+        let mut top = self.read_manifest(&src, &src_digest).await?;
         if !self.opts.platforms.is_empty() {
             if manifest::is_index(&top.media_type) {
                 top = self.filter_index(&top, &src, tally)?;
@@ -344,6 +407,61 @@ impl Engine {
             });
         }
         Ok((ImageState::Copied, top.digest))
+    }
+
+    /// A manifest's bytes from the origin, verified against `digest`.
+    async fn read_manifest(&self, src: &Repository, digest: &str) -> Result<RawManifest, RegistryError> {
+        match &self.origin {
+            Origin::Registry => self.client.get_manifest(src, digest).await,
+            Origin::Archive { layout, .. } => {
+                let bad = |detail: String| RegistryError::BadManifest {
+                    what: format!("archived manifest {digest} of {src}"),
+                    detail,
+                };
+                let bytes = layout.manifest_bytes(digest).map_err(|e| bad(e.to_string()))?;
+                let view = ManifestView::parse(&bytes).map_err(|e| bad(e.to_string()))?;
+                Ok(RawManifest {
+                    media_type: view.effective_media_type(None),
+                    bytes,
+                    digest: digest.to_string(),
+                })
+            }
+        }
+    }
+
+    /// A blob's bytes from the origin, unchecked (the caller hashes them on the way).
+    async fn blob_body(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        blob: &Descriptor,
+    ) -> Result<futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>>, RegistryError> {
+        match &self.origin {
+            Origin::Registry => {
+                let resp = self.client.get_blob(src, &blob.digest).await?;
+                Ok(resp.bytes_stream().map_err(std::io::Error::other).boxed())
+            }
+            Origin::Archive { layout, .. } => match layout.blob_stream(&blob.digest) {
+                Some(s) => Ok(s.boxed()),
+                None => Err(self.missing_base(dst, &blob.digest)),
+            },
+        }
+    }
+
+    /// A blob neither in the (incremental) archive nor at the target: name it and the base archive.
+    fn missing_base(&self, dst: &Repository, digest: &str) -> RegistryError {
+        let base = match &self.origin {
+            Origin::Archive { layout, .. } => layout.base(),
+            Origin::Registry => None,
+        };
+        RegistryError::NotFound {
+            what: match base {
+                Some(base) => format!(
+                    "blob {digest} is not in this incremental archive and not at {dst}; push the base archive {base} first"
+                ),
+                None => format!("blob {digest} is neither in the archive nor at {dst}"),
+            },
+        }
     }
 
     /// Keeps only the children of an index that match `--platform`; the result is a new index.
@@ -456,7 +574,7 @@ impl Engine {
             return Ok(());
         }
         if self.client.head_manifest(dst, &child.digest).await?.is_none() {
-            let raw = self.client.get_manifest(src, &child.digest).await?;
+            let raw = self.read_manifest(src, &child.digest).await?;
             self.copy_contents(src, dst, &raw, tally).await?;
             self.client
                 .put_manifest(dst, &child.digest, &raw.media_type, raw.bytes.clone())
@@ -504,6 +622,25 @@ impl Engine {
             self.live.add(BlobOutcome::Present, blob.size);
             return Ok(BlobOutcome::Present);
         }
+        if let Origin::Archive { layout, left_out, .. } = &self.origin
+            && !layout.blobs.contains_key(&blob.digest)
+        {
+            // Left out of an incremental archive: the base archive put it in another repository.
+            for from in left_out.get(&blob.digest).into_iter().flatten() {
+                if from == dst || from.host != dst.host {
+                    continue;
+                }
+                match self.client.mount_blob(dst, &blob.digest, &from.path).await {
+                    Ok(Mount::Mounted) => {
+                        self.live.add(BlobOutcome::Mounted, blob.size);
+                        return Ok(BlobOutcome::Mounted);
+                    }
+                    Ok(Mount::Upload(_)) => {}
+                    Err(e) => tracing::debug!(digest = %blob.digest, %from, error = %e, "mount failed"),
+                }
+            }
+            return Err(self.missing_base(dst, &blob.digest));
+        }
         let home = cell(&self.homes, (dst.host.clone(), blob.digest.clone()));
         let mine = AtomicBool::new(false);
         let home_path = home
@@ -546,7 +683,7 @@ impl Engine {
         loop {
             let result = async {
                 let _slot = self.transfers.acquire(blob.size).await;
-                let resp = self.client.get_blob(src, &blob.digest).await?;
+                let body = self.blob_body(src, dst, blob).await?;
                 let loc = match location.take() {
                     Some(l) => l,
                     None => self.client.start_upload(dst).await?,
@@ -554,7 +691,7 @@ impl Engine {
                 let mismatch = Arc::new(Mutex::new(None));
                 let live = self.live.clone();
                 let body = verifying_stream(
-                    resp,
+                    body,
                     blob.digest.clone(),
                     blob.size,
                     Arc::new(move |n| {
@@ -613,6 +750,66 @@ enum ImageState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pieces(sizes: &[usize]) -> Vec<Result<Bytes, std::io::Error>> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| Ok(Bytes::from(vec![i as u8; *n])))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn uploads_go_in_large_pieces_and_every_byte_is_kept() {
+        // Small pieces are joined up to the minimum, a big one on its own passes as it is, the rest ends
+        // the stream.
+        let input = pieces(&[10, 20, 40, 5, 100, 3]);
+        let out: Vec<Bytes> = coalesce(futures::stream::iter(input), 30)
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(
+            out.iter().map(Bytes::len).collect::<Vec<_>>(),
+            vec![30, 40, 105, 3]
+        );
+        let joined: Vec<u8> = out.concat();
+        let expected: Vec<u8> = [(0u8, 10), (1, 20), (2, 40), (3, 5), (4, 100), (5, 3)]
+            .iter()
+            .flat_map(|(b, n)| std::iter::repeat_n(*b, *n))
+            .collect();
+        assert_eq!(joined, expected);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_does_not_hash_to_its_digest_fails_before_its_last_byte() {
+        let data = vec![7u8; 600 * 1024];
+        let good = sha256_digest(&data);
+        let run = |digest: String, size: u64| {
+            let body = futures::stream::iter(
+                data.chunks(64 * 1024)
+                    .map(|c| Ok(Bytes::copy_from_slice(c)))
+                    .collect::<Vec<_>>(),
+            );
+            let mismatch = Arc::new(Mutex::new(None));
+            let s = verifying_stream(body, digest, size, Arc::new(|_| {}), mismatch.clone());
+            async move {
+                let items: Vec<Result<Bytes, std::io::Error>> = s.collect().await;
+                let passed: usize = items.iter().filter_map(|r| r.as_ref().ok()).map(Bytes::len).sum();
+                let failed = items.iter().any(Result::is_err);
+                let noted = mismatch.lock().unwrap().clone();
+                (passed, failed, noted)
+            }
+        };
+        assert_eq!(
+            run(good.clone(), data.len() as u64).await,
+            (data.len(), false, None)
+        );
+        let (passed, failed, noted) = run(format!("sha256:{}", "0".repeat(64)), data.len() as u64).await;
+        assert!(failed && passed < data.len(), "{passed}");
+        assert!(noted.unwrap().contains(&good));
+        let (_, failed, noted) = run(good, data.len() as u64 - 1).await;
+        assert!(failed && noted.unwrap().contains("more than"));
+    }
 
     #[test]
     fn source_mirror_rewrites_prefixes_only() {

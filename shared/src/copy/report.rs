@@ -120,6 +120,26 @@ impl CopyReport {
             .collect()
     }
 
+    /// Prints the report in `format` on stdout, then the summary, warnings and failures on stderr;
+    /// returns the exit code: 0 when every image is at the target, 1 when some failed.
+    pub fn finish(&self, format: OutputFormat) -> Result<u8, std::io::Error> {
+        crate::output::print(&self.render(format))?;
+        eprintln!("{}", self.summary_line());
+        for w in self.warnings() {
+            eprintln!("warning: {w}");
+        }
+        let failed = self.failures();
+        for f in &failed {
+            eprintln!(
+                "failed: {} -> {}: {}",
+                f.source,
+                f.target,
+                f.error.as_deref().unwrap_or("unknown error")
+            );
+        }
+        Ok(if failed.is_empty() { 0 } else { 1 })
+    }
+
     /// One line for stderr.
     pub fn summary_line(&self) -> String {
         let s = &self.summary;
