@@ -22,11 +22,13 @@ pub fn init_logging(verbose: u8) {
 
 /// Prints `error: <message>` (with its causes) on one line of stderr and returns `code`.
 pub fn report(err: &dyn std::error::Error, code: u8) -> ExitCode {
-    let mut msg = err.to_string();
+    // One line: causes that render a multi-line snippet (YAML parsers) contribute their first line.
+    let first_line = |s: String| s.lines().next().unwrap_or_default().trim_end().to_string();
+    let mut msg = first_line(err.to_string());
     let mut cause = err.source();
     while let Some(c) = cause {
-        let s = c.to_string();
-        if !msg.contains(&s) {
+        let s = first_line(c.to_string());
+        if !s.is_empty() && !msg.contains(&s) {
             msg.push_str(": ");
             msg.push_str(&s);
         }
