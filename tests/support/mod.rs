@@ -4,6 +4,7 @@ pub mod apiserver;
 pub mod helm;
 pub mod images;
 pub mod registry;
+pub mod scripted;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
