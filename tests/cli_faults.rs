@@ -280,3 +280,64 @@ fn ctrl_c_prints_what_was_done_exits_130_and_a_rerun_completes() {
     assert!(copied >= IMAGES - complete, "{report:#}");
     assert_all_at_target(&dst, &pushed);
 }
+
+#[test]
+fn a_blob_corrupted_on_the_way_is_refetched_and_never_stored_corrupt() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let pushed = push_many(&src, 3);
+    // The first GET of every blob comes back with one byte flipped (same length); the second is intact.
+    let proxy = FaultyProxy::start_with(
+        &src.host,
+        FaultConfig {
+            rate: 1.0,
+            kinds: vec![Fault::Corrupt],
+            only_first: true,
+            ..FaultConfig::default()
+        },
+    );
+    let list = image_list(
+        &(0..pushed.len())
+            .map(|i| format!("{}/faults/app{i}:v1", proxy.host))
+            .collect::<Vec<_>>(),
+    );
+    let out = mirror_cmd(&[
+        dst.host.as_str(),
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ])
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (_, faults, mut spoiled) = proxy.snapshot();
+    let mut all: Vec<String> = pushed
+        .iter()
+        .flat_map(|p| p.blobs.iter().map(|(d, _)| d.clone()))
+        .collect();
+    all.sort();
+    spoiled.sort();
+    assert_eq!(spoiled, all, "every blob was corrupted once on the way");
+    assert_eq!(faults.get(&Fault::Corrupt), Some(&all.len()));
+    for (i, p) in pushed.iter().enumerate() {
+        let target = format!("{}/faults/app{i}:v1", dst.host);
+        let r = report["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["target"] == target.as_str())
+            .unwrap();
+        assert_eq!(r["status"], "copied", "{r:#}");
+        assert_eq!(r["digest"].as_str(), Some(p.digest.as_str()));
+        // Each blob counted once, although its bytes crossed twice.
+        assert_eq!(r["bytes_copied"].as_u64(), Some(p.blob_bytes()), "{r:#}");
+    }
+    // Nothing corrupt was stored (every blob hashes to its name), and every blob is there.
+    let stored = dst.verified_blobs();
+    for d in &all {
+        assert!(stored.iter().any(|(b, _)| b == d), "{d} not refetched");
+    }
+    assert_all_at_target(&dst, &pushed);
+}

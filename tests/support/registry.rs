@@ -580,6 +580,8 @@ pub struct FaultConfig {
     pub every: Option<usize>,
     /// Hold every request this long before handling it (a slow link).
     pub delay: Duration,
+    /// Spoil only the first occurrence of each request (so the retry goes through).
+    pub only_first: bool,
 }
 
 impl Default for FaultConfig {
@@ -591,6 +593,7 @@ impl Default for FaultConfig {
             stall: Duration::from_secs(1),
             every: None,
             delay: Duration::ZERO,
+            only_first: false,
         }
     }
 }
@@ -731,23 +734,23 @@ impl FaultyProxy {
                             .copied()
                             .filter(|k| blob_get || !k.needs_blob_body())
                             .collect();
-                        let pick = if let Some(every) = config.every {
-                            (n % every == 1 % every).then(|| {
-                                let i = st.total();
-                                config.kinds.get(i % config.kinds.len()).copied()
-                            })
-                        } else {
+                        let occurrence = {
                             let mut occ = seen.lock().unwrap();
                             let count = occ.entry(key.clone()).or_default();
                             *count += 1;
+                            *count
+                        };
+                        let pick = if kinds.is_empty() || (config.only_first && occurrence > 1) {
+                            None
+                        } else if let Some(every) = config.every {
+                            (n % every == 1 % every).then(|| kinds[st.total() % kinds.len()])
+                        } else {
                             let mut h = std::hash::DefaultHasher::new();
-                            (config.seed, &key, *count).hash(&mut h);
+                            (config.seed, &key, occurrence).hash(&mut h);
                             let x = h.finish();
                             let roll = (x >> 11) as f64 / (1u64 << 53) as f64;
-                            (roll < config.rate && !kinds.is_empty())
-                                .then(|| Some(kinds[(x % kinds.len() as u64) as usize]))
-                        }
-                        .flatten();
+                            (roll < config.rate).then(|| kinds[(x % kinds.len() as u64) as usize])
+                        };
                         if let Some(f) = pick
                             && !f.needs_blob_body()
                         {
@@ -835,6 +838,12 @@ fn proxy_one(
         Some(f @ (Fault::Truncate | Fault::Corrupt)) if ok && len > 1 => {
             let mut body = Vec::new();
             let _ = (&mut up).take(len).read_to_end(&mut body);
+            if body.len() as u64 != len {
+                // The registry itself cut the body short: pass on what came.
+                let _ = client.write_all(&body);
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                return;
+            }
             {
                 let mut st = stats.lock().unwrap();
                 *st.injected.entry(f).or_default() += 1;
