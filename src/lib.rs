@@ -22,9 +22,10 @@ pub fn init_logging(verbose: u8) {
 
 /// Prints `error: <message>` (with its causes) on one line of stderr and returns `code`.
 pub fn report(err: &dyn std::error::Error, code: u8) -> ExitCode {
-    // One line: causes that render a multi-line snippet (YAML parsers) contribute their first line.
+    // Causes that render a multi-line snippet (YAML parsers) contribute their first line; the message
+    // itself is ours and may list several items on purpose.
     let first_line = |s: String| s.lines().next().unwrap_or_default().trim_end().to_string();
-    let mut msg = first_line(err.to_string());
+    let mut msg = err.to_string();
     let mut cause = err.source();
     while let Some(c) = cause {
         let s = first_line(c.to_string());
