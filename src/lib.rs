@@ -20,7 +20,7 @@ pub fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Prints `error: <message>` (with its causes) on one line of stderr and returns `code`.
+/// Prints `error: <message>: <cause>: …` on stderr (each cause by its first line) and returns `code`.
 pub fn report(err: &dyn std::error::Error, code: u8) -> ExitCode {
     // Causes that render a multi-line snippet (YAML parsers) contribute their first line; the message
     // itself is ours and may list several items on purpose.
