@@ -569,8 +569,8 @@ impl Fault {
 pub struct FaultConfig {
     /// Share of requests spoiled, 0.0..=1.0.
     pub rate: f64,
-    /// Seeds the choice: the n-th occurrence of the same request (method, path, upload digest) always
-    /// gets the same fate, whatever order concurrent requests arrive in.
+    /// Seeds the choice: the n-th request of a kind (method and path, digests and upload sessions left
+    /// out) always gets the same fate, whatever the content and the order concurrent requests arrive in.
     pub seed: u64,
     /// Kinds to choose from (body faults only for blob `GET`s; other requests pick among the rest).
     pub kinds: Vec<Fault>,
@@ -580,7 +580,7 @@ pub struct FaultConfig {
     pub every: Option<usize>,
     /// Hold every request this long before handling it (a slow link).
     pub delay: Duration,
-    /// Spoil only the first occurrence of each request (so the retry goes through).
+    /// Spoil only the first time a request (same method and path) is seen, so its retry goes through.
     pub only_first: bool,
 }
 
@@ -713,16 +713,15 @@ impl FaultyProxy {
                     );
                     let path = target.split('?').next().unwrap_or("");
                     let blob_get = method == "GET" && path.contains("/blobs/sha256:");
-                    // The request's identity: uploads have random session ids, keep their digest.
+                    // The request's kind: upload session ids and digests (random test content) are
+                    // left out, so the n-th request of a kind in a repository has the same fate in
+                    // every run, whatever the content and the arrival order.
                     let key = match path.split_once("/blobs/uploads/") {
-                        Some((repo, _)) => {
-                            let digest = target
-                                .split(['?', '&'])
-                                .find_map(|kv| kv.strip_prefix("digest="))
-                                .unwrap_or("");
-                            format!("{method} {repo}/blobs/uploads/ {digest}")
-                        }
-                        None => format!("{method} {path}"),
+                        Some((repo, _)) => format!("{method} {repo}/blobs/uploads/"),
+                        None => match path.split_once("sha256:") {
+                            Some((before, _)) => format!("{method} {before}sha256:*"),
+                            None => format!("{method} {path}"),
+                        },
                     };
                     let fault = {
                         let mut st = stats.lock().unwrap();
@@ -734,13 +733,17 @@ impl FaultyProxy {
                             .copied()
                             .filter(|k| blob_get || !k.needs_blob_body())
                             .collect();
-                        let occurrence = {
+                        let (occurrence, repeated) = {
                             let mut occ = seen.lock().unwrap();
                             let count = occ.entry(key.clone()).or_default();
                             *count += 1;
-                            *count
+                            let n = *count;
+                            // The same exact request (same digest) seen before.
+                            let exact = occ.entry(format!("exact {method} {path}")).or_default();
+                            *exact += 1;
+                            (n, *exact > 1)
                         };
-                        let pick = if kinds.is_empty() || (config.only_first && occurrence > 1) {
+                        let pick = if kinds.is_empty() || (config.only_first && repeated) {
                             None
                         } else if let Some(every) = config.every {
                             (n % every == 1 % every).then(|| kinds[st.total() % kinds.len()])
