@@ -23,13 +23,16 @@ pub fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// Prints `error: <message>` (with its causes) on one line of stderr and returns `code`.
+/// Prints `error: <message>: <cause>: …` on stderr (each cause by its first line) and returns `code`.
 pub fn report(err: &dyn std::error::Error, code: u8) -> ExitCode {
+    // Causes that render a multi-line snippet (YAML parsers) contribute their first line; the message
+    // itself is ours and may list several items on purpose.
+    let first_line = |s: String| s.lines().next().unwrap_or_default().trim_end().to_string();
     let mut msg = err.to_string();
     let mut cause = err.source();
     while let Some(c) = cause {
-        let s = c.to_string();
-        if !msg.contains(&s) {
+        let s = first_line(c.to_string());
+        if !s.is_empty() && !msg.contains(&s) {
             msg.push_str(": ");
             msg.push_str(&s);
         }

@@ -684,8 +684,7 @@ fn transient_failures_429_503_and_dropped_connections_are_retried() {
         let repo = format!("flaky/app{i}");
         assert_complete_copy(&src, &dst, &repo, &repo, "v1", p);
     }
-    let spoiled = src_proxy.injected.load(std::sync::atomic::Ordering::SeqCst)
-        + dst_proxy.injected.load(std::sync::atomic::Ordering::SeqCst);
+    let spoiled = src_proxy.stats.lock().unwrap().total() + dst_proxy.stats.lock().unwrap().total();
     assert!(spoiled >= 3, "only {spoiled} failures injected");
 }
 

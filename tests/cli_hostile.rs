@@ -490,6 +490,69 @@ fn a_hanging_helm_template_is_killed_after_helm_timeout() {
     assert_eq!(snapshot(dir.path()), before);
 }
 
+/// True while `pid` is a live process (a zombie waiting to be reaped counts as gone).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn a_helm_timeout_kills_what_helm_started_too() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let pidfile = dir.path().join("child.pid");
+    let helm = dir.path().join("helm");
+    write(
+        &helm,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  version) echo v3.17.3 ;;\n  *) sleep 1000 & echo $! > {}; wait ;;\nesac\n",
+            pidfile.display()
+        )
+        .as_bytes(),
+    );
+    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let charts = one_chart(dir.path());
+    let out = run(
+        MIRROR,
+        &[
+            "--dry-run",
+            "-o",
+            "json",
+            "--offline",
+            "--helm-binary",
+            s(&helm),
+            "--helm-timeout",
+            "1s",
+            "--charts-path",
+            s(&charts),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: chart slow: helm template timed out after 1s"
+    );
+    let pid = std::fs::read_to_string(&pidfile).expect("the fake helm started its child");
+    let pid = pid.trim();
+    // SIGKILL is delivered at once; give the kernel a moment to finish the process off.
+    for _ in 0..100 {
+        if !alive(pid) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let still = alive(pid);
+    if still {
+        let _ = std::process::Command::new("kill").args(["-KILL", pid]).status();
+    }
+    assert!(!still, "helm's child {pid} outlived the timeout");
+}
+
 // ---- 100 MB inputs --------------------------------------------------------------------------------
 
 /// A 100 MB single-document YAML mapping, generated once per test run.
@@ -786,5 +849,94 @@ fn docker_config_credentials_never_appear_in_a_traced_copy() {
                 assert!(!text.contains(secret), "{secret} leaked: {text}");
             }
         }
+    }
+}
+
+// ---- a kubeconfig with a bad server or CA ---------------------------------------------------------
+
+#[test]
+fn a_kubeconfig_with_a_bad_server_or_ca_is_a_one_line_error_naming_it() {
+    use crate::support::apiserver::ApiServer;
+    const T: &str = "kubeconfig-test-token";
+    let server = ApiServer::start_tls(T);
+    let other = ApiServer::start_tls(T);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let good = std::fs::read_to_string(server.kubeconfig(dir.path(), T)).expect("kubeconfig");
+    let other_dir = tempfile::tempdir().expect("temporary directory");
+    let other_kc = std::fs::read_to_string(other.kubeconfig(other_dir.path(), T)).expect("kubeconfig");
+    let ca_line = |kc: &str| {
+        kc.lines()
+            .find(|l| l.trim_start().starts_with("certificate-authority:"))
+            .expect("a CA line")
+            .to_string()
+    };
+    let url = server.url();
+    let port = url.rsplit(':').next().expect("port").to_string();
+    let refused_port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let cases: Vec<(&str, String, Vec<String>)> = vec![
+        (
+            "unknown host",
+            good.replace(&url, "https://no-such-host.invalid:6443"),
+            vec!["no-such-host.invalid".into()],
+        ),
+        (
+            "connection refused",
+            good.replace(&url, &format!("https://127.0.0.1:{refused_port}")),
+            vec![format!("127.0.0.1:{refused_port}"), "refused".into()],
+        ),
+        (
+            "a CA that did not sign the server's certificate",
+            good.replace(&ca_line(&good), &ca_line(&other_kc)),
+            vec![format!("127.0.0.1:{port}"), "certificate".into()],
+        ),
+        (
+            "a CA file that does not exist",
+            good.replace(&ca_line(&good), "    certificate-authority: /nonexistent/ca.pem"),
+            vec!["/nonexistent/ca.pem".into()],
+        ),
+    ];
+    for (what, kubeconfig, needles) in cases {
+        let path = dir.path().join("bad-kubeconfig");
+        write(&path, kubeconfig.as_bytes());
+        let out = std::process::Command::new(crate::support::bin("kubectl-kkp-seedproxy"))
+            .env_remove("KUBECONFIG")
+            .env("HOME", dir.path())
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::null())
+            .arg("--kubeconfig")
+            .arg(&path)
+            .args(["hamburg", "--http-proxy", "http://proxy.corp:3128", "--yes"])
+            .output()
+            .expect("seedproxy runs");
+        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
+        one_line_error(&out, 1, &needles);
+    }
+    // Nothing reached the server that was written about.
+    assert!(server.seen().is_empty(), "{:?}", server.seen().len());
+
+    // A kubeconfig that is not there, or not a kubeconfig, names the file.
+    let missing = dir.path().join("no-such-kubeconfig");
+    let garbage = dir.path().join("garbage-kubeconfig");
+    write(&garbage, b"clusters: [unclosed\n");
+    for path in [&missing, &garbage] {
+        let out = std::process::Command::new(crate::support::bin("kubectl-kkp-seedproxy"))
+            .env_remove("KUBECONFIG")
+            .env("HOME", dir.path())
+            .stdin(std::process::Stdio::null())
+            .arg("--kubeconfig")
+            .arg(path)
+            .args(["hamburg", "--http-proxy", "http://proxy.corp:3128", "--yes"])
+            .output()
+            .expect("seedproxy runs");
+        one_line_error(
+            &out,
+            1,
+            &[path.file_name().and_then(|n| n.to_str()).expect("name")],
+        );
     }
 }

@@ -33,8 +33,13 @@ pub struct Cluster {
 /// Why talking to the cluster failed, worded like kubectl's messages.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
-    /// The kubeconfig could not be read or has no usable context.
-    #[error("kubeconfig: {source}")]
+    /// The kubeconfig could not be read or has no usable context. One line: a YAML error's source
+    /// snippet is left out.
+    #[error(
+        "kubeconfig{}: {}",
+        path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default(),
+        source.to_string().lines().next().unwrap_or_default().trim_end()
+    )]
     Config {
         /// The explicit `--kubeconfig`, if one was given.
         path: Option<PathBuf>,

@@ -5,6 +5,7 @@ pub mod apiserver;
 pub mod helm;
 pub mod images;
 pub mod registry;
+pub mod scripted;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

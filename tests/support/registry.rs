@@ -285,6 +285,39 @@ impl Registry {
             .count()
     }
 
+    /// True when the storage holds manifest `digest` in `repo` (independent of any client).
+    pub fn has_manifest(&self, repo: &str, digest: &str) -> bool {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("storage/docker/registry/v2/repositories")
+            .join(repo)
+            .join("_manifests/revisions/sha256")
+            .join(hex)
+            .join("link")
+            .is_file()
+            && self.has_blob(digest)
+    }
+
+    /// Every blob in the storage as `(digest, size)`, after checking that its data hashes to its name
+    /// (panics naming the first that does not): the registry never holds a corrupt blob.
+    pub fn verified_blobs(&self) -> Vec<(String, u64)> {
+        let root = self.dir.path().join("storage/docker/registry/v2/blobs/sha256");
+        let mut out = Vec::new();
+        for prefix in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            for blob in std::fs::read_dir(prefix.path()).into_iter().flatten().flatten() {
+                let Ok(data) = std::fs::read(blob.path().join("data")) else {
+                    continue;
+                };
+                let name = format!("sha256:{}", blob.file_name().to_string_lossy());
+                let actual = format!("sha256:{}", hex::encode(Sha256::digest(&data)));
+                assert_eq!(actual, name, "blob {name} at the target holds other content");
+                out.push((name, data.len() as u64));
+            }
+        }
+        out
+    }
+
     /// The digest the tag points to, read from the storage (independent of any client).
     pub fn tag_link(&self, repo: &str, tag: &str) -> Option<String> {
         let p = self
@@ -476,73 +509,362 @@ impl TokenServer {
     }
 }
 
-/// A TCP proxy in front of a registry that spoils every `every`-th connection, in turn with a 503
-/// (`Retry-After: 0`), a 429 (`Retry-After: 1`) or an abrupt close, and passes the others through.
+/// One kind of fault the proxy injects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Fault {
+    /// Close the connection right after the request head, answering nothing.
+    Drop,
+    /// Hold the connection without answering for [`FaultConfig::stall`], then close it.
+    Stall,
+    /// `500 Internal Server Error`.
+    Status500,
+    /// `502 Bad Gateway`.
+    Status502,
+    /// `503 Service Unavailable` with `Retry-After: 0`.
+    Status503,
+    /// `429 Too Many Requests` with `Retry-After: 1`.
+    TooManyRetryAfter,
+    /// `429 Too Many Requests` without `Retry-After`.
+    TooManyBare,
+    /// A blob `GET` answered by the registry, cut off after half of its body.
+    Truncate,
+    /// A blob `GET` answered by the registry with one byte of its body flipped (same length).
+    Corrupt,
+}
+
+impl Fault {
+    /// Every kind.
+    pub const ALL: [Fault; 9] = [
+        Fault::Drop,
+        Fault::Stall,
+        Fault::Status500,
+        Fault::Status502,
+        Fault::Status503,
+        Fault::TooManyRetryAfter,
+        Fault::TooManyBare,
+        Fault::Truncate,
+        Fault::Corrupt,
+    ];
+
+    /// Only applies to the body of a blob `GET`.
+    fn needs_blob_body(self) -> bool {
+        matches!(self, Fault::Truncate | Fault::Corrupt)
+    }
+
+    /// The canned answer of a status fault.
+    fn answer(self) -> Option<&'static str> {
+        Some(match self {
+            Fault::Status500 => "500 Internal Server Error\r\n",
+            Fault::Status502 => "502 Bad Gateway\r\n",
+            Fault::Status503 => "503 Service Unavailable\r\nRetry-After: 0\r\n",
+            Fault::TooManyRetryAfter => "429 Too Many Requests\r\nRetry-After: 1\r\n",
+            Fault::TooManyBare => "429 Too Many Requests\r\n",
+            _ => return None,
+        })
+    }
+}
+
+/// Which requests the proxy spoils and how.
+#[derive(Debug, Clone)]
+pub struct FaultConfig {
+    /// Share of requests spoiled, 0.0..=1.0.
+    pub rate: f64,
+    /// Seeds the choice: the n-th request of a kind (method and path, digests and upload sessions left
+    /// out) always gets the same fate, whatever the content and the order concurrent requests arrive in.
+    pub seed: u64,
+    /// Kinds to choose from (body faults only for blob `GET`s; other requests pick among the rest).
+    pub kinds: Vec<Fault>,
+    /// How long a stalled connection is held before it is dropped.
+    pub stall: Duration,
+    /// Spoil every n-th request instead of a random share (kinds in turn); overrides `rate`.
+    pub every: Option<usize>,
+    /// Hold every request this long before handling it (a slow link).
+    pub delay: Duration,
+    /// Spoil only the first time a request (same method and path) is seen, so its retry goes through.
+    pub only_first: bool,
+}
+
+impl Default for FaultConfig {
+    fn default() -> Self {
+        FaultConfig {
+            rate: 0.1,
+            seed: 1,
+            kinds: Fault::ALL.to_vec(),
+            stall: Duration::from_secs(1),
+            every: None,
+            delay: Duration::ZERO,
+            only_first: false,
+        }
+    }
+}
+
+/// Counts of what the proxy saw and did.
+#[derive(Debug, Default)]
+pub struct FaultStats {
+    /// Requests seen (TLS hellos, which are refused at once, not counted).
+    pub requests: usize,
+    /// Faults injected, by kind.
+    pub injected: std::collections::BTreeMap<Fault, usize>,
+    /// Digests of blobs whose body was truncated or corrupted on the way.
+    pub spoiled_blobs: Vec<String>,
+}
+
+impl FaultStats {
+    /// Faults injected, all kinds.
+    pub fn total(&self) -> usize {
+        self.injected.values().sum()
+    }
+}
+
+/// An HTTP proxy in front of a registry that spoils a share of requests (see [`Fault`]) and passes the
+/// others through. One request per connection: every answer says `Connection: close`, so each request
+/// is decided on its own. Loopback only; a stall is bounded; its threads live until the process ends.
 pub struct FaultyProxy {
     /// `127.0.0.1:<port>` to use instead of the registry's host.
     pub host: String,
-    /// Connections spoiled so far.
-    pub injected: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// What was seen and injected so far.
+    pub stats: std::sync::Arc<std::sync::Mutex<FaultStats>>,
+}
+
+/// Reads an HTTP head (request or response) up to the blank line; `None` on EOF or a TLS hello.
+fn read_head(r: &mut impl std::io::BufRead) -> Option<Vec<String>> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        if lines.is_empty() {
+            let buf = r.fill_buf().ok()?;
+            if buf.first() == Some(&0x16) || buf.is_empty() {
+                return None;
+            }
+        }
+        if r.read_until(b'\n', &mut line).ok()? == 0 {
+            return None;
+        }
+        let line = String::from_utf8_lossy(&line).trim_end().to_string();
+        if line.is_empty() {
+            return Some(lines);
+        }
+        lines.push(line);
+    }
+}
+
+/// The head with `Connection: close` instead of any connection header.
+fn close_head(head: &[String]) -> String {
+    let mut out = String::new();
+    for (i, l) in head.iter().enumerate() {
+        let name = l.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
+        if i > 0 && (name == "connection" || name == "keep-alive") {
+            continue;
+        }
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    out
+}
+
+fn head_value(head: &[String], name: &str) -> Option<String> {
+    head.iter().skip(1).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
 }
 
 impl FaultyProxy {
-    /// Starts the proxy; its thread lives until the test process ends.
+    /// The old shape: every `every`-th request spoiled, in turn 503 (`Retry-After: 0`), 429
+    /// (`Retry-After: 1`) or a dropped connection.
     pub fn start(upstream: &str, every: usize) -> FaultyProxy {
-        use std::io::{Read, Write};
-        use std::sync::atomic::Ordering;
+        FaultyProxy::start_with(
+            upstream,
+            FaultConfig {
+                every: Some(every),
+                kinds: vec![Fault::Status503, Fault::TooManyRetryAfter, Fault::Drop],
+                ..FaultConfig::default()
+            },
+        )
+    }
+
+    /// Starts the proxy with `config`.
+    pub fn start_with(upstream: &str, config: FaultConfig) -> FaultyProxy {
+        use std::hash::{Hash, Hasher};
+        use std::sync::{Arc, Mutex};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
-        let injected = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let count = injected.clone();
+        let stats = Arc::new(Mutex::new(FaultStats::default()));
+        let seen: Arc<Mutex<std::collections::HashMap<String, u64>>> = Arc::default();
+        let shared = stats.clone();
         let upstream = upstream.to_string();
+        let config = Arc::new(config);
         std::thread::spawn(move || {
-            for (i, conn) in listener.incoming().enumerate() {
-                let Ok(mut client) = conn else { return };
-                if i % every == 0 {
-                    let count = count.clone();
-                    std::thread::spawn(move || {
-                        let n = count.fetch_add(1, Ordering::SeqCst);
-                        // Read the request head (a TLS hello has none: close at once), then answer
-                        // without forwarding.
-                        let mut head = Vec::new();
-                        let mut byte = [0u8; 1];
-                        while !head.ends_with(b"\r\n\r\n") && client.read(&mut byte).unwrap_or(0) == 1 {
-                            head.push(byte[0]);
-                            if head[0] == 0x16 {
-                                break;
-                            }
-                        }
-                        let answer = match n % 3 {
-                            0 => {
-                                "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            }
-                            1 => {
-                                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                            }
-                            _ => "",
-                        };
-                        if head.first() != Some(&0x16) {
-                            let _ = client.write_all(answer.as_bytes());
-                        }
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { return };
+                let (stats, seen, upstream, config) =
+                    (shared.clone(), seen.clone(), upstream.clone(), config.clone());
+                std::thread::spawn(move || {
+                    let mut reader = std::io::BufReader::new(client.try_clone().unwrap());
+                    let Some(head) = read_head(&mut reader) else {
                         let _ = client.shutdown(std::net::Shutdown::Both);
-                    });
-                    continue;
-                }
-                let Ok(server) = TcpStream::connect(&upstream) else {
-                    continue;
-                };
-                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let mut server = server;
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut c2, &mut s2);
-                    let _ = s2.shutdown(std::net::Shutdown::Write);
-                });
-                std::thread::spawn(move || {
-                    let _ = std::io::copy(&mut server, &mut client);
-                    let _ = client.shutdown(std::net::Shutdown::Write);
+                        return;
+                    };
+                    let mut parts = head[0].split_whitespace();
+                    let (method, target) = (
+                        parts.next().unwrap_or("").to_string(),
+                        parts.next().unwrap_or("").to_string(),
+                    );
+                    let path = target.split('?').next().unwrap_or("");
+                    let blob_get = method == "GET" && path.contains("/blobs/sha256:");
+                    // The request's kind: upload session ids and digests (random test content) are
+                    // left out, so the n-th request of a kind in a repository has the same fate in
+                    // every run, whatever the content and the arrival order.
+                    let key = match path.split_once("/blobs/uploads/") {
+                        Some((repo, _)) => format!("{method} {repo}/blobs/uploads/"),
+                        None => match path.split_once("sha256:") {
+                            Some((before, _)) => format!("{method} {before}sha256:*"),
+                            None => format!("{method} {path}"),
+                        },
+                    };
+                    let fault = {
+                        let mut st = stats.lock().unwrap();
+                        st.requests += 1;
+                        let n = st.requests;
+                        let kinds: Vec<Fault> = config
+                            .kinds
+                            .iter()
+                            .copied()
+                            .filter(|k| blob_get || !k.needs_blob_body())
+                            .collect();
+                        let (occurrence, repeated) = {
+                            let mut occ = seen.lock().unwrap();
+                            let count = occ.entry(key.clone()).or_default();
+                            *count += 1;
+                            let n = *count;
+                            // The same exact request (same digest) seen before.
+                            let exact = occ.entry(format!("exact {method} {path}")).or_default();
+                            *exact += 1;
+                            (n, *exact > 1)
+                        };
+                        let pick = if kinds.is_empty() || (config.only_first && repeated) {
+                            None
+                        } else if let Some(every) = config.every {
+                            (n % every == 1 % every).then(|| kinds[st.total() % kinds.len()])
+                        } else {
+                            let mut h = std::hash::DefaultHasher::new();
+                            (config.seed, &key, occurrence).hash(&mut h);
+                            let x = h.finish();
+                            let roll = (x >> 11) as f64 / (1u64 << 53) as f64;
+                            (roll < config.rate).then(|| kinds[(x % kinds.len() as u64) as usize])
+                        };
+                        if let Some(f) = pick
+                            && !f.needs_blob_body()
+                        {
+                            *st.injected.entry(f).or_default() += 1;
+                        }
+                        pick
+                    };
+                    std::thread::sleep(config.delay);
+                    let mut client = client;
+                    match fault {
+                        Some(Fault::Drop) => {
+                            let _ = client.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        Some(Fault::Stall) => {
+                            std::thread::sleep(config.stall);
+                            let _ = client.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        Some(f) if f.answer().is_some() => {
+                            use std::io::Write;
+                            let _ = write!(
+                                client,
+                                "HTTP/1.1 {}Content-Length: 0\r\nConnection: close\r\n\r\n",
+                                f.answer().unwrap()
+                            );
+                            let _ = client.shutdown(std::net::Shutdown::Write);
+                            // Let the client finish sending before the socket goes (no reset).
+                            let _ = client.set_read_timeout(Some(Duration::from_secs(2)));
+                            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+                            return;
+                        }
+                        _ => {}
+                    }
+                    proxy_one(&upstream, reader, client, &head, fault, &stats, path);
                 });
             }
         });
-        FaultyProxy { host, injected }
+        FaultyProxy { host, stats }
     }
+
+    /// A copy of the counts so far.
+    pub fn snapshot(&self) -> (usize, std::collections::BTreeMap<Fault, usize>, Vec<String>) {
+        let st = self.stats.lock().unwrap();
+        (st.requests, st.injected.clone(), st.spoiled_blobs.clone())
+    }
+}
+
+/// Forwards one request to `upstream` and its answer back, spoiling a blob body when asked.
+fn proxy_one(
+    upstream: &str,
+    mut reader: std::io::BufReader<TcpStream>,
+    mut client: TcpStream,
+    head: &[String],
+    fault: Option<Fault>,
+    stats: &std::sync::Mutex<FaultStats>,
+    path: &str,
+) {
+    use std::io::{Read, Write};
+    let Ok(mut server) = TcpStream::connect(upstream) else {
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        return;
+    };
+    if server.write_all(close_head(head).as_bytes()).is_err() {
+        return;
+    }
+    let mut s2 = server.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut reader, &mut s2);
+        let _ = s2.shutdown(std::net::Shutdown::Write);
+    });
+    let mut up = std::io::BufReader::new(server.try_clone().unwrap());
+    let Some(resp) = read_head(&mut up) else {
+        let _ = client.shutdown(std::net::Shutdown::Both);
+        return;
+    };
+    let ok = resp[0].split_whitespace().nth(1) == Some("200");
+    let len: u64 = head_value(&resp, "content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if client.write_all(close_head(&resp).as_bytes()).is_err() {
+        return;
+    }
+    match fault {
+        Some(f @ (Fault::Truncate | Fault::Corrupt)) if ok && len > 1 => {
+            let mut body = Vec::new();
+            let _ = (&mut up).take(len).read_to_end(&mut body);
+            if body.len() as u64 != len {
+                // The registry itself cut the body short: pass on what came.
+                let _ = client.write_all(&body);
+                let _ = client.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+            {
+                let mut st = stats.lock().unwrap();
+                *st.injected.entry(f).or_default() += 1;
+                st.spoiled_blobs
+                    .push(path.rsplit('/').next().unwrap_or("").to_string());
+            }
+            if f == Fault::Corrupt {
+                let mid = body.len() / 2;
+                body[mid] ^= 0xff;
+                let _ = client.write_all(&body);
+            } else {
+                let _ = client.write_all(&body[..body.len() / 2]);
+            }
+        }
+        _ => {
+            let _ = std::io::copy(&mut up, &mut client);
+        }
+    }
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    let _ = server.shutdown(std::net::Shutdown::Both);
 }

@@ -139,8 +139,77 @@ impl CopyArgs {
     }
 }
 
+/// Exit code after Ctrl-C (128 + SIGINT, as a shell reports it).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// How long the after-Ctrl-C look at the target may take before the summary gives up on it.
+const SUMMARY_CHECK_LIMIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// After Ctrl-C: which images are complete at the target (their tag is there, on the source's digest)
+/// and which are pending, as lines for stderr. Asks the registries, not the aborted engine, so what it
+/// says is what a rerun will find.
+async fn interrupted_summary(client: &Client, jobs: &[CopyJob], opts: &super::CopyOptions) -> String {
+    use crate::registry::Repository;
+    use futures::StreamExt;
+    let checks = futures::stream::iter(jobs.iter().map(|job| async move {
+        let dst_ref = job
+            .target
+            .tag
+            .clone()
+            .or(job.target.digest.clone())
+            .unwrap_or_else(|| "latest".into());
+        let at_target = client
+            .head_manifest(&Repository::of(&job.target), &dst_ref)
+            .await
+            .ok()
+            .flatten()?;
+        // With --platform the index is rewritten: its tag being there is all we can check cheaply.
+        if !opts.platforms.is_empty() {
+            return Some(());
+        }
+        let src = super::mirrored_source(&job.source, &opts.source_mirrors);
+        let source = match &job.source.digest {
+            Some(d) => d.clone(),
+            None => {
+                client
+                    .head_manifest(&src, job.source.identifier())
+                    .await
+                    .ok()
+                    .flatten()?
+                    .digest
+            }
+        };
+        (source == at_target.digest).then_some(())
+    }))
+    .buffered(16)
+    .collect::<Vec<_>>();
+    let done = tokio::time::timeout(SUMMARY_CHECK_LIMIT, checks).await.ok();
+    let mut out = String::new();
+    match done {
+        Some(done) => {
+            let complete = done.iter().filter(|d| d.is_some()).count();
+            out.push_str(&format!(
+                "interrupted: {complete} of {} images complete at the target, {} pending; no tag was written for an incomplete image, run the same command again to finish\n",
+                jobs.len(),
+                jobs.len() - complete
+            ));
+            for (job, d) in jobs.iter().zip(&done) {
+                if d.is_none() {
+                    out.push_str(&format!("pending: {} -> {}\n", job.source, job.target));
+                }
+            }
+        }
+        None => out.push_str(&format!(
+            "interrupted: {} images planned; the target did not answer in time to say which are complete; no tag was written for an incomplete image, run the same command again to finish\n",
+            jobs.len()
+        )),
+    }
+    out
+}
+
 /// Copies every image of `plan` (entries with a target) and prints the report in `format`. Returns the
-/// exit code: 0 when every image is at the target, 1 when some failed (listed on stderr).
+/// exit code: 0 when every image is at the target, 1 when some failed (listed on stderr), 130 after
+/// Ctrl-C (a summary of complete and pending images on stderr).
 pub fn run_plan(plan: &Plan, args: &CopyArgs, format: OutputFormat) -> Result<u8, CopyError> {
     let jobs: Vec<CopyJob> = plan
         .images
@@ -171,15 +240,41 @@ pub fn run_plan(plan: &Plan, args: &CopyArgs, format: OutputFormat) -> Result<u8
         .enable_all()
         .build()
         .map_err(CopyError::Runtime)?;
-    let report = rt.block_on(async {
-        // Fail fast, with one clear message, when the target refuses us.
-        if let Some(first) = jobs.first() {
-            client
-                .ping(&crate::registry::Repository::of(&first.target), true)
-                .await?;
+    let outcome = rt.block_on(async {
+        let copy = async {
+            // Fail fast, with one clear message, when the target refuses us.
+            if let Some(first) = jobs.first() {
+                client
+                    .ping(&crate::registry::Repository::of(&first.target), true)
+                    .await?;
+            }
+            Ok::<CopyReport, CopyError>(super::copy_images(&client, &jobs, &opts).await)
+        };
+        tokio::select! {
+            report = copy => report.map(Some),
+            // Ctrl-C: the copy future is dropped, which stops new work and aborts what is in flight.
+            // A tag is always an image's last write, so no tag points at an incomplete image.
+            _ = tokio::signal::ctrl_c() => Ok(None),
         }
-        Ok::<CopyReport, CopyError>(super::copy_images(&client, &jobs, &opts).await)
     })?;
+    let Some(report) = outcome else {
+        let summary = rt.block_on(async {
+            tokio::select! {
+                s = interrupted_summary(&client, &jobs, &opts) => Some(s),
+                // A second Ctrl-C: leave at once.
+                _ = tokio::signal::ctrl_c() => None,
+            }
+        });
+        match summary {
+            Some(s) => eprint!("{s}"),
+            None => eprintln!(
+                "interrupted: {} images planned; stopped before their state at the target was checked",
+                jobs.len()
+            ),
+        }
+        rt.shutdown_background();
+        return Ok(EXIT_INTERRUPTED);
+    };
     crate::output::print(&report.render(format)).map_err(CopyError::Output)?;
     eprintln!("{}", report.summary_line());
     for w in report.warnings() {

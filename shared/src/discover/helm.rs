@@ -309,6 +309,7 @@ impl Helm {
     /// Every helm call of every command goes through here, so none of them sees the user's helm setup.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.binary);
+        own_process_group(&mut cmd);
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("HELM_") {
                 cmd.env_remove(&key);
@@ -526,6 +527,7 @@ pub fn output_with_timeout(
     cmd: &mut Command,
     timeout: Duration,
 ) -> std::io::Result<Option<std::process::Output>> {
+    own_process_group(cmd);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -558,7 +560,31 @@ fn join_drain(h: Drain) -> Vec<u8> {
     h.join().unwrap_or_default()
 }
 
-/// Waits for `child`; kills it and returns `None` once `timeout` has passed.
+/// Starts the command as the leader of a new process group, so that a timeout can kill everything it
+/// started, not only the process itself.
+fn own_process_group(cmd: &mut Command) {
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(cmd, 0);
+    #[cfg(not(unix))]
+    let _ = cmd;
+}
+
+/// Kills the process group `child` leads (see [`own_process_group`]).
+fn kill_process_group(child: &std::process::Child) {
+    #[cfg(unix)]
+    if let Ok(pgid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with a negative pid only sends a signal to that process group; no memory is
+        // shared. The group is ours: the child was started as its leader and is not yet reaped, so the
+        // id cannot have been reused.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = child;
+}
+
+/// Waits for `child`; kills it (and its process group) and returns `None` once `timeout` has passed.
 fn wait_with_timeout(
     child: &mut std::process::Child,
     timeout: Duration,
@@ -571,7 +597,9 @@ fn wait_with_timeout(
         }
         let now = Instant::now();
         if now >= deadline {
-            // The process may have exited just now; either way it is reaped below.
+            // The process may have exited just now; either way it is reaped below. Whatever it
+            // started (helm plugins, post-renderers, a wrapper script's children) goes with it.
+            kill_process_group(child);
             let _ = child.kill();
             child.wait()?;
             return Ok(None);

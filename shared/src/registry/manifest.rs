@@ -19,8 +19,9 @@ pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
      application/vnd.oci.image.manifest.v1+json, \
      application/vnd.docker.distribution.manifest.v2+json";
 
-/// Largest manifest accepted (the distribution spec recommends at least 4 MiB).
-pub const MAX_MANIFEST_BYTES: usize = 8 << 20;
+/// Largest manifest accepted: 4 MiB, the limit `distribution` enforces on push (and the least the
+/// distribution spec asks registries to accept), so a bigger one could not be written to most targets.
+pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 
 /// `sha256:<hex>` of some bytes.
 pub fn sha256_digest(bytes: &[u8]) -> String {

@@ -106,13 +106,25 @@ pub enum RegistryError {
     /// The client could not be set up (CA file, TLS).
     #[error("{0}")]
     Config(String),
+    /// The registry refused a monolithic upload; the next attempt sends the blob in chunks.
+    #[error("{what}: the registry refused a monolithic upload ({status}); retrying with a chunked upload")]
+    ChunkedUploadNeeded {
+        /// The request.
+        what: String,
+        /// HTTP status of the refusal.
+        status: u16,
+    },
 }
 
 impl RegistryError {
-    /// True when retrying the whole operation later may help (connection trouble, 408/429/5xx).
+    /// True when retrying the whole operation later may help (connection trouble, 408/429/5xx), and
+    /// for content that did not match its digest: bytes spoiled on the way arrive intact when fetched
+    /// again, and a source that really holds bad content fails the same way after the retries.
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Transport { .. } => true,
+            RegistryError::Transport { .. }
+            | RegistryError::DigestMismatch { .. }
+            | RegistryError::ChunkedUploadNeeded { .. } => true,
             RegistryError::Status { status, .. } => is_retry_status(*status),
             _ => false,
         }
@@ -233,6 +245,9 @@ struct Host {
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     /// Set when the host asked us to slow down (429/503): every request to it waits until then.
     pause_until: Mutex<Option<Instant>>,
+    /// Set when the host refused a monolithic upload `PUT`: uploads then send their bytes in a `PATCH`
+    /// and finish with an empty `PUT`.
+    chunked_uploads: std::sync::atomic::AtomicBool,
     /// Fallback to plain HTTP allowed (insecure or loopback host).
     http_fallback: bool,
 }
@@ -401,6 +416,7 @@ impl Client {
             limit: Semaphore::new(opts.max_per_host.max(1)),
             tokens: Mutex::new(HashMap::new()),
             pause_until: Mutex::new(None),
+            chunked_uploads: std::sync::atomic::AtomicBool::new(false),
             http_fallback: insecure || is_loopback(name),
         });
         hosts.insert(name.to_string(), host.clone());
@@ -830,16 +846,26 @@ impl Client {
         }
         let announced = header(resp.headers(), "docker-content-digest");
         let content_type = header(resp.headers(), CONTENT_TYPE.as_str());
+        let too_big = |what: String| RegistryError::BadManifest {
+            what,
+            detail: format!(
+                "larger than {} bytes (4 MiB, the most registries accept); refused",
+                manifest::MAX_MANIFEST_BYTES
+            ),
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > manifest::MAX_MANIFEST_BYTES as u64)
+        {
+            return Err(too_big(what));
+        }
         let mut buf = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| RegistryError::Transport {
             what: what.clone(),
             detail: flatten(&e),
         })? {
             if buf.len() + chunk.len() > manifest::MAX_MANIFEST_BYTES {
-                return Err(RegistryError::BadManifest {
-                    what,
-                    detail: format!("larger than {} bytes", manifest::MAX_MANIFEST_BYTES),
-                });
+                return Err(too_big(what));
             }
             buf.extend_from_slice(&chunk);
         }
@@ -990,8 +1016,10 @@ impl Client {
         Self::location(&base, &resp, &what)
     }
 
-    /// Finishes an upload session with one monolithic `PUT` of `size` bytes. The body is sent once: a
-    /// failure here is returned (transient ones marked so), and the caller restarts the blob.
+    /// Finishes an upload session with `size` bytes: one monolithic `PUT`, or, for a registry that refused
+    /// one, a `PATCH` with the bytes and an empty closing `PUT`. The body is sent once: a failure here is
+    /// returned (transient ones marked so, a refused monolithic `PUT` as
+    /// [`RegistryError::ChunkedUploadNeeded`]), and the caller restarts the blob.
     pub async fn finish_upload(
         &self,
         repo: &Repository,
@@ -1000,45 +1028,115 @@ impl Client {
         size: u64,
         body: reqwest::Body,
     ) -> Result<(), RegistryError> {
+        use std::sync::atomic::Ordering;
         let what = format!("uploading {digest} to {repo}");
-        let sep = if location.contains('?') { '&' } else { '?' };
-        let url = format!("{location}{sep}digest={}", encode(digest));
         let host = self.host(&repo.host)?;
         let endpoint = self.endpoint(&host).await?;
         let scopes = Self::scopes(repo, Access::Push, None);
         // Never send our credentials to another host (some registries hand uploads to a storage service).
-        let auth = if url.starts_with(&format!("{}/", endpoint.base)) {
+        let auth_for = |url: &str| url.starts_with(&format!("{}/", endpoint.base));
+        let auth = if auth_for(location) {
             self.authorization(&host, &endpoint, &scopes, false).await?
         } else {
             None
         };
+        let with_digest = |location: &str| {
+            let sep = if location.contains('?') { '&' } else { '?' };
+            format!("{location}{sep}digest={}", encode(digest))
+        };
+        let chunked = host.chunked_uploads.load(Ordering::Relaxed) && size > 0;
+        let (url, put_body, put_size) = if chunked {
+            let mut req = host
+                .http
+                .patch(location)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, size.to_string())
+                .header("content-range", format!("0-{}", size - 1))
+                .body(body);
+            if let Some(a) = &auth {
+                req = req.header(AUTHORIZATION, a);
+            }
+            let resp = self.send_once(&host, repo, req, &what).await?;
+            if resp.status() != StatusCode::ACCEPTED && !resp.status().is_success() {
+                return Err(Self::unexpected(&what, resp).await);
+            }
+            let next = Self::location(&endpoint.base, &resp, &what)?;
+            (with_digest(&next), reqwest::Body::from(Vec::new()), 0)
+        } else {
+            (with_digest(location), body, size)
+        };
         let mut req = host
             .http
-            .put(url)
+            .put(&url)
             .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, size.to_string())
-            .body(body);
-        if let Some(a) = &auth {
+            .header(CONTENT_LENGTH, put_size.to_string())
+            .body(put_body);
+        if auth_for(&url)
+            && let Some(a) = &auth
+        {
             req = req.header(AUTHORIZATION, a);
         }
+        let resp = self.send_once(&host, repo, req, &what).await?;
+        let status = resp.status();
+        if status == StatusCode::CREATED || status.is_success() {
+            return Ok(());
+        }
+        if !chunked && size > 0 && Self::refuses_monolithic(status) {
+            let detail = body_text(resp).await;
+            if status != StatusCode::BAD_REQUEST
+                || detail.contains("BLOB_UPLOAD_INVALID")
+                || detail.contains("UNSUPPORTED")
+            {
+                tracing::debug!(host = %host.name, %status, %detail, "monolithic upload refused; switching to chunked uploads");
+                host.chunked_uploads.store(true, Ordering::Relaxed);
+                return Err(RegistryError::ChunkedUploadNeeded {
+                    what,
+                    status: status.as_u16(),
+                });
+            }
+            return Err(RegistryError::Status {
+                what,
+                status: status.as_u16(),
+                detail,
+            });
+        }
+        Err(Self::unexpected(&what, resp).await)
+    }
+
+    /// Statuses with which a registry says it does not take a blob in the closing `PUT`.
+    fn refuses_monolithic(status: StatusCode) -> bool {
+        matches!(
+            status,
+            StatusCode::METHOD_NOT_ALLOWED
+                | StatusCode::NOT_IMPLEMENTED
+                | StatusCode::RANGE_NOT_SATISFIABLE
+                | StatusCode::BAD_REQUEST
+        )
+    }
+
+    /// Sends a request whose body cannot be replayed: the host's limit, no retries, 401 mapped.
+    async fn send_once(
+        &self,
+        host: &Host,
+        repo: &Repository,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<reqwest::Response, RegistryError> {
         let resp = {
             let _permit = host.slot().await?;
             req.send().await.map_err(|e| RegistryError::Transport {
-                what: what.clone(),
+                what: what.to_string(),
                 detail: flatten(&e),
             })?
         };
         if resp.status() == StatusCode::UNAUTHORIZED {
             return Err(RegistryError::Unauthorized {
                 host: repo.host.clone(),
-                user: self.credential(&host).await.map(|c| c.username().to_string()),
+                user: self.credential(host).await.map(|c| c.username().to_string()),
                 detail: body_text(resp).await,
             });
         }
-        if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
-            return Err(Self::unexpected(&what, resp).await);
-        }
-        Ok(())
+        Ok(resp)
     }
 
     /// Uploads a blob held in memory (small blobs, tests); skips it when `repo` has it already.
