@@ -553,6 +553,81 @@ fn a_helm_timeout_kills_what_helm_started_too() {
     assert!(!still, "helm's child {pid} outlived the timeout");
 }
 
+/// Helm runs in a process group of its own, out of the terminal's reach: a Ctrl-C while it renders must
+/// still take helm and what it started down with us, and end us as Ctrl-C does.
+#[test]
+fn ctrl_c_while_helm_renders_kills_helm_and_what_it_started() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let pidfile = dir.path().join("child.pid");
+    let helm = dir.path().join("helm");
+    write(
+        &helm,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  version) echo v3.17.3 ;;\n  *) sleep 1000 & echo $! > {}.tmp; mv {}.tmp {}; wait ;;\nesac\n",
+            pidfile.display(),
+            pidfile.display(),
+            pidfile.display()
+        )
+        .as_bytes(),
+    );
+    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let charts = one_chart(dir.path());
+    let mut child = std::process::Command::new(crate::support::bin(MIRROR))
+        .args([
+            "--dry-run",
+            "-o",
+            "json",
+            "--offline",
+            "--helm-binary",
+            s(&helm),
+            "--helm-timeout",
+            "10m",
+            "--charts-path",
+            s(&charts),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the mirror");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !pidfile.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fake helm never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = std::fs::read_to_string(&pidfile).expect("pid file");
+    let pid = pid.trim().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    let status = child.wait().expect("wait");
+    for _ in 0..100 {
+        if !alive(&pid) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let still = alive(&pid);
+    if still {
+        let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
+    }
+    assert!(!still, "helm's child {pid} outlived the Ctrl-C");
+    assert_eq!(
+        status.signal(),
+        Some(SIGINT),
+        "ended as Ctrl-C ends a process: {status:?}"
+    );
+}
+
+/// SIGINT's number on Linux.
+const SIGINT: i32 = 2;
+
 // ---- 100 MB inputs --------------------------------------------------------------------------------
 
 /// A 100 MB single-document YAML mapping, generated once per test run.
@@ -898,23 +973,36 @@ fn a_kubeconfig_with_a_bad_server_or_ca_is_a_one_line_error_naming_it() {
             vec!["/nonexistent/ca.pem".into()],
         ),
     ];
+    // Both commands that talk to a cluster: seedproxy, and retarget --live.
+    let commands: [(&str, &[&str]); 2] = [
+        (
+            "kubectl-kkp-seedproxy",
+            &["hamburg", "--http-proxy", "http://proxy.corp:3128", "--yes"],
+        ),
+        (
+            "kubectl-kkp-retarget",
+            &["--live", "--registry", "registry.corp:5000", "--yes"],
+        ),
+    ];
     for (what, kubeconfig, needles) in cases {
         let path = dir.path().join("bad-kubeconfig");
         write(&path, kubeconfig.as_bytes());
-        let out = std::process::Command::new(crate::support::bin("kubectl-kkp-seedproxy"))
-            .env_remove("KUBECONFIG")
-            .env("HOME", dir.path())
-            .env("NO_COLOR", "1")
-            .stdin(std::process::Stdio::null())
-            .arg("--kubeconfig")
-            .arg(&path)
-            .args(["hamburg", "--http-proxy", "http://proxy.corp:3128", "--yes"])
-            .output()
-            .expect("seedproxy runs");
-        let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "{what}: {stderr}");
-        one_line_error(&out, 1, &needles);
+        for (bin, args) in commands {
+            let out = std::process::Command::new(crate::support::bin(bin))
+                .env_remove("KUBECONFIG")
+                .env("HOME", dir.path())
+                .env("NO_COLOR", "1")
+                .stdin(std::process::Stdio::null())
+                .arg("--kubeconfig")
+                .arg(&path)
+                .args(args)
+                .output()
+                .expect("the plugin runs");
+            let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(!stderr.contains("panicked"), "{bin}, {what}: {stderr}");
+            one_line_error(&out, 1, &needles);
+        }
     }
     // Nothing reached the server that was written about.
     assert!(server.seen().is_empty(), "{:?}", server.seen().len());
@@ -924,19 +1012,21 @@ fn a_kubeconfig_with_a_bad_server_or_ca_is_a_one_line_error_naming_it() {
     let garbage = dir.path().join("garbage-kubeconfig");
     write(&garbage, b"clusters: [unclosed\n");
     for path in [&missing, &garbage] {
-        let out = std::process::Command::new(crate::support::bin("kubectl-kkp-seedproxy"))
-            .env_remove("KUBECONFIG")
-            .env("HOME", dir.path())
-            .stdin(std::process::Stdio::null())
-            .arg("--kubeconfig")
-            .arg(path)
-            .args(["hamburg", "--http-proxy", "http://proxy.corp:3128", "--yes"])
-            .output()
-            .expect("seedproxy runs");
-        one_line_error(
-            &out,
-            1,
-            &[path.file_name().and_then(|n| n.to_str()).expect("name")],
-        );
+        for (bin, args) in commands {
+            let out = std::process::Command::new(crate::support::bin(bin))
+                .env_remove("KUBECONFIG")
+                .env("HOME", dir.path())
+                .stdin(std::process::Stdio::null())
+                .arg("--kubeconfig")
+                .arg(path)
+                .args(args)
+                .output()
+                .expect("the plugin runs");
+            one_line_error(
+                &out,
+                1,
+                &[path.file_name().and_then(|n| n.to_str()).expect("name")],
+            );
+        }
     }
 }

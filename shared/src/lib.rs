@@ -10,6 +10,7 @@ pub mod copy;
 pub mod diff;
 pub mod discover;
 pub mod gotmpl;
+pub mod interrupt;
 pub mod kube;
 pub mod mirror;
 pub mod output;

@@ -240,6 +240,8 @@ pub fn run_plan(plan: &Plan, args: &CopyArgs, format: OutputFormat) -> Result<u8
         .enable_all()
         .build()
         .map_err(CopyError::Runtime)?;
+    // Ctrl-C is ours from here on (see `interrupt`): summary, then exit 130.
+    crate::interrupt::handled_elsewhere();
     let outcome = rt.block_on(async {
         let copy = async {
             // Fail fast, with one clear message, when the target refuses us.
@@ -275,21 +277,7 @@ pub fn run_plan(plan: &Plan, args: &CopyArgs, format: OutputFormat) -> Result<u8
         rt.shutdown_background();
         return Ok(EXIT_INTERRUPTED);
     };
-    crate::output::print(&report.render(format)).map_err(CopyError::Output)?;
-    eprintln!("{}", report.summary_line());
-    for w in report.warnings() {
-        eprintln!("warning: {w}");
-    }
-    let failed = report.failures();
-    for f in &failed {
-        eprintln!(
-            "failed: {} -> {}: {}",
-            f.source,
-            f.target,
-            f.error.as_deref().unwrap_or("unknown error")
-        );
-    }
-    Ok(if failed.is_empty() { 0 } else { 1 })
+    report.finish(format).map_err(CopyError::Output)
 }
 
 #[cfg(test)]

@@ -366,6 +366,7 @@ impl Helm {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| render_err(format!("running {}: {e}", self.binary.display())))?;
+        let _on_ctrl_c = crate::interrupt::track(child.id());
         let stdout = child.stdout.take().map(drain);
         let stderr = child.stderr.take().map(drain);
         let status = wait_with_timeout(&mut child, opts.timeout)
@@ -533,6 +534,7 @@ pub fn output_with_timeout(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
+    let _on_ctrl_c = crate::interrupt::track(child.id());
     let stdout = child.stdout.take().map(drain);
     let stderr = child.stderr.take().map(drain);
     let Some(status) = wait_with_timeout(&mut child, timeout)? else {
