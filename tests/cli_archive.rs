@@ -11,9 +11,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::support::bin;
-use crate::support::block_on;
 use crate::support::images::{Pushed, Spec, client_for, push_image, push_three_shapes, random_bytes};
 use crate::support::registry::Registry;
+use crate::support::{block_on, show};
 
 fn mirror_cmd(args: &[&str]) -> (Command, tempfile::TempDir) {
     let empty = tempfile::tempdir().unwrap();
@@ -31,15 +31,6 @@ fn mirror_cmd(args: &[&str]) -> (Command, tempfile::TempDir) {
 fn mirror(args: &[&str]) -> Output {
     let (mut cmd, _dir) = mirror_cmd(args);
     cmd.output().unwrap()
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn ok_json(out: &Output) -> Value {

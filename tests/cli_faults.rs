@@ -3,14 +3,14 @@
 //! truncated and corrupted blob bodies), and Ctrl-C in the middle of a copy. Outcomes are checked at the
 //! target with skopeo and by reading the registry's storage, never through the copy engine.
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::block_on;
 use crate::support::images::{Pushed, Spec, client_for, push_image};
 use crate::support::registry::{Fault, FaultConfig, FaultyProxy, Registry};
+use crate::support::{block_on, show};
 
 fn mirror_cmd(args: &[&str]) -> Command {
     let empty = tempfile::tempdir().unwrap().keep();
@@ -29,15 +29,6 @@ fn image_list(images: &[String]) -> tempfile::NamedTempFile {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), images.join("\n") + "\n").unwrap();
     f
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// Pushes `n` small two-platform images `faults/app<i>:v1` to `src` (four pushers at once).

@@ -421,6 +421,22 @@ fn hanging_helm(dir: &Path) -> PathBuf {
 }
 
 /// One chart with one image key in its values.
+/// A `--dry-run -o json --offline` over `charts` with a given helm and `--helm-timeout`.
+fn helm_dry_run<'a>(helm: &'a Path, timeout: &'a str, charts: &'a Path) -> [&'a str; 10] {
+    [
+        "--dry-run",
+        "-o",
+        "json",
+        "--offline",
+        "--helm-binary",
+        s(helm),
+        "--helm-timeout",
+        timeout,
+        "--charts-path",
+        s(charts),
+    ]
+}
+
 fn one_chart(dir: &Path) -> PathBuf {
     let chart = dir.join("charts/slow");
     std::fs::create_dir_all(chart.join("templates")).expect("mkdir");
@@ -444,21 +460,7 @@ fn a_hanging_helm_template_is_killed_after_helm_timeout() {
     let values = dir.path().join("values.yaml");
     write(&values, b"# mine\nimage:\n  tag: v1\n");
 
-    let out = run(
-        MIRROR,
-        &[
-            "--dry-run",
-            "-o",
-            "json",
-            "--offline",
-            "--helm-binary",
-            s(&helm),
-            "--helm-timeout",
-            "1s",
-            "--charts-path",
-            s(&charts),
-        ],
-    );
+    let out = run(MIRROR, &helm_dry_run(&helm, "1s", &charts));
     // The documented partial output: the chart's failure on stderr, the (empty) plan on stdout.
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -517,21 +519,7 @@ fn a_helm_timeout_kills_what_helm_started_too() {
     );
     std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let charts = one_chart(dir.path());
-    let out = run(
-        MIRROR,
-        &[
-            "--dry-run",
-            "-o",
-            "json",
-            "--offline",
-            "--helm-binary",
-            s(&helm),
-            "--helm-timeout",
-            "1s",
-            "--charts-path",
-            s(&charts),
-        ],
-    );
+    let out = run(MIRROR, &helm_dry_run(&helm, "1s", &charts));
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim_end(),
@@ -575,18 +563,7 @@ fn ctrl_c_while_helm_renders_kills_helm_and_what_it_started() {
     std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let charts = one_chart(dir.path());
     let mut child = std::process::Command::new(crate::support::bin(MIRROR))
-        .args([
-            "--dry-run",
-            "-o",
-            "json",
-            "--offline",
-            "--helm-binary",
-            s(&helm),
-            "--helm-timeout",
-            "10m",
-            "--charts-path",
-            s(&charts),
-        ])
+        .args(helm_dry_run(&helm, "10m", &charts))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

@@ -36,6 +36,16 @@ pub fn run(name: &str, args: &[&str]) -> Output {
 }
 
 /// Runs a future to completion on a fresh multi-threaded runtime (tests drive the async client with it).
+/// An exit code with both streams, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -152,14 +152,9 @@ async fn interrupted_summary(client: &Client, jobs: &[CopyJob], opts: &super::Co
     use crate::registry::Repository;
     use futures::StreamExt;
     let checks = futures::stream::iter(jobs.iter().map(|job| async move {
-        let dst_ref = job
-            .target
-            .tag
-            .clone()
-            .or(job.target.digest.clone())
-            .unwrap_or_else(|| "latest".into());
+        let dst_ref = super::target_reference(&job.target);
         let at_target = client
-            .head_manifest(&Repository::of(&job.target), &dst_ref)
+            .head_manifest(&Repository::of(&job.target), dst_ref)
             .await
             .ok()
             .flatten()?;

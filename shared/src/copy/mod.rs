@@ -45,6 +45,16 @@ pub struct CopyJob {
     pub target: ImageRef,
 }
 
+/// The reference a target is written (and checked) under: its tag, else its digest (a digest-only
+/// target is written by digest), else `latest`.
+pub(crate) fn target_reference(target: &ImageRef) -> &str {
+    target
+        .tag
+        .as_deref()
+        .or(target.digest.as_deref())
+        .unwrap_or("latest")
+}
+
 /// How to copy.
 #[derive(Debug, Clone, Default)]
 pub struct CopyOptions {
@@ -357,12 +367,7 @@ impl Engine {
         };
         let dst = Repository::of(&job.target);
         // The tag is what users pull; a digest-only target is written by digest.
-        let dst_ref = job
-            .target
-            .tag
-            .clone()
-            .or(job.target.digest.clone())
-            .unwrap_or_else(|| "latest".into());
+        let dst_ref = target_reference(&job.target).to_string();
         let src_digest = match pinned {
             Some(d) => d,
             None => {

@@ -94,11 +94,7 @@ async fn check(
         }
     }
     let dst = Repository::of(target);
-    let dst_ref = target
-        .tag
-        .as_deref()
-        .or(target.digest.as_deref())
-        .unwrap_or("latest");
+    let dst_ref = super::target_reference(target);
     match client.head_manifest(&dst, dst_ref).await {
         Ok(None) => entry.status = VerifyStatus::Missing,
         Ok(Some(info)) => {
