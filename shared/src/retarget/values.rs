@@ -380,20 +380,26 @@ pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, Ret
         .unwrap_or_else(|| dir.display().to_string());
     let chart_yaml = read_yaml(dir, "Chart.yaml")?;
     let mut by_path: BTreeMap<YamlPath, ImageKey> = BTreeMap::new();
-    let prefix_for = |sub: &str| -> String {
-        chart_yaml
+    // Every alias a dependency is used under (cortex uses one memcached chart as four), else its name.
+    let prefixes_for = |sub: &str| -> Vec<String> {
+        let found: Vec<String> = chart_yaml
             .get("dependencies")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .find(|d| d.get("name").and_then(Value::as_str) == Some(sub))
-            .and_then(|d| {
+            .filter(|d| d.get("name").and_then(Value::as_str) == Some(sub))
+            .filter_map(|d| {
                 d.get("alias")
                     .and_then(Value::as_str)
                     .or(d.get("name").and_then(Value::as_str))
+                    .map(str::to_string)
             })
-            .unwrap_or(sub)
-            .to_string()
+            .collect();
+        if found.is_empty() {
+            vec![sub.to_string()]
+        } else {
+            found
+        }
     };
     let subdir = dir.join("charts");
     let mut subs: Vec<PathBuf> = match std::fs::read_dir(&subdir) {
@@ -410,8 +416,22 @@ pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, Ret
                 sub_chart.get("name").and_then(Value::as_str).map(str::to_string),
                 kinds,
             )
+        } else if sub.extension().is_some_and(|e| e == "tgz")
+            && let Some(unpacked) = unpack_chart(&sub)
+        {
+            // A packaged one is unpacked and learned the same way, its nested subcharts included.
+            let (_tmp, chart_dir) = unpacked;
+            let sub_chart = read_yaml(&chart_dir, "Chart.yaml")?;
+            let kinds: Vec<KeyKind> = learn_chart(&chart_dir, helm)?
+                .into_iter()
+                .map(|k| k.kind)
+                .collect();
+            (
+                sub_chart.get("name").and_then(Value::as_str).map(str::to_string),
+                kinds,
+            )
         } else if sub.extension().is_some_and(|e| e == "tgz") {
-            // A packaged one through `helm show` (its nested subcharts' defaults are not read).
+            // One that cannot be unpacked here through `helm show` (its nested subcharts are not read).
             let sub_chart = helm_show(helm, "chart", &sub)?;
             let mut kinds = Vec::new();
             walk(&helm_show(helm, "values", &sub)?, &mut Vec::new(), &mut kinds);
@@ -425,14 +445,15 @@ pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, Ret
         let Some(sub_name) = sub_name else {
             return Err(chart_err(&sub, "Chart.yaml has no name"));
         };
-        let prefix = prefix_for(&sub_name);
-        for mut kind in found {
-            prefix_kind(&mut kind, &prefix);
-            let key = ImageKey {
-                chart: name.clone(),
-                kind,
-            };
-            by_path.insert(key.identity(), key);
+        for prefix in prefixes_for(&sub_name) {
+            for mut kind in found.iter().cloned() {
+                prefix_kind(&mut kind, &prefix);
+                let key = ImageKey {
+                    chart: name.clone(),
+                    kind,
+                };
+                by_path.insert(key.identity(), key);
+            }
         }
     }
     let mut own = Vec::new();
@@ -445,6 +466,25 @@ pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, Ret
         by_path.insert(key.identity(), key);
     }
     Ok(by_path.into_values().collect())
+}
+
+/// Unpacks a packaged chart (`.tgz`) into a temporary directory: the directory (removed when dropped)
+/// and the chart inside it. `None` when it is not a readable chart archive.
+fn unpack_chart(tgz: &Path) -> Option<(tempfile::TempDir, PathBuf)> {
+    let tmp = tempfile::tempdir().ok()?;
+    let file = std::fs::File::open(tgz).ok()?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    // `unpack` keeps every entry inside `tmp` (no `..`, no absolute paths).
+    if let Err(e) = archive.unpack(tmp.path()) {
+        tracing::debug!("{}: cannot unpack: {e}", tgz.display());
+        return None;
+    }
+    let chart = std::fs::read_dir(tmp.path())
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("Chart.yaml").is_file())?;
+    Some((tmp, chart))
 }
 
 /// Puts a subchart's key below its alias; `global.*` is shared by all charts and stays at the top.
@@ -855,6 +895,63 @@ data:
         }
         let leaks = super::super::leak::check(root, &[values], REG, &[], helm, timeout).unwrap();
         assert!(leaks.is_empty(), "{leaks:?}");
+    }
+
+    #[test]
+    fn nested_subcharts_of_a_packaged_subchart_are_learned_under_every_alias() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("src/inner");
+        let cache = inner.join("charts/cache");
+        std::fs::create_dir_all(cache.join("templates")).unwrap();
+        std::fs::write(
+            inner.join("Chart.yaml"),
+            "apiVersion: v2\nname: inner\nversion: 0.1.0\ndependencies:\n\
+             - {name: cache, version: 1.0.0, alias: cache-a}\n- {name: cache, version: 1.0.0, alias: cache-b}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            cache.join("Chart.yaml"),
+            "apiVersion: v2\nname: cache\nversion: 1.0.0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            cache.join("values.yaml"),
+            "image:\n  registry: docker.io\n  repository: memcached\n  tag: 1.6.39\n",
+        )
+        .unwrap();
+        let umbrella = dir.path().join("umbrella");
+        std::fs::create_dir_all(umbrella.join("charts")).unwrap();
+        std::fs::write(
+            umbrella.join("Chart.yaml"),
+            "apiVersion: v2\nname: umbrella\nversion: 0.1.0\ndependencies:\n- {name: inner, version: 0.1.0}\n",
+        )
+        .unwrap();
+        let out = Command::new("helm3")
+            .arg("package")
+            .arg(&inner)
+            .arg("-d")
+            .arg(umbrella.join("charts"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let keys = learn_chart(&umbrella, Some(Path::new("helm3"))).unwrap();
+        let got: Vec<String> = keys.iter().map(|k| k.identity().to_string()).collect();
+        assert_eq!(got, ["inner.cache-a.image", "inner.cache-b.image"]);
+        let edits = values_edits(&keys, &[], REG).unwrap();
+        let got: Vec<(String, String)> = edits
+            .iter()
+            .map(|e| (e.path.to_string(), e.value.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("inner.cache-a.image.registry", REG),
+                ("inner.cache-a.image.repository", "library/memcached"),
+                ("inner.cache-b.image.registry", REG),
+                ("inner.cache-b.image.repository", "library/memcached"),
+            ]
+            .map(|(p, v)| (p.to_string(), v.to_string()))
+        );
     }
 
     #[test]
