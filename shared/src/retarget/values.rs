@@ -458,7 +458,28 @@ pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, Ret
     }
     let mut own = Vec::new();
     walk(&read_yaml(dir, "values.yaml")?, &mut Vec::new(), &mut own);
-    for kind in own {
+    for mut kind in own {
+        // Overriding a subchart's `{registry, repository}` map with a repository alone (cortex sets
+        // `memcached-blocks.image.repository: memcached`) keeps the subchart's registry key in play.
+        if let KeyKind::Repository {
+            map,
+            repo_key,
+            registry: registry @ None,
+            ..
+        } = &mut kind
+            && let Some(ImageKey {
+                kind:
+                    KeyKind::Repository {
+                        repo_key: sub_key,
+                        registry: Some(sub_registry),
+                        ..
+                    },
+                ..
+            }) = by_path.get(map)
+            && sub_key == repo_key
+        {
+            *registry = Some(sub_registry.clone());
+        }
         let key = ImageKey {
             chart: name.clone(),
             kind,
@@ -916,7 +937,13 @@ data:
         .unwrap();
         std::fs::write(
             cache.join("values.yaml"),
-            "image:\n  registry: docker.io\n  repository: memcached\n  tag: 1.6.39\n",
+            "image:\n  registry: docker.io\n  repository: bitnami/memcached\n  tag: 1.6.24\n",
+        )
+        .unwrap();
+        // The packaged chart overrides one alias's repository alone, as cortex does.
+        std::fs::write(
+            inner.join("values.yaml"),
+            "cache-a:\n  image:\n    repository: memcached\n    tag: 1.6.39\n",
         )
         .unwrap();
         let umbrella = dir.path().join("umbrella");
@@ -948,7 +975,7 @@ data:
                 ("inner.cache-a.image.registry", REG),
                 ("inner.cache-a.image.repository", "library/memcached"),
                 ("inner.cache-b.image.registry", REG),
-                ("inner.cache-b.image.repository", "library/memcached"),
+                ("inner.cache-b.image.repository", "bitnami/memcached"),
             ]
             .map(|(p, v)| (p.to_string(), v.to_string()))
         );
