@@ -953,7 +953,7 @@ data:
             "apiVersion: v2\nname: umbrella\nversion: 0.1.0\ndependencies:\n- {name: inner, version: 0.1.0}\n",
         )
         .unwrap();
-        let out = Command::new("helm3")
+        let out = std::process::Command::new("helm3")
             .arg("package")
             .arg(&inner)
             .arg("-d")
