@@ -30,13 +30,37 @@ pub struct Leak {
     pub image: String,
 }
 
-/// One line per leak: `chart <c>: <Kind/name> <field>: <image>`.
+/// One line per leak: `chart <c>: <Kind/name> <field>: <image>`, then what to do about them.
 pub fn format_leaks(leaks: &[Leak]) -> String {
-    leaks
+    let mut lines: Vec<String> = leaks
         .iter()
         .map(|l| format!("  chart {}: {} {}: {}", l.chart, l.object, l.field, l.image))
-        .collect::<Vec<_>>()
-        .join("\n")
+        .collect();
+    if !leaks.is_empty() {
+        lines.push(advice(leaks));
+    }
+    lines.join("\n")
+}
+
+/// What to do about images no values key sets: they are hard-coded in a template (or set by a key
+/// retarget does not know), so only a rewrite at pull time reaches them.
+fn advice(leaks: &[Leak]) -> String {
+    let mut hosts: Vec<String> = leaks
+        .iter()
+        .map(|l| {
+            crate::reference::ImageRef::parse(&l.image)
+                .map(|r| r.registry)
+                .unwrap_or_else(|_| l.image.split('/').next().unwrap_or_default().to_string())
+        })
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    format!(
+        "  No values key sets these images (hard-coded in a template): where KKP deploys them into user \
+         clusters, spec.userCluster.overwriteRegistry rewrites them; otherwise configure a containerd \
+         registry mirror for {} on the nodes, or accept them with --allow-leak PATTERN.",
+        hosts.join(", ")
+    )
 }
 
 /// `*` matches any run of characters; everything else literally.
@@ -242,4 +266,36 @@ pub fn check(
     leaks.sort();
     leaks.dedup();
     Ok(leaks)
+}
+
+#[cfg(test)]
+mod advice_tests {
+    use super::*;
+
+    #[test]
+    fn leaks_come_with_advice_naming_their_registries() {
+        let leak = |image: &str| Leak {
+            chart: "c".into(),
+            object: "Deployment/d".into(),
+            field: "spec.template.spec.containers[x].image".into(),
+            image: image.into(),
+        };
+        let text = format_leaks(&[
+            leak("quay.io/a/b:v1"),
+            leak("busybox:1.37"),
+            leak("quay.io/c/d:v2"),
+        ]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(
+            lines[0],
+            "  chart c: Deployment/d spec.template.spec.containers[x].image: quay.io/a/b:v1"
+        );
+        assert!(lines[3].contains("spec.userCluster.overwriteRegistry"), "{text}");
+        assert!(
+            lines[3].contains("containerd registry mirror for docker.io, quay.io "),
+            "{text}"
+        );
+        assert_eq!(format_leaks(&[]), "");
+    }
 }

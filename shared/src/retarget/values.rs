@@ -3,7 +3,11 @@
 //!
 //! Keys are learned from the chart itself (its `values.yaml` and those of its subcharts, prefixed with the
 //! dependency alias), not from a hand-kept table: maps with `repository` (+ `registry`, `tag`, `digest`),
-//! `{registry, image}` maps (ingress-nginx), image strings (`image: repo:tag`) and `global.imageRegistry`.
+//! `{registry, image}` maps (ingress-nginx), image strings (`image: repo:tag`) and registry keys
+//! (`global.imageRegistry`, a chart's own `imageRegistry` as in cert-manager, `global.image.registry` as in
+//! ingress-nginx, `global.registry.address` as in kube-ovn). A sentinel render decides which keys really
+//! make the images: a registry key only when an image starts with its sentinel host, and a repository or
+//! image string that renders behind a registry prefix from elsewhere is left to that registry key.
 //! Targets follow [`ImageRef::retarget`]: the private registry plus the source repository path, so the
 //! result is exactly what `kubectl kkp mirror REG` pushed. Knows nothing of files being written or diffs.
 
@@ -40,9 +44,13 @@ pub enum KeyKind {
         /// The chart's default.
         image: String,
     },
-    /// `global.imageRegistry` (Bitnami style), set when the chart gives it a non-empty default.
+    /// A key that holds only the registry (maybe with a path below it) every image of the chart, or
+    /// several of them, starts with: `global.imageRegistry` (Bitnami style), a chart's own `imageRegistry`
+    /// (cert-manager), `global.image.registry` (ingress-nginx), `global.registry.address` (kube-ovn). Set
+    /// to the private registry plus the path of the default (`docker.io/kubeovn` → `REG/kubeovn`), when
+    /// the chart gives it a non-empty default or the user set it.
     GlobalRegistry {
-        /// Path (`global.imageRegistry`).
+        /// Path (`global.imageRegistry`, `cert-manager.imageRegistry`, …).
         path: YamlPath,
         /// The chart's default.
         default: String,
@@ -176,12 +184,27 @@ fn sentinel(i: usize) -> String {
     format!("{SENTINEL}/s{i}x")
 }
 
+/// Sentinel host for a registry key; no repository sentinel contains it.
+fn sentinel_registry(i: usize) -> String {
+    format!("kkp-registry-{i}.invalid")
+}
+
+/// A registry key named `imageRegistry` is trusted from the values file alone (Bitnami and cert-manager
+/// name it so); other registry-looking keys only when a render proves them.
+fn named_image_registry(path: &YamlPath) -> bool {
+    path.0.last() == Some(&Seg::Key("imageRegistry".into()))
+}
+
 /// Renders the chart once with every learned key set to a unique sentinel and keeps only what the render
 /// proves: a whole-reference string is kept when its sentinel shows up in an `image` field (a string that
 /// merely looks like an image — a URL, a file name — is not rewritten); a repository map is kept when its
 /// sentinel shows up anywhere (its structure already says it is an image; a component switched off in the
-/// user's values still gets its override, so switching it on later does not leak). If the chart does not
-/// render with sentinels (a template validates the value), the values-file reading is used as is.
+/// user's values still gets its override, so switching it on later does not leak), unless it only renders
+/// behind a registry taken from elsewhere (then that registry key decides the host). A registry key is
+/// kept when an image starts with its sentinel host. Images are found by the discovery scanner, so an
+/// image inside a ConfigMap's configuration (Envoy Gateway's ratelimit) counts. If the chart does not
+/// render with sentinels (a template validates the value), the values-file reading is used as is, less
+/// the registry keys no render proved.
 pub fn confirm_by_render(
     dir: &Path,
     keys: Vec<ImageKey>,
@@ -197,6 +220,9 @@ pub fn confirm_by_render(
         let (path, value) = match &key.kind {
             KeyKind::Repository { map, repo_key, .. } => (map.child(repo_key), sentinel(i)),
             KeyKind::Whole { path, .. } => (path.clone(), format!("{}:t", sentinel(i))),
+            KeyKind::GlobalRegistry { path, default } if !default.is_empty() => {
+                (path.clone(), sentinel_registry(i))
+            }
             KeyKind::GlobalRegistry { .. } => continue,
         };
         edits.push(Intended { doc: 0, path, value });
@@ -220,20 +246,28 @@ pub fn confirm_by_render(
         }
         Err(e) => {
             tracing::warn!("{e}; using the keys read from values.yaml without a sentinel check");
-            return Ok(keys);
+            return Ok(keys
+                .into_iter()
+                .filter(|k| match &k.kind {
+                    KeyKind::GlobalRegistry { path, default } => {
+                        default.is_empty() || named_image_registry(path)
+                    }
+                    _ => true,
+                })
+                .collect());
         }
     };
-    let images: Vec<String> = super::leak::images_in_render(&rendered)
-        .into_iter()
-        .map(|(_, _, image)| image)
-        .collect();
+    let images = rendered_images(&rendered);
     let shows = |hay: &str, i: usize| hay.contains(&sentinel(i));
+    let starts = |i: usize| images.iter().any(|img| img.starts_with(&sentinel(i)));
+    let behind_prefix = |i: usize| images.iter().any(|img| shows(img, i)) && !starts(i);
     Ok(keys
         .into_iter()
         .enumerate()
         .filter(|(i, key)| {
             let keep = match &key.kind {
-                KeyKind::Whole { .. } => images.iter().any(|img| shows(img, *i)),
+                KeyKind::Whole { .. } => starts(*i),
+                KeyKind::Repository { registry: None, .. } if behind_prefix(*i) => false,
                 KeyKind::Repository { .. } => {
                     shows(&rendered, *i) || {
                         tracing::info!(
@@ -244,11 +278,17 @@ pub fn confirm_by_render(
                         true
                     }
                 }
-                KeyKind::GlobalRegistry { .. } => true,
+                KeyKind::GlobalRegistry { path, default } => {
+                    default.is_empty()
+                        || images
+                            .iter()
+                            .any(|img| img.starts_with(&format!("{}/", sentinel_registry(*i))))
+                        || named_image_registry(path)
+                }
             };
             if !keep {
                 tracing::info!(
-                    "chart {}: {} looks like an image but is not rendered as one; left alone",
+                    "chart {}: {} does not decide a rendered image on its own; left alone",
                     key.chart,
                     key.identity()
                 );
@@ -257,6 +297,29 @@ pub fn confirm_by_render(
         })
         .map(|(_, key)| key)
         .collect())
+}
+
+/// Every image string of a render: `image` fields, and the images the discovery scanner is certain of
+/// (image flags and env, `image` keys in ConfigMap configuration, `{registry, repository, tag}` maps).
+/// Its candidates (a bare image-shaped string in a ConfigMap) are not: a file name or URL that merely
+/// looks like an image must not be rewritten.
+fn rendered_images(rendered: &str) -> Vec<String> {
+    let mut images: Vec<String> = super::leak::images_in_render(rendered)
+        .into_iter()
+        .map(|(_, _, image)| image)
+        .collect();
+    let ctx = crate::discover::manifest::ScanContext {
+        source: crate::discover::SourceKind::Chart,
+        name: "sentinel render".to_string(),
+        include_tests: true,
+    };
+    match crate::discover::manifest::scan_stream(rendered, &ctx) {
+        Ok(d) => images.extend(d.images.into_iter().map(|f| f.image)),
+        Err(e) => tracing::debug!("scanning the sentinel render: {e}"),
+    }
+    images.sort();
+    images.dedup();
+    images
 }
 
 fn load_yaml(chart: &Path, what: &str, text: &str) -> Result<Value, RetargetError> {
@@ -317,20 +380,26 @@ pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, Ret
         .unwrap_or_else(|| dir.display().to_string());
     let chart_yaml = read_yaml(dir, "Chart.yaml")?;
     let mut by_path: BTreeMap<YamlPath, ImageKey> = BTreeMap::new();
-    let prefix_for = |sub: &str| -> String {
-        chart_yaml
+    // Every alias a dependency is used under (cortex uses one memcached chart as four), else its name.
+    let prefixes_for = |sub: &str| -> Vec<String> {
+        let found: Vec<String> = chart_yaml
             .get("dependencies")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .find(|d| d.get("name").and_then(Value::as_str) == Some(sub))
-            .and_then(|d| {
+            .filter(|d| d.get("name").and_then(Value::as_str) == Some(sub))
+            .filter_map(|d| {
                 d.get("alias")
                     .and_then(Value::as_str)
                     .or(d.get("name").and_then(Value::as_str))
+                    .map(str::to_string)
             })
-            .unwrap_or(sub)
-            .to_string()
+            .collect();
+        if found.is_empty() {
+            vec![sub.to_string()]
+        } else {
+            found
+        }
     };
     let subdir = dir.join("charts");
     let mut subs: Vec<PathBuf> = match std::fs::read_dir(&subdir) {
@@ -347,8 +416,22 @@ pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, Ret
                 sub_chart.get("name").and_then(Value::as_str).map(str::to_string),
                 kinds,
             )
+        } else if sub.extension().is_some_and(|e| e == "tgz")
+            && let Some(unpacked) = unpack_chart(&sub)
+        {
+            // A packaged one is unpacked and learned the same way, its nested subcharts included.
+            let (_tmp, chart_dir) = unpacked;
+            let sub_chart = read_yaml(&chart_dir, "Chart.yaml")?;
+            let kinds: Vec<KeyKind> = learn_chart(&chart_dir, helm)?
+                .into_iter()
+                .map(|k| k.kind)
+                .collect();
+            (
+                sub_chart.get("name").and_then(Value::as_str).map(str::to_string),
+                kinds,
+            )
         } else if sub.extension().is_some_and(|e| e == "tgz") {
-            // A packaged one through `helm show` (its nested subcharts' defaults are not read).
+            // One that cannot be unpacked here through `helm show` (its nested subcharts are not read).
             let sub_chart = helm_show(helm, "chart", &sub)?;
             let mut kinds = Vec::new();
             walk(&helm_show(helm, "values", &sub)?, &mut Vec::new(), &mut kinds);
@@ -362,19 +445,41 @@ pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, Ret
         let Some(sub_name) = sub_name else {
             return Err(chart_err(&sub, "Chart.yaml has no name"));
         };
-        let prefix = prefix_for(&sub_name);
-        for mut kind in found {
-            prefix_kind(&mut kind, &prefix);
-            let key = ImageKey {
-                chart: name.clone(),
-                kind,
-            };
-            by_path.insert(key.identity(), key);
+        for prefix in prefixes_for(&sub_name) {
+            for mut kind in found.iter().cloned() {
+                prefix_kind(&mut kind, &prefix);
+                let key = ImageKey {
+                    chart: name.clone(),
+                    kind,
+                };
+                by_path.insert(key.identity(), key);
+            }
         }
     }
     let mut own = Vec::new();
     walk(&read_yaml(dir, "values.yaml")?, &mut Vec::new(), &mut own);
-    for kind in own {
+    for mut kind in own {
+        // Overriding a subchart's `{registry, repository}` map with a repository alone (cortex sets
+        // `memcached-blocks.image.repository: memcached`) keeps the subchart's registry key in play.
+        if let KeyKind::Repository {
+            map,
+            repo_key,
+            registry: registry @ None,
+            ..
+        } = &mut kind
+            && let Some(ImageKey {
+                kind:
+                    KeyKind::Repository {
+                        repo_key: sub_key,
+                        registry: Some(sub_registry),
+                        ..
+                    },
+                ..
+            }) = by_path.get(map)
+            && sub_key == repo_key
+        {
+            *registry = Some(sub_registry.clone());
+        }
         let key = ImageKey {
             chart: name.clone(),
             kind,
@@ -382,6 +487,25 @@ pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, Ret
         by_path.insert(key.identity(), key);
     }
     Ok(by_path.into_values().collect())
+}
+
+/// Unpacks a packaged chart (`.tgz`) into a temporary directory: the directory (removed when dropped)
+/// and the chart inside it. `None` when it is not a readable chart archive.
+fn unpack_chart(tgz: &Path) -> Option<(tempfile::TempDir, PathBuf)> {
+    let tmp = tempfile::tempdir().ok()?;
+    let file = std::fs::File::open(tgz).ok()?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::io::BufReader::new(file)));
+    // `unpack` keeps every entry inside `tmp` (no `..`, no absolute paths).
+    if let Err(e) = archive.unpack(tmp.path()) {
+        tracing::debug!("{}: cannot unpack: {e}", tgz.display());
+        return None;
+    }
+    let chart = std::fs::read_dir(tmp.path())
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("Chart.yaml").is_file())?;
+    Some((tmp, chart))
 }
 
 /// Puts a subchart's key below its alias; `global.*` is shared by all charts and stays at the top.
@@ -417,6 +541,25 @@ fn nonempty_str<'a>(m: &'a serde_json::Map<String, Value>, key: &str) -> Option<
     m.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
+/// A registry host, maybe with a path below it (`quay.io`, `docker.io/kubeovn`, `localhost:5000`).
+fn looks_like_registry(v: &str) -> bool {
+    let host = v.split('/').next().unwrap_or_default();
+    (host.contains(['.', ':']) || host == "localhost")
+        && !v.contains(char::is_whitespace)
+        && !v.contains("{{")
+        && !v.contains("://")
+        && !v.contains('@')
+        && ImageRef::parse(&format!("{}/x", v.trim_end_matches('/'))).is_ok()
+}
+
+/// A string under a key, or in a map, named for a registry (`imageRegistry`, `registry.address`).
+fn registry_named(path: &[Seg]) -> bool {
+    path.iter().rev().take(2).any(|s| match s {
+        Seg::Key(k) => k.to_ascii_lowercase().contains("registry"),
+        Seg::Index(_) => false,
+    })
+}
+
 fn walk(v: &Value, path: &mut Vec<Seg>, out: &mut Vec<KeyKind>) {
     match v {
         Value::Object(m) => {
@@ -443,6 +586,15 @@ fn walk(v: &Value, path: &mut Vec<Seg>, out: &mut Vec<KeyKind>) {
                         if path.len() == 2
                             && path[0] == Seg::Key("global".into())
                             && k == "imageRegistry" =>
+                    {
+                        out.push(KeyKind::GlobalRegistry {
+                            path: YamlPath(path.clone()),
+                            default: s.clone(),
+                        });
+                    }
+                    // `registry` beside `repository`/`image` belongs to that map (above).
+                    Value::String(s)
+                        if repo_key.is_none() && registry_named(path) && looks_like_registry(s) =>
                     {
                         out.push(KeyKind::GlobalRegistry {
                             path: YamlPath(path.clone()),
@@ -491,6 +643,21 @@ pub fn retarget_text(src: &str, registry: &str) -> Result<String, String> {
         out.push_str(d);
     }
     Ok(out)
+}
+
+/// A registry prefix moved below the private registry as `kubectl kkp mirror` moves images: the host is
+/// dropped, any path below it kept (`quay.io` → `REG`, `docker.io/kubeovn` → `REG/kubeovn`).
+pub fn retarget_registry(current: &str, registry: &str) -> String {
+    let current = current.trim_end_matches('/');
+    let rest = match current.split_once('/') {
+        Some((_, rest)) => rest,
+        None => "",
+    };
+    if rest.is_empty() {
+        registry.to_string()
+    } else {
+        format!("{registry}/{rest}")
+    }
 }
 
 /// The user's value at `path`: from the last values file that sets it (helm's precedence).
@@ -583,8 +750,14 @@ pub fn values_edits(
                 want(&key.chart, path.clone(), new)?;
             }
             KeyKind::GlobalRegistry { path, default } => {
-                if !default.is_empty() || user_value(&docs, path).is_some() {
-                    want(&key.chart, path.clone(), registry.to_string())?;
+                let current = user_value(&docs, path).unwrap_or(default);
+                if !current.is_empty() {
+                    let new = if is_under(current, registry) {
+                        current.to_string()
+                    } else {
+                        retarget_registry(current, registry)
+                    };
+                    want(&key.chart, path.clone(), new)?;
                 }
             }
         }
@@ -620,4 +793,212 @@ pub fn set_key(path: &YamlPath) -> String {
 /// A value as helm's `--set` reads it (`,` and `\` escaped).
 pub fn set_value(v: &str) -> String {
     v.replace('\\', "\\\\").replace(',', "\\,")
+}
+
+#[cfg(test)]
+mod registry_key_tests {
+    //! Registry keys learned from a chart and proved by a sentinel render: a chart-level
+    //! `imageRegistry`, `global.image.registry` with a bare `image` path, `global.registry.address`
+    //! with a namespace, and an image that only appears in a ConfigMap's configuration.
+
+    use super::*;
+
+    const REG: &str = "reg.local:5000/kkp";
+
+    const VALUES: &str = "\
+imageRegistry: quay.io
+imageNamespace: example
+controller:
+  name: controller
+global:
+  image:
+    registry: registry.example.org
+  registry:
+    address: docker.io/acme
+proxy:
+  image: proxy/envoy
+  tag: v1
+agent:
+  repository: agent
+  tag: v2
+limiter:
+  image: docker.io/acme/limiter:v3
+mirrorRegistry: docs.example.org
+";
+
+    const TEMPLATES: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: regs
+spec:
+  template:
+    spec:
+      containers:
+      - name: controller
+        image: "{{ .Values.imageRegistry }}/{{ .Values.imageNamespace }}/{{ .Values.controller.name }}:v4"
+      - name: proxy
+        image: "{{ .Values.global.image.registry }}/{{ .Values.proxy.image }}:{{ .Values.proxy.tag }}"
+      - name: agent
+        image: "{{ .Values.global.registry.address }}/{{ .Values.agent.repository }}:{{ .Values.agent.tag }}"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: regs-config
+data:
+  docs: "https://{{ .Values.mirrorRegistry }}/guide"
+  settings.yaml: |
+    limiter:
+      deployment:
+        image: {{ .Values.limiter.image }}
+"#;
+
+    fn chart() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let chart = dir.path().join("regs");
+        std::fs::create_dir_all(chart.join("templates")).unwrap();
+        std::fs::write(
+            chart.join("Chart.yaml"),
+            "apiVersion: v2\nname: regs\nversion: 0.1.0\n",
+        )
+        .unwrap();
+        std::fs::write(chart.join("values.yaml"), VALUES).unwrap();
+        std::fs::write(chart.join("templates/all.yaml"), TEMPLATES).unwrap();
+        dir
+    }
+
+    #[test]
+    fn registry_keys_are_proved_by_render_and_keep_the_path_below_the_host() {
+        let dir = chart();
+        let root = dir.path();
+        let helm = Some(Path::new("helm3"));
+        let timeout = crate::discover::helm::DEFAULT_TIMEOUT;
+        let keys = learn_charts(root, &[], helm, timeout).unwrap();
+        let edits = values_edits(&keys, &[], REG).unwrap();
+        let got: Vec<(String, String)> = edits
+            .iter()
+            .map(|e| (e.path.to_string(), e.value.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("global.image.registry", "reg.local:5000/kkp"),
+                ("global.registry.address", "reg.local:5000/kkp/acme"),
+                ("imageRegistry", "reg.local:5000/kkp"),
+                ("limiter.image", "reg.local:5000/kkp/acme/limiter:v3"),
+            ]
+            .map(|(p, v)| (p.to_string(), v.to_string()))
+        );
+        // Rendered with the result, every image is where `kubectl kkp mirror` puts it.
+        let text = super::super::apply_edits(Path::new("values.yaml"), "", &edits).unwrap();
+        let values = root.join("values.yaml");
+        std::fs::write(&values, text).unwrap();
+        let charts = root.join("regs");
+        let rendered =
+            super::super::leak::render(&charts, std::slice::from_ref(&values), helm, timeout).unwrap();
+        let mut images = rendered_images(&rendered);
+        images.retain(|i| !i.starts_with("kkp-"));
+        assert_eq!(
+            images,
+            [
+                "reg.local:5000/kkp/acme/agent:v2",
+                "reg.local:5000/kkp/acme/limiter:v3",
+                "reg.local:5000/kkp/example/controller:v4",
+                "reg.local:5000/kkp/proxy/envoy:v1",
+            ]
+        );
+        for (src, image) in [
+            ("quay.io/example/controller:v4", &images[2]),
+            ("registry.example.org/proxy/envoy:v1", &images[3]),
+            ("docker.io/acme/agent:v2", &images[0]),
+        ] {
+            assert_eq!(&retarget_text(src, REG).unwrap(), image);
+        }
+        let leaks = super::super::leak::check(root, &[values], REG, &[], helm, timeout).unwrap();
+        assert!(leaks.is_empty(), "{leaks:?}");
+    }
+
+    #[test]
+    fn nested_subcharts_of_a_packaged_subchart_are_learned_under_every_alias() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("src/inner");
+        let cache = inner.join("charts/cache");
+        std::fs::create_dir_all(cache.join("templates")).unwrap();
+        std::fs::write(
+            inner.join("Chart.yaml"),
+            "apiVersion: v2\nname: inner\nversion: 0.1.0\ndependencies:\n\
+             - {name: cache, version: 1.0.0, alias: cache-a}\n- {name: cache, version: 1.0.0, alias: cache-b}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            cache.join("Chart.yaml"),
+            "apiVersion: v2\nname: cache\nversion: 1.0.0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            cache.join("values.yaml"),
+            "image:\n  registry: docker.io\n  repository: bitnami/memcached\n  tag: 1.6.24\n",
+        )
+        .unwrap();
+        // The packaged chart overrides one alias's repository alone, as cortex does.
+        std::fs::write(
+            inner.join("values.yaml"),
+            "cache-a:\n  image:\n    repository: memcached\n    tag: 1.6.39\n",
+        )
+        .unwrap();
+        let umbrella = dir.path().join("umbrella");
+        std::fs::create_dir_all(umbrella.join("charts")).unwrap();
+        std::fs::write(
+            umbrella.join("Chart.yaml"),
+            "apiVersion: v2\nname: umbrella\nversion: 0.1.0\ndependencies:\n- {name: inner, version: 0.1.0}\n",
+        )
+        .unwrap();
+        let out = std::process::Command::new("helm3")
+            .arg("package")
+            .arg(&inner)
+            .arg("-d")
+            .arg(umbrella.join("charts"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let keys = learn_chart(&umbrella, Some(Path::new("helm3"))).unwrap();
+        let got: Vec<String> = keys.iter().map(|k| k.identity().to_string()).collect();
+        assert_eq!(got, ["inner.cache-a.image", "inner.cache-b.image"]);
+        let edits = values_edits(&keys, &[], REG).unwrap();
+        let got: Vec<(String, String)> = edits
+            .iter()
+            .map(|e| (e.path.to_string(), e.value.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("inner.cache-a.image.registry", REG),
+                ("inner.cache-a.image.repository", "library/memcached"),
+                ("inner.cache-b.image.registry", REG),
+                ("inner.cache-b.image.repository", "bitnami/memcached"),
+            ]
+            .map(|(p, v)| (p.to_string(), v.to_string()))
+        );
+    }
+
+    #[test]
+    fn registry_prefixes_move_below_the_private_registry() {
+        assert_eq!(retarget_registry("quay.io", REG), REG);
+        assert_eq!(
+            retarget_registry("docker.io/kubeovn/", REG),
+            "reg.local:5000/kkp/kubeovn"
+        );
+        assert_eq!(retarget_registry("localhost:5000/a/b", "r.io"), "r.io/a/b");
+        assert!(looks_like_registry("docker.io/kubeovn"));
+        assert!(looks_like_registry("localhost:5000"));
+        for no in [
+            "kubeovn",
+            "https://quay.io",
+            "quay.io/a:v1@sha256:x",
+            "{{ .Values.r }}",
+            "",
+        ] {
+            assert!(!looks_like_registry(no), "{no:?}");
+        }
+    }
 }
