@@ -306,6 +306,106 @@ fn credentials_from_docker_config_and_wrong_credentials_are_a_clear_error() {
     assert_complete_copy(&src, &dst, "app", "app", "1.0", &pushed);
 }
 
+/// Credentials from a docker credential helper (`credHelpers`, then `credsStore`) and from podman's
+/// `auth.json` (`REGISTRY_AUTH_FILE`), each proved by a copy into a registry that demands them.
+#[test]
+fn credentials_from_a_credential_helper_a_creds_store_and_podman_auth_json() {
+    use std::os::unix::fs::PermissionsExt;
+    let src = Registry::start();
+    let dst = Registry::start_with(Options {
+        tls: true,
+        htpasswd: Some(("mirror".into(), "helper-secret".into())),
+        ..Options::default()
+    });
+    let client = client_for(&[&src]);
+    let work = tempfile::tempdir().unwrap();
+    // A credential helper as docker runs them: `get` with the server on stdin, JSON on stdout. It logs
+    // what it was asked, so the test sees it was consulted for the target.
+    let bin_dir = work.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let asked = work.path().join("asked");
+    let helper = bin_dir.join("docker-credential-kkptest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho \"$server\" >> {asked}\n\
+             echo '{{\"ServerURL\":\"'\"$server\"'\",\"Username\":\"mirror\",\"Secret\":\"helper-secret\"}}'\n",
+            asked = asked.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |tag: &str, docker_config: &std::path::Path, auth_file: &std::path::Path| {
+        let pushed = block_on(push_image(&client, &src, "app", tag, &Spec::default()));
+        let list = image_list(&[format!("{}/app:{tag}", src.host)]);
+        let out = Command::new(bin("kubectl-kkp-mirror"))
+            .args([
+                dst.host.as_str(),
+                "--image-list",
+                list.path().to_str().unwrap(),
+                "-o",
+                "json",
+                "--insecure-registry",
+                &dst.host,
+            ])
+            .env("PATH", &path)
+            .env("DOCKER_CONFIG", docker_config)
+            .env("REGISTRY_AUTH_FILE", auth_file)
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!stderr.contains("helper-secret"), "{stderr}");
+        let report = json_report(&out);
+        assert_eq!(report["images"][0]["status"], "copied", "{stderr}");
+        assert_complete_copy(&src, &dst, "app", "app", tag, &pushed);
+    };
+    let none = work.path().join("no-auth.json");
+
+    // credHelpers names a helper for this host.
+    let helpers = work.path().join("helpers");
+    std::fs::create_dir(&helpers).unwrap();
+    std::fs::write(
+        helpers.join("config.json"),
+        serde_json::json!({"credHelpers": {dst.host.clone(): "kkptest"}}).to_string(),
+    )
+    .unwrap();
+    run("1.0", &helpers, &none);
+    let log = std::fs::read_to_string(&asked).expect("the helper was run");
+    assert!(log.lines().any(|l| l == dst.host), "{log}");
+
+    // credsStore: one helper for every registry.
+    let store = work.path().join("store");
+    std::fs::create_dir(&store).unwrap();
+    std::fs::write(
+        store.join("config.json"),
+        serde_json::json!({"credsStore": "kkptest"}).to_string(),
+    )
+    .unwrap();
+    std::fs::remove_file(&asked).unwrap();
+    run("2.0", &store, &none);
+    assert!(asked.exists(), "the store helper was run");
+
+    // podman's auth.json, with no docker configuration at all.
+    let empty = work.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let auth_file = work.path().join("auth.json");
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("mirror:helper-secret");
+    std::fs::write(
+        &auth_file,
+        serde_json::json!({"auths": {dst.host.clone(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    run("3.0", &empty, &auth_file);
+}
+
 #[test]
 fn platform_filter_rewrites_the_index_and_says_so() {
     let src = Registry::start();
