@@ -60,7 +60,7 @@ pub struct ArchiveArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {}", one_line(source))]
     Io {
         /// The file.
         path: PathBuf,
@@ -110,6 +110,25 @@ pub enum ArchiveError {
     /// Flags, registry client or runtime.
     #[error(transparent)]
     Copy(#[from] CopyError),
+}
+
+/// An error's text with control characters escaped, so it stays one line: the tar reader's errors quote
+/// the entry's raw name, which may hold a newline.
+fn one_line(e: &io::Error) -> String {
+    let s = e.to_string();
+    if !s.chars().any(char::is_control) {
+        return s;
+    }
+    s.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
 }
 
 impl ArchiveError {
@@ -967,6 +986,27 @@ mod tests {
             Ok(_) => String::new(),
             Err(e) => e.to_string(),
         }
+    }
+
+    /// Found by the `archive_read` fuzz target: a header whose checksum field is not a number makes the
+    /// tar reader's error quote the entry's name, newline included; the error must stay one line.
+    #[test]
+    fn a_broken_header_naming_a_newline_gives_a_one_line_error() {
+        let mut f = tempfile::Builder::new().suffix(".tar").tempfile().unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..14].copy_from_slice(b"blobs/s\nha256/");
+        h.set_size(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.as_old_mut().cksum = *b"zzzzzz\0 ";
+        f.write_all(h.as_bytes()).unwrap();
+        f.write_all(&[0u8; 1024]).unwrap();
+        let e = Layout::open(f.path(), true)
+            .err()
+            .expect("a broken header is refused")
+            .to_string();
+        assert!(e.starts_with(&format!("{}: ", f.path().display())), "{e}");
+        assert!(e.contains("blobs/s\\nha256/"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
     }
 
     #[test]
