@@ -406,6 +406,56 @@ fn credentials_from_a_credential_helper_a_creds_store_and_podman_auth_json() {
     run("3.0", &empty, &auth_file);
 }
 
+/// On a terminal the copy draws a progress bar (images done/total, bytes, rate) and clears it at the
+/// end; the copy itself is unchanged. A slow link keeps the copy going long enough for the bar to draw.
+#[test]
+fn on_a_terminal_a_progress_bar_is_drawn_and_the_copy_completes() {
+    use crate::support::registry::{FaultConfig, FaultyProxy};
+    let src = Registry::start();
+    let dst = Registry::start();
+    let client = client_for(&[&src]);
+    let pushed: Vec<Pushed> = (0..3)
+        .map(|i| {
+            block_on(push_image(
+                &client,
+                &src,
+                &format!("bar{i}"),
+                "v1",
+                &Spec::default(),
+            ))
+        })
+        .collect();
+    let slow = FaultyProxy::start_with(
+        &dst.host,
+        FaultConfig {
+            rate: 0.0,
+            delay: std::time::Duration::from_millis(150),
+            ..FaultConfig::default()
+        },
+    );
+    let list = image_list(
+        &(0..3)
+            .map(|i| format!("{}/bar{i}:v1", src.host))
+            .collect::<Vec<_>>(),
+    );
+    let home = tempfile::tempdir().unwrap();
+    let argv: Vec<String> = vec![
+        bin("kubectl-kkp-mirror").display().to_string(),
+        slow.host.clone(),
+        "--image-list".into(),
+        list.path().display().to_string(),
+    ];
+    let out = crate::support::run_on_terminal(&argv, home.path(), "");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    assert!(shown.contains("/3 images"), "no progress bar drawn:\n{shown}");
+    assert!(shown.contains("MiB/s"), "no rate shown:\n{shown}");
+    for (i, p) in pushed.iter().enumerate() {
+        let repo = format!("bar{i}");
+        assert_complete_copy(&src, &dst, &repo, &repo, "v1", p);
+    }
+}
+
 #[test]
 fn platform_filter_rewrites_the_index_and_says_so() {
     let src = Registry::start();

@@ -201,9 +201,12 @@ pub(crate) async fn run(client: &Client, jobs: &[CopyJob], opts: &CopyOptions, o
         live: Arc::default(),
         images_done: AtomicUsize::new(0),
     });
+    // A bar on a terminal, plain periodic lines otherwise (logs, CI).
+    let bar = (opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .then(|| progress_bar(jobs.len()));
     let ticker = opts
         .progress
-        .then(|| tokio::spawn(progress_lines(engine.clone(), jobs.len())));
+        .then(|| tokio::spawn(progress_lines(engine.clone(), jobs.len(), bar.clone())));
     let mut reports: Vec<(usize, ImageReport)> = futures::stream::iter(jobs.iter().enumerate())
         .map(|(i, job)| {
             let engine = engine.clone();
@@ -221,27 +224,52 @@ pub(crate) async fn run(client: &Client, jobs: &[CopyJob], opts: &CopyOptions, o
     if let Some(t) = ticker {
         t.abort();
     }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     reports.sort_by_key(|(i, _)| *i);
     CopyReport::new(reports.into_iter().map(|(_, r)| r).collect())
 }
 
-async fn progress_lines(engine: Arc<Engine>, total: usize) {
-    let every = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        Duration::from_secs(2)
+fn progress_bar(total: usize) -> indicatif::ProgressBar {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(total as u64), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} images  {msg}")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// Updates the bar (terminal) every 200 ms, or prints a progress line every 10 s (no terminal).
+async fn progress_lines(engine: Arc<Engine>, total: usize, bar: Option<indicatif::ProgressBar>) {
+    let every = if bar.is_some() {
+        Duration::from_millis(200)
     } else {
         Duration::from_secs(10)
     };
     let mib = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0);
+    let started = std::time::Instant::now();
     loop {
         tokio::time::sleep(every).await;
-        eprintln!(
-            "progress: {}/{} images, {:.1} MiB copied, {:.1} MiB mounted, {:.1} MiB already there",
-            engine.images_done.load(Ordering::Relaxed),
-            total,
-            mib(&engine.live.copied),
+        let done = engine.images_done.load(Ordering::Relaxed);
+        let copied = mib(&engine.live.copied);
+        let Some(bar) = &bar else {
+            eprintln!(
+                "progress: {done}/{total} images, {copied:.1} MiB copied, {:.1} MiB mounted, {:.1} MiB already there",
+                mib(&engine.live.mounted),
+                mib(&engine.live.skipped),
+            );
+            continue;
+        };
+        let rate = copied / started.elapsed().as_secs_f64().max(0.001);
+        bar.set_position(done as u64);
+        bar.set_message(format!(
+            "{copied:.1} MiB copied ({rate:.1} MiB/s), {:.1} MiB mounted, {:.1} MiB already there",
             mib(&engine.live.mounted),
             mib(&engine.live.skipped),
-        );
+        ));
     }
 }
 
