@@ -503,31 +503,25 @@ fn alive(pid: &str) -> bool {
         .unwrap_or(false)
 }
 
-#[test]
-fn a_helm_timeout_kills_what_helm_started_too() {
+/// A fake helm (`version` answers, anything else starts `sleep 1000` in the background, writes its pid to
+/// `pidfile` atomically and waits) in `dir`.
+fn helm_with_a_child(dir: &Path, pidfile: &Path) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let pidfile = dir.path().join("child.pid");
-    let helm = dir.path().join("helm");
+    let helm = dir.join("helm");
     write(
         &helm,
         format!(
-            "#!/bin/sh\ncase \"$1\" in\n  version) echo v3.17.3 ;;\n  *) sleep 1000 & echo $! > {}; wait ;;\nesac\n",
-            pidfile.display()
+            "#!/bin/sh\ncase \"$1\" in\n  version) echo v3.17.3 ;;\n  *) sleep 1000 & echo $! > {p}.tmp; mv {p}.tmp {p}; wait ;;\nesac\n",
+            p = pidfile.display()
         )
         .as_bytes(),
     );
     std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    let charts = one_chart(dir.path());
-    let out = run(MIRROR, &helm_dry_run(&helm, "1s", &charts));
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stderr).trim_end(),
-        "error: chart slow: helm template timed out after 1s"
-    );
-    let pid = std::fs::read_to_string(&pidfile).expect("the fake helm started its child");
-    let pid = pid.trim();
-    // SIGKILL is delivered at once; give the kernel a moment to finish the process off.
+    helm
+}
+
+/// Asserts `pid` is gone (within 2 s), killing it if not.
+fn assert_gone(pid: &str, what: &str) {
     for _ in 0..100 {
         if !alive(pid) {
             break;
@@ -538,29 +532,35 @@ fn a_helm_timeout_kills_what_helm_started_too() {
     if still {
         let _ = std::process::Command::new("kill").args(["-KILL", pid]).status();
     }
-    assert!(!still, "helm's child {pid} outlived the timeout");
+    assert!(!still, "helm's child {pid} outlived {what}");
+}
+
+#[test]
+fn a_helm_timeout_kills_what_helm_started_too() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let pidfile = dir.path().join("child.pid");
+    let helm = helm_with_a_child(dir.path(), &pidfile);
+    let charts = one_chart(dir.path());
+    let out = run(MIRROR, &helm_dry_run(&helm, "1s", &charts));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "error: chart slow: helm template timed out after 1s"
+    );
+    let pid = std::fs::read_to_string(&pidfile).expect("the fake helm started its child");
+    let pid = pid.trim();
+    // SIGKILL is delivered at once; give the kernel a moment to finish the process off.
+    assert_gone(pid, "the timeout");
 }
 
 /// Helm runs in a process group of its own, out of the terminal's reach: a Ctrl-C while it renders must
 /// still take helm and what it started down with us, and end us as Ctrl-C does.
 #[test]
 fn ctrl_c_while_helm_renders_kills_helm_and_what_it_started() {
-    use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().expect("temporary directory");
     let pidfile = dir.path().join("child.pid");
-    let helm = dir.path().join("helm");
-    write(
-        &helm,
-        format!(
-            "#!/bin/sh\ncase \"$1\" in\n  version) echo v3.17.3 ;;\n  *) sleep 1000 & echo $! > {}.tmp; mv {}.tmp {}; wait ;;\nesac\n",
-            pidfile.display(),
-            pidfile.display(),
-            pidfile.display()
-        )
-        .as_bytes(),
-    );
-    std::fs::set_permissions(&helm, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let helm = helm_with_a_child(dir.path(), &pidfile);
     let charts = one_chart(dir.path());
     let mut child = std::process::Command::new(crate::support::bin(MIRROR))
         .args(helm_dry_run(&helm, "10m", &charts))
@@ -584,17 +584,7 @@ fn ctrl_c_while_helm_renders_kills_helm_and_what_it_started() {
         .status()
         .expect("kill -INT");
     let status = child.wait().expect("wait");
-    for _ in 0..100 {
-        if !alive(&pid) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let still = alive(&pid);
-    if still {
-        let _ = std::process::Command::new("kill").args(["-KILL", &pid]).status();
-    }
-    assert!(!still, "helm's child {pid} outlived the Ctrl-C");
+    assert_gone(&pid, "the Ctrl-C");
     assert_eq!(
         status.signal(),
         Some(SIGINT),
