@@ -206,14 +206,20 @@ fn interrupted_copy_leaves_no_tag_on_an_incomplete_image_and_rerun_finishes() {
     assert!(skipped > 0, "{report:#}");
 }
 
-#[test]
-fn tls_target_with_basic_auth_from_flags() {
+/// A plain source registry and a TLS target that demands user `mirror` with `password` (htpasswd).
+fn source_and_tls_target_for_user_mirror(password: &str) -> (Registry, Registry) {
     let src = Registry::start();
     let dst = Registry::start_with(Options {
         tls: true,
-        htpasswd: Some(("mirror".into(), "s3cret-pass".into())),
+        htpasswd: Some(("mirror".into(), password.into())),
         ..Options::default()
     });
+    (src, dst)
+}
+
+#[test]
+fn tls_target_with_basic_auth_from_flags() {
+    let (src, dst) = source_and_tls_target_for_user_mirror("s3cret-pass");
     let client = client_for(&[&src]);
     let pushed = block_on(push_image(&client, &src, "app", "1.0", &Spec::default()));
     let list = image_list(&[format!("{}/app:1.0", src.host)]);
@@ -252,12 +258,7 @@ fn tls_target_with_basic_auth_from_flags() {
 
 #[test]
 fn credentials_from_docker_config_and_wrong_credentials_are_a_clear_error() {
-    let src = Registry::start();
-    let dst = Registry::start_with(Options {
-        tls: true,
-        htpasswd: Some(("mirror".into(), "right".into())),
-        ..Options::default()
-    });
+    let (src, dst) = source_and_tls_target_for_user_mirror("right");
     let client = client_for(&[&src]);
     let pushed = block_on(push_image(&client, &src, "app", "1.0", &Spec::default()));
     let list = image_list(&[format!("{}/app:1.0", src.host)]);
@@ -311,12 +312,7 @@ fn credentials_from_docker_config_and_wrong_credentials_are_a_clear_error() {
 #[test]
 fn credentials_from_a_credential_helper_a_creds_store_and_podman_auth_json() {
     use std::os::unix::fs::PermissionsExt;
-    let src = Registry::start();
-    let dst = Registry::start_with(Options {
-        tls: true,
-        htpasswd: Some(("mirror".into(), "helper-secret".into())),
-        ..Options::default()
-    });
+    let (src, dst) = source_and_tls_target_for_user_mirror("helper-secret");
     let client = client_for(&[&src]);
     let work = tempfile::tempdir().unwrap();
     // A credential helper as docker runs them: `get` with the server on stdin, JSON on stdout. It logs
