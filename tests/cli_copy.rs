@@ -869,3 +869,122 @@ fn a_token_without_push_is_refreshed_after_insufficient_scope() {
         "no second token after insufficient_scope: {issued:?}"
     );
 }
+
+#[test]
+fn once_the_target_has_mounted_a_blob_is_asked_for_with_one_mount_request_and_held_blobs_are_never_resent() {
+    let src = Registry::start();
+    let dst = Registry::start_with(Options {
+        access_log: true,
+        ..Options::default()
+    });
+    let client = client_for(&[&src]);
+    // Five single-platform images in five repositories, all on one base layer.
+    let spec = Spec {
+        platforms: vec!["linux/amd64"],
+        layers: 1,
+        layer_size: 32 * 1024,
+        shared_layer: Some(random_bytes(64 * 1024)),
+        ..Spec::default()
+    };
+    let mut pushed = Vec::new();
+    for i in 0..5 {
+        pushed.push(block_on(push_image(
+            &client,
+            &src,
+            &format!("base/app{i}"),
+            "v1",
+            &spec,
+        )));
+    }
+    let list = |tag: &str| {
+        image_list(
+            &(0..5)
+                .map(|i| format!("{}/base/app{i}:{tag}", src.host))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let v1 = list("v1");
+    let run = |list: &tempfile::NamedTempFile| {
+        json_report(&mirror(
+            &[
+                &dst.host,
+                "--image-list",
+                list.path().to_str().unwrap(),
+                "-o",
+                "json",
+                "--parallel",
+                "1",
+                "--insecure-registry",
+                &src.host,
+                "--insecure-registry",
+                &dst.host,
+            ],
+            None,
+            None,
+        ))
+    };
+    run(&v1);
+    for (i, p) in pushed.iter().enumerate() {
+        assert_complete_copy(
+            &src,
+            &dst,
+            &format!("base/app{i}"),
+            &format!("base/app{i}"),
+            "v1",
+            p,
+        );
+    }
+    // Two images at a time: when the fourth starts, two have finished and one of them mounted the base
+    // layer from the other's repository, so from then on no blob is asked for with a HEAD: one
+    // `POST ?mount=<digest>&from=<its own repository>` either finds it or opens the upload.
+    let requests = dst.requests();
+    for i in 3..5 {
+        let repo = format!("/v2/base/app{i}/blobs/");
+        assert!(
+            !requests.iter().any(|r| r.starts_with(&format!("HEAD {repo}"))),
+            "app{i}: {requests:#?}"
+        );
+        let from_itself = format!("from=base%2Fapp{i}");
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.starts_with(&format!("POST {repo}uploads/?mount=")) && r.contains(&from_itself)),
+            "app{i}: {requests:#?}"
+        );
+    }
+    // No child manifest is asked for either: the missing tag says the image is new.
+    assert!(
+        !requests
+            .iter()
+            .any(|r| r.starts_with("HEAD /v2/base/app") && r.contains("/manifests/sha256:")),
+        "{requests:#?}"
+    );
+
+    // The same images under a new tag: every blob is at the target, so none is sent again, whichever
+    // way the target was asked.
+    for i in 0..5 {
+        let repo = format!("base/app{i}");
+        let raw = src.skopeo_raw(&repo, "v1").unwrap();
+        block_on(client.put_manifest(
+            &kkp_shared::registry::Repository::new(&src.host, &repo),
+            "v2",
+            "application/vnd.oci.image.index.v1+json",
+            raw.into(),
+        ))
+        .unwrap();
+    }
+    let before = dst.requests().len();
+    let report = run(&list("v2"));
+    for (i, image) in report["images"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(image["status"], "copied", "{image}");
+        assert_eq!(image["bytes_copied"], 0, "{image}");
+        assert_eq!(image["digest"], pushed[i].digest.as_str());
+    }
+    let resent: Vec<String> = dst
+        .requests()
+        .split_off(before)
+        .into_iter()
+        .filter(|r| r.starts_with("PUT ") && r.contains("/blobs/uploads/"))
+        .collect();
+    assert!(resent.is_empty(), "{resent:#?}");
+}

@@ -23,6 +23,8 @@ pub struct Options {
     /// The token server leaves `push` out of the first token it issues for each scope set, so the
     /// client has to come back after an `insufficient_scope` answer.
     pub token_stingy: bool,
+    /// Log every request (see [`Registry::requests`]).
+    pub access_log: bool,
 }
 
 /// A running registry.
@@ -140,7 +142,8 @@ impl Registry {
         let host = format!("127.0.0.1:{port}");
         let storage = dir.path().join("storage");
         let mut config = format!(
-            "version: 0.1\nvalidation:\n  manifests:\n    urls:\n      allow: ['^https?://']\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kkp-test-secret\n",
+            "version: 0.1\nvalidation:\n  manifests:\n    urls:\n      allow: ['^https?://']\nlog:\n  level: warn\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n  secret: kkp-test-secret\n",
+            !opts.access_log,
             storage.display()
         );
         let mut ca = None;
@@ -211,6 +214,19 @@ impl Registry {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `METHOD /path?query` of every request so far, in order (needs [`Options::access_log`]).
+    pub fn requests(&self) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter_map(|l| {
+                let quoted = l.split('"').nth(1)?;
+                let (method, rest) = quoted.split_once(' ')?;
+                let target = rest.rsplit_once(' ').map_or(rest, |(t, _)| t);
+                target.starts_with("/v2/").then(|| format!("{method} {target}"))
+            })
+            .collect()
     }
 
     /// The registry's log so far.

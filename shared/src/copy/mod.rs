@@ -4,7 +4,7 @@
 //! blobs are streamed from source to target through a hashing stream, never held in memory. Each blob is
 //! transferred once per run: later repositories on the same target registry mount it. Because a tag is
 //! always the last write for an image, an interrupted run never leaves a tag on an incomplete image, and
-//! a rerun completes what is missing (every step first asks the target whether it is done).
+//! a rerun completes what is missing (the target is asked about every blob before a byte of it is sent).
 //!
 //! There is one push path: an image is read from its source registry or from a checked archive
 //! ([`Origin`]); everything after reading a manifest or opening a blob body is the same.
@@ -147,8 +147,10 @@ struct Engine {
     placed: Mutex<HashMap<(Repository, String), Cell<BlobOutcome>>>,
     /// The first target repository a blob was transferred into, per (target host, digest).
     homes: Mutex<HashMap<(String, String), Cell<String>>>,
-    /// Child manifests already present at the target.
+    /// Child manifests already written to the target in this run.
     manifests: Mutex<HashSet<(Repository, String)>>,
+    /// Per target host: `true` once it mounted a blob, `false` once it refused a mount request.
+    mount_support: Mutex<HashMap<String, bool>>,
     /// Live byte counts for progress lines.
     live: Arc<Counters>,
     images_done: AtomicUsize,
@@ -198,6 +200,7 @@ pub(crate) async fn run(client: &Client, jobs: &[CopyJob], opts: &CopyOptions, o
         placed: Mutex::default(),
         homes: Mutex::default(),
         manifests: Mutex::default(),
+        mount_support: Mutex::default(),
         live: Arc::default(),
         images_done: AtomicUsize::new(0),
     });
@@ -396,34 +399,36 @@ impl Engine {
         let dst = Repository::of(&job.target);
         // The tag is what users pull; a digest-only target is written by digest.
         let dst_ref = target_reference(&job.target).to_string();
-        let src_digest = match pinned {
-            Some(d) => d,
-            None => {
-                let tag = job.source.identifier();
-                match self.client.head_manifest(&src, tag).await? {
-                    Some(info) => info.digest,
-                    None => {
-                        return Err(RegistryError::NotFound {
-                            what: format!("manifest {src}:{tag}"),
-                        });
-                    }
+        let filtering = !self.opts.platforms.is_empty();
+        // The target first: over an already-mirrored plan this HEAD (and, for a tag, one at the source)
+        // is all an image costs; on a cold copy the source manifest is then read by tag in one GET.
+        let have = self.client.head_manifest(&dst, &dst_ref).await?.map(|i| i.digest);
+        let mut top = match (pinned, &have) {
+            (Some(d), have) => {
+                if !filtering && have.as_ref() == Some(&d) {
+                    return Ok((ImageState::UpToDate, d));
                 }
+                self.read_manifest(&src, &d).await?
             }
+            (None, Some(have)) if !filtering => {
+                let tag = job.source.identifier();
+                let Some(info) = self.client.head_manifest(&src, tag).await? else {
+                    return Err(RegistryError::NotFound {
+                        what: format!("manifest {src}:{tag}"),
+                    });
+                };
+                if info.digest == *have {
+                    return Ok((ImageState::UpToDate, info.digest));
+                }
+                self.read_manifest(&src, &info.digest).await?
+            }
+            (None, _) => self.client.get_manifest(&src, job.source.identifier()).await?,
         };
-        if self.opts.platforms.is_empty()
-            && let Some(have) = self.client.head_manifest(&dst, &dst_ref).await?
-            && have.digest == src_digest
-        {
-            return Ok((ImageState::UpToDate, src_digest));
-        }
-        let mut top = self.read_manifest(&src, &src_digest).await?;
-        if !self.opts.platforms.is_empty() {
+        if filtering {
             if manifest::is_index(&top.media_type) {
                 top = self.filter_index(&top, &src, tally)?;
             }
-            if let Some(have) = self.client.head_manifest(&dst, &dst_ref).await?
-                && have.digest == top.digest
-            {
+            if have.as_ref() == Some(&top.digest) {
                 return Ok((ImageState::UpToDate, top.digest));
             }
         }
@@ -606,15 +611,13 @@ impl Engine {
         {
             return Ok(());
         }
-        if self.client.head_manifest(dst, &child.digest).await?.is_none() {
-            let raw = self.read_manifest(src, &child.digest).await?;
-            self.copy_contents(src, dst, &raw, tally).await?;
-            self.client
-                .put_manifest(dst, &child.digest, &raw.media_type, raw.bytes.clone())
-                .await?;
-        } else {
-            tally.counters.add(BlobOutcome::Present, child.size);
-        }
+        // No HEAD first: the image's tag was missing, so its children are most likely missing too, and a
+        // child left by an interrupted run costs only its blobs' mount requests (each answers "present").
+        let raw = self.read_manifest(src, &child.digest).await?;
+        self.copy_contents(src, dst, &raw, tally).await?;
+        self.client
+            .put_manifest(dst, &child.digest, &raw.media_type, raw.bytes.clone())
+            .await?;
         self.manifests
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -651,13 +654,13 @@ impl Engine {
         dst: &Repository,
         blob: &Descriptor,
     ) -> Result<BlobOutcome, RegistryError> {
-        if self.client.blob_exists(dst, &blob.digest).await? {
-            self.live.add(BlobOutcome::Present, blob.size);
-            return Ok(BlobOutcome::Present);
-        }
         if let Origin::Archive { layout, left_out, .. } = &self.origin
             && !layout.blobs.contains_key(&blob.digest)
         {
+            if self.client.blob_exists(dst, &blob.digest).await? {
+                self.live.add(BlobOutcome::Present, blob.size);
+                return Ok(BlobOutcome::Present);
+            }
             // Left out of an incremental archive: the base archive put it in another repository.
             for from in left_out.get(&blob.digest).into_iter().flatten() {
                 if from == dst || from.host != dst.host {
@@ -665,6 +668,7 @@ impl Engine {
                 }
                 match self.client.mount_blob(dst, &blob.digest, &from.path).await {
                     Ok(Mount::Mounted) => {
+                        self.note_mount(&dst.host, true);
                         self.live.add(BlobOutcome::Mounted, blob.size);
                         return Ok(BlobOutcome::Mounted);
                     }
@@ -675,19 +679,29 @@ impl Engine {
             return Err(self.missing_base(dst, &blob.digest));
         }
         let home = cell(&self.homes, (dst.host.clone(), blob.digest.clone()));
-        let mine = AtomicBool::new(false);
+        let first = AtomicBool::new(false);
+        let present = AtomicBool::new(false);
         let home_path = home
             .get_or_try_init(|| async {
-                mine.store(true, Ordering::Relaxed);
-                self.transfer(src, dst, blob, None).await?;
+                first.store(true, Ordering::Relaxed);
+                present.store(self.first_placement(src, dst, blob).await?, Ordering::Relaxed);
                 Ok::<_, RegistryError>(dst.path.clone())
             })
             .await?;
-        if mine.load(Ordering::Relaxed) || *home_path == dst.path {
+        if first.load(Ordering::Relaxed) {
+            return Ok(if present.load(Ordering::Relaxed) {
+                self.live.add(BlobOutcome::Present, blob.size);
+                BlobOutcome::Present
+            } else {
+                BlobOutcome::Copied
+            });
+        }
+        if *home_path == dst.path {
             return Ok(BlobOutcome::Copied);
         }
         match self.client.mount_blob(dst, &blob.digest, home_path).await {
             Ok(Mount::Mounted) => {
+                self.note_mount(&dst.host, true);
                 tracing::debug!(digest = %blob.digest, from = %home_path, to = %dst, "mounted");
                 self.live.add(BlobOutcome::Mounted, blob.size);
                 Ok(BlobOutcome::Mounted)
@@ -702,6 +716,56 @@ impl Engine {
                 Ok(BlobOutcome::Copied)
             }
         }
+    }
+
+    /// The first placement of a blob on a target registry in this run; true when it was already there.
+    ///
+    /// Once the registry has shown that it honours mounts, one `POST ?mount=…&from=<dst>` asks "do you
+    /// have it?" and opens the upload if not: one request where a `HEAD` and a `POST` were. Before that
+    /// (and on registries that answer a mount with an error) a `HEAD` comes first, so that a registry
+    /// which silently ignores mounts never gets bytes it already holds.
+    async fn first_placement(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        blob: &Descriptor,
+    ) -> Result<bool, RegistryError> {
+        if self.mounts_work(&dst.host) {
+            match self.client.mount_blob(dst, &blob.digest, &dst.path).await {
+                Ok(Mount::Mounted) => return Ok(true),
+                Ok(Mount::Upload(location)) => {
+                    self.transfer(src, dst, blob, Some(location)).await?;
+                    return Ok(false);
+                }
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => {
+                    tracing::debug!(host = %dst.host, error = %e, "a mount from the repository itself was refused; asking with HEAD from now on");
+                    self.note_mount(&dst.host, false);
+                }
+            }
+        }
+        if self.client.blob_exists(dst, &blob.digest).await? {
+            return Ok(true);
+        }
+        self.transfer(src, dst, blob, None).await?;
+        Ok(false)
+    }
+
+    /// Whether `host` has mounted a blob in this run and never refused a mount request.
+    fn mounts_work(&self, host: &str) -> bool {
+        self.mount_support
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    /// Records a mount answer from `host`: a refusal is final for the run.
+    fn note_mount(&self, host: &str, works: bool) {
+        let mut m = self.mount_support.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = m.entry(host.to_string()).or_insert(works);
+        *entry = *entry && works;
     }
 
     /// Streams a blob from `src` into `dst`, retrying the whole transfer on transient failures.

@@ -513,7 +513,9 @@ impl Client {
             Access::Pull => format!("repository:{}:pull", repo.path),
             Access::Push => format!("repository:{}:pull,push", repo.path),
         }];
-        if let Some(from) = extra_pull {
+        // A mount from the repository itself (does it hold the blob?) needs no second scope, and
+        // leaving it out lets the request use the push token already cached.
+        if let Some(from) = extra_pull.filter(|f| *f != repo.path) {
             scopes.push(format!("repository:{from}:pull"));
         }
         scopes
@@ -1175,6 +1177,19 @@ pub const OPERATION_ATTEMPTS: u32 = MAX_ATTEMPTS;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_mount_from_the_repository_itself_asks_for_no_second_scope() {
+        let repo = Repository::new("r.example", "team/app");
+        assert_eq!(
+            Client::scopes(&repo, Access::Push, Some("team/app")),
+            ["repository:team/app:pull,push"]
+        );
+        assert_eq!(
+            Client::scopes(&repo, Access::Push, Some("team/base")),
+            ["repository:team/app:pull,push", "repository:team/base:pull"]
+        );
+    }
 
     #[test]
     fn docker_hub_api_host() {
