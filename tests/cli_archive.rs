@@ -20,6 +20,7 @@ fn mirror_cmd(args: &[&str]) -> (Command, tempfile::TempDir) {
     let mut cmd = Command::new(bin("kubectl-kkp-mirror"));
     cmd.args(args)
         .env("DOCKER_CONFIG", empty.path())
+        .env("XDG_CACHE_HOME", empty.path())
         .env("REGISTRY_AUTH_FILE", empty.path().join("none.json"))
         .env_remove("XDG_RUNTIME_DIR")
         .stdin(Stdio::null())

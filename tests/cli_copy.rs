@@ -17,6 +17,7 @@ fn mirror(args: &[&str], stdin: Option<&str>, docker_config: Option<&std::path::
     let mut cmd = Command::new(bin("kubectl-kkp-mirror"));
     cmd.args(args)
         .env("DOCKER_CONFIG", docker_config.unwrap_or(empty.path()))
+        .env("XDG_CACHE_HOME", empty.path())
         .env("REGISTRY_AUTH_FILE", empty.path().join("none.json"))
         .env_remove("XDG_RUNTIME_DIR")
         .stdin(if stdin.is_some() {
@@ -178,6 +179,7 @@ fn interrupted_copy_leaves_no_tag_on_an_incomplete_image_and_rerun_finishes() {
     let mut child = Command::new(bin("kubectl-kkp-mirror"))
         .args(args)
         .env("DOCKER_CONFIG", empty.path())
+        .env("XDG_CACHE_HOME", empty.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -351,6 +353,7 @@ fn credentials_from_a_credential_helper_a_creds_store_and_podman_auth_json() {
             ])
             .env("PATH", &path)
             .env("DOCKER_CONFIG", docker_config)
+            .env("XDG_CACHE_HOME", docker_config)
             .env("REGISTRY_AUTH_FILE", auth_file)
             .env_remove("XDG_RUNTIME_DIR")
             .stdin(Stdio::null())
@@ -596,6 +599,7 @@ fn a_large_layer_is_streamed_without_buffering_it() {
             "json",
         ])
         .env("DOCKER_CONFIG", empty.path())
+        .env("XDG_CACHE_HOME", empty.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -987,4 +991,63 @@ fn once_the_target_has_mounted_a_blob_is_asked_for_with_one_mount_request_and_he
         .filter(|r| r.starts_with("PUT ") && r.contains("/blobs/uploads/"))
         .collect();
     assert!(resent.is_empty(), "{resent:#?}");
+}
+
+#[test]
+fn a_later_run_mounts_layers_an_earlier_run_put_in_another_repository() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let client = client_for(&[&src]);
+    let base = random_bytes(128 * 1024);
+    let spec = Spec {
+        platforms: vec!["linux/amd64"],
+        layers: 1,
+        layer_size: 16 * 1024,
+        shared_layer: Some(base.clone()),
+        ..Spec::default()
+    };
+    let repos = ["first/app", "second/app", "third/app"];
+    let pushed: Vec<Pushed> = repos
+        .iter()
+        .map(|r| block_on(push_image(&client, &src, r, "v1", &spec)))
+        .collect();
+    let cache = tempfile::tempdir().unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let run = |repo: &str, extra: &[&str]| -> Value {
+        let list = image_list(&[format!("{}/{repo}:v1", src.host)]);
+        let out = Command::new(bin("kubectl-kkp-mirror"))
+            .args([
+                &dst.host,
+                "--image-list",
+                list.path().to_str().unwrap(),
+                "-o",
+                "json",
+            ])
+            .args(["--insecure-registry", &src.host, "--insecure-registry", &dst.host])
+            .args(extra)
+            .env("DOCKER_CONFIG", empty.path())
+            .env("REGISTRY_AUTH_FILE", empty.path().join("none.json"))
+            .env("XDG_CACHE_HOME", cache.path())
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        json_report(&out)["images"][0].clone()
+    };
+    let one = run(repos[0], &[]);
+    assert_eq!(one["bytes_mounted"], 0, "{one}");
+    assert_eq!(one["bytes_copied"], pushed[0].blob_bytes(), "{one}");
+    // The second run is another process: only the cache knows where the base layer is.
+    let two = run(repos[1], &[]);
+    assert_eq!(two["bytes_mounted"], base.len() as u64, "{two}");
+    assert_eq!(
+        two["bytes_copied"],
+        pushed[1].blob_bytes() - base.len() as u64,
+        "{two}"
+    );
+    assert_complete_copy(&src, &dst, repos[1], repos[1], "v1", &pushed[1]);
+    let three = run(repos[2], &["--no-blob-cache"]);
+    assert_eq!(three["bytes_mounted"], 0, "{three}");
+    assert_eq!(three["bytes_copied"], pushed[2].blob_bytes(), "{three}");
+    assert_complete_copy(&src, &dst, repos[2], repos[2], "v1", &pushed[2]);
 }

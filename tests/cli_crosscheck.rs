@@ -118,6 +118,7 @@ fn oci_client_pulls_what_we_pushed_with_the_source_digests() {
         .arg(list.path())
         .args(["-o", "json"])
         .env("DOCKER_CONFIG", empty.path())
+        .env("XDG_CACHE_HOME", empty.path())
         .env("REGISTRY_AUTH_FILE", empty.path().join("none.json"))
         .stdin(Stdio::null())
         .output()

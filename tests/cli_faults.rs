@@ -17,6 +17,7 @@ fn mirror_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(crate::support::bin("kubectl-kkp-mirror"));
     cmd.args(args)
         .env("DOCKER_CONFIG", &empty)
+        .env("XDG_CACHE_HOME", &empty)
         .env("REGISTRY_AUTH_FILE", empty.join("none.json"))
         .env_remove("XDG_RUNTIME_DIR")
         .stdin(Stdio::null())

@@ -39,6 +39,11 @@ pub struct CopyArgs {
     /// then rewritten, so its digest differs from the source's.
     #[arg(long, value_name = "OS/ARCH", value_delimiter = ',')]
     pub platform: Vec<String>,
+    /// Neither use nor record where earlier runs put each blob on the target (kept in
+    /// ~/.cache/kubectl-kkp/blob-homes so that new repositories mount shared layers instead of
+    /// uploading them again).
+    #[arg(long)]
+    pub no_blob_cache: bool,
 }
 
 /// Why copying could not start, or did not complete.
@@ -90,6 +95,11 @@ impl CopyArgs {
             platforms,
             source_mirrors,
             progress: true,
+            blob_homes_dir: if self.no_blob_cache {
+                None
+            } else {
+                super::homes::default_dir()
+            },
         })
     }
 

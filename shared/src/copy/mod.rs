@@ -11,6 +11,7 @@
 
 pub mod archive;
 mod args;
+pub mod homes;
 mod report;
 mod slots;
 pub mod verify;
@@ -66,6 +67,9 @@ pub struct CopyOptions {
     pub source_mirrors: Vec<(String, String)>,
     /// Print periodic progress lines on stderr.
     pub progress: bool,
+    /// Where to read and record which repository holds each blob on a target, across runs
+    /// ([`homes`]); `None` remembers nothing.
+    pub blob_homes_dir: Option<std::path::PathBuf>,
 }
 
 /// Where a source image is actually read from, after `--source-mirror` rewriting.
@@ -145,8 +149,10 @@ struct Engine {
     transfers: slots::Slots,
     /// One placement per (target repository, digest).
     placed: Mutex<HashMap<(Repository, String), Cell<BlobOutcome>>>,
-    /// The first target repository a blob was transferred into, per (target host, digest).
+    /// The first target repository a blob was placed in, per (target host, digest).
     homes: Mutex<HashMap<(String, String), Cell<String>>>,
+    /// Where earlier runs placed blobs on the target hosts.
+    earlier: homes::BlobHomes,
     /// Child manifests already written to the target in this run.
     manifests: Mutex<HashSet<(Repository, String)>>,
     /// Per target host: `true` once it mounted a blob, `false` once it refused a mount request.
@@ -192,8 +198,11 @@ pub(crate) async fn run(client: &Client, jobs: &[CopyJob], opts: &CopyOptions, o
     } else {
         opts.parallel
     };
+    let hosts: Vec<String> = jobs.iter().map(|j| Repository::of(&j.target).host).collect();
+    let earlier = homes::BlobHomes::load(opts.blob_homes_dir.clone(), hosts.iter().map(String::as_str));
     let engine = Arc::new(Engine {
         client: client.clone(),
+        earlier,
         opts: opts.clone(),
         origin,
         transfers: slots::Slots::new(parallel),
@@ -230,6 +239,7 @@ pub(crate) async fn run(client: &Client, jobs: &[CopyJob], opts: &CopyOptions, o
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    engine.remember_homes();
     reports.sort_by_key(|(i, _)| *i);
     CopyReport::new(reports.into_iter().map(|(_, r)| r).collect())
 }
@@ -679,22 +689,19 @@ impl Engine {
             return Err(self.missing_base(dst, &blob.digest));
         }
         let home = cell(&self.homes, (dst.host.clone(), blob.digest.clone()));
-        let first = AtomicBool::new(false);
-        let present = AtomicBool::new(false);
+        let first = Mutex::new(None);
         let home_path = home
             .get_or_try_init(|| async {
-                first.store(true, Ordering::Relaxed);
-                present.store(self.first_placement(src, dst, blob).await?, Ordering::Relaxed);
+                let outcome = self.first_placement(src, dst, blob).await?;
+                *first.lock().unwrap_or_else(|e| e.into_inner()) = Some(outcome);
                 Ok::<_, RegistryError>(dst.path.clone())
             })
             .await?;
-        if first.load(Ordering::Relaxed) {
-            return Ok(if present.load(Ordering::Relaxed) {
-                self.live.add(BlobOutcome::Present, blob.size);
-                BlobOutcome::Present
-            } else {
-                BlobOutcome::Copied
-            });
+        if let Some(outcome) = *first.lock().unwrap_or_else(|e| e.into_inner()) {
+            if outcome != BlobOutcome::Copied {
+                self.live.add(outcome, blob.size);
+            }
+            return Ok(outcome);
         }
         if *home_path == dst.path {
             return Ok(BlobOutcome::Copied);
@@ -718,8 +725,9 @@ impl Engine {
         }
     }
 
-    /// The first placement of a blob on a target registry in this run; true when it was already there.
+    /// The first placement of a blob on a target registry in this run.
     ///
+    /// A blob an earlier run put in another repository of this registry is mounted from there.
     /// Once the registry has shown that it honours mounts, one `POST ?mount=…&from=<dst>` asks "do you
     /// have it?" and opens the upload if not: one request where a `HEAD` and a `POST` were. Before that
     /// (and on registries that answer a mount with an error) a `HEAD` comes first, so that a registry
@@ -729,13 +737,36 @@ impl Engine {
         src: &Repository,
         dst: &Repository,
         blob: &Descriptor,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<BlobOutcome, RegistryError> {
+        if let Some(from) = self
+            .earlier
+            .get(&dst.host, &blob.digest)
+            .filter(|from| *from != dst.path)
+        {
+            match self.client.mount_blob(dst, &blob.digest, from).await {
+                Ok(Mount::Mounted) => {
+                    self.note_mount(&dst.host, true);
+                    return Ok(BlobOutcome::Mounted);
+                }
+                Ok(Mount::Upload(location)) => {
+                    // The earlier home no longer holds it; this repository may (an interrupted run).
+                    if self.client.blob_exists(dst, &blob.digest).await? {
+                        return Ok(BlobOutcome::Present);
+                    }
+                    self.transfer(src, dst, blob, Some(location)).await?;
+                    return Ok(BlobOutcome::Copied);
+                }
+                Err(e) => {
+                    tracing::debug!(digest = %blob.digest, %from, error = %e, "mount from an earlier run's repository failed");
+                }
+            }
+        }
         if self.mounts_work(&dst.host) {
             match self.client.mount_blob(dst, &blob.digest, &dst.path).await {
-                Ok(Mount::Mounted) => return Ok(true),
+                Ok(Mount::Mounted) => return Ok(BlobOutcome::Present),
                 Ok(Mount::Upload(location)) => {
                     self.transfer(src, dst, blob, Some(location)).await?;
-                    return Ok(false);
+                    return Ok(BlobOutcome::Copied);
                 }
                 Err(e) if e.is_transient() => return Err(e),
                 Err(e) => {
@@ -745,10 +776,27 @@ impl Engine {
             }
         }
         if self.client.blob_exists(dst, &blob.digest).await? {
-            return Ok(true);
+            return Ok(BlobOutcome::Present);
         }
         self.transfer(src, dst, blob, None).await?;
-        Ok(false)
+        Ok(BlobOutcome::Copied)
+    }
+
+    /// Records where this run placed each blob, for the next run ([`homes`]); a failure to write is
+    /// only logged.
+    fn remember_homes(&self) {
+        let mut learned: HashMap<String, HashMap<String, String>> = HashMap::new();
+        for ((host, digest), home) in self.homes.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            if let Some(path) = home.get() {
+                learned
+                    .entry(host.clone())
+                    .or_default()
+                    .insert(digest.clone(), path.clone());
+            }
+        }
+        if let Err(e) = self.earlier.save(learned) {
+            tracing::warn!(error = %e, "could not record where blobs were placed (only later runs are slower)");
+        }
     }
 
     /// Whether `host` has mounted a blob in this run and never refused a mount request.
