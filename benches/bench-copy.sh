@@ -11,7 +11,8 @@
 #   defaults: 100 images x 2 platforms, each platform manifest on 1-2 base layers drawn from a pool of five
 #   shared ones (1-25 MB) plus 1-4 layers of its own, SCALE_MB (8) MB on average (≈1.7 GB in all) — the
 #   shape of an upstream image set, as the issue asks for. ROUNDS=N (3) times kubectl-kkp and crane N times,
-#   alternating, and reports the median ratio.
+#   alternating, and reports the median ratio. Each kubectl-kkp run starts with an empty blob cache
+#   (XDG_CACHE_HOME in the work dir), as a first mirror does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 IMAGES=${1:-100} PLATFORMS=${2:-2} SCALE_MB=${3:-8}
@@ -131,15 +132,15 @@ HAVE_CRANE=$(command -v crane >/dev/null && echo 1 || true)
 for round in $(seq "$ROUNDS"); do
   echo "-- round $round"
   start_registry "kkp$round"; DST=$REG DPID=$REG_PID
-  timed "kubectl-kkp-mirror" "$DPID" sh -c "'$KKP' '$DST' --image-list '$WORK/images.txt' -o json >'$WORK/kkp.json' 2>'$WORK/kkp.err'"
+  timed "kubectl-kkp-mirror" "$DPID" sh -c "XDG_CACHE_HOME='$WORK/cache-kkp$round' '$KKP' '$DST' --image-list '$WORK/images.txt' -o json >'$WORK/kkp.json' 2>'$WORK/kkp.err'"
   KKP_COLD=$(cat "$WORK/last")
   grep -E '^[0-9]+ images:' "$WORK/kkp.err" | sed 's/^/  /' || true
-  timed "kubectl-kkp-mirror rerun (no-op)" "$DPID" sh -c "'$KKP' '$DST' --image-list '$WORK/images.txt' -o json >/dev/null 2>&1"
+  timed "kubectl-kkp-mirror rerun (no-op)" "$DPID" sh -c "XDG_CACHE_HOME='$WORK/cache-kkp$round' '$KKP' '$DST' --image-list '$WORK/images.txt' -o json >/dev/null 2>&1"
   KKP_WARM=$(cat "$WORK/last")
   stop_registry "$DPID" "kkp$round"
   if [ -n "${KKP_BASE:-}" ]; then
     start_registry "base$round"; DST=$REG DPID=$REG_PID
-    timed "KKP_BASE build" "$DPID" sh -c "'$KKP_BASE' '$DST' --image-list '$WORK/images.txt' -o json >/dev/null 2>&1"
+    timed "KKP_BASE build" "$DPID" sh -c "XDG_CACHE_HOME='$WORK/cache-base$round' '$KKP_BASE' '$DST' --image-list '$WORK/images.txt' -o json >/dev/null 2>&1"
     stop_registry "$DPID" "base$round"
   fi
   if [ -n "$HAVE_CRANE" ]; then
