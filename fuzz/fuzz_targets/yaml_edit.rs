@@ -11,6 +11,17 @@ use kkp_shared::yamledit::{YamlDoc, YamlPath, load_data};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
+/// `load_data` with alias expansion capped far below the production limit: an alias bomb is refused
+/// after a few thousand replayed events instead of a million, which under the sanitizers took ~150 ms
+/// per input and kept this target at ~10 inputs/s. The property is checked on everything below the cap.
+fn load_small(text: &str) -> Result<Vec<Value>, serde_saphyr::Error> {
+    let options = serde_saphyr::options! {
+        emit_comments: false,
+        alias_limits: serde_saphyr::alias_limits! { max_total_replayed_events: 10_000 },
+    };
+    serde_saphyr::from_multiple_with_options::<Value>(text, options)
+}
+
 fn never_panics(text: &str) {
     if let Ok(doc) = YamlDoc::parse(text) {
         for path in [
@@ -81,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
     };
     never_panics(text);
 
-    let Ok(before) = load_data(text) else { return };
+    let Ok(before) = load_small(text) else { return };
     let Ok(mut doc) = YamlDoc::parse(text) else { return };
     let mut expected = before;
     if expected.is_empty() {
