@@ -395,6 +395,15 @@ impl YamlDoc {
         }
     }
 
+    /// The bytes of the node at `path` in document `doc` (a collection: up to the end of its last
+    /// child), if there is one: what an edit of that path may rewrite.
+    pub fn span(&self, doc: usize, path: &YamlPath) -> Option<std::ops::Range<usize>> {
+        match self.lookup(doc, path) {
+            Ok(Lookup::Found(node)) => Some(node.span.clone()),
+            _ => None,
+        }
+    }
+
     /// True when something (anything, even null) is at `path`.
     pub fn contains(&self, doc: usize, path: &YamlPath) -> bool {
         matches!(self.lookup(doc, path), Ok(Lookup::Found(_)))

@@ -413,3 +413,16 @@ fn control_character_in_single_quoted_value_is_double_quoted() {
     d.set(0, &YamlPath::keys(["a"]), "\u{fffe}").unwrap();
     assert_eq!(d.text(), "a: \"\\ufffe\"\n");
 }
+
+/// Found by the `yaml_edit` fuzz target: a plain scalar over two lines becomes one line when set, which
+/// a "one line changed" check took for damage; the span says which lines the value held.
+#[test]
+fn a_multi_line_plain_value_is_replaced_within_its_span() {
+    let text = "a:\n bdK  :&x\n   ;\nb: 1\n";
+    let mut d = YamlDoc::parse(text).unwrap();
+    let span = d.span(0, &p("a")).unwrap();
+    assert_eq!(&text[span.clone()], "bdK  :&x\n   ;");
+    assert_eq!(d.span(0, &p("missing")), None);
+    d.set(0, &p("a"), "v").unwrap();
+    assert_eq!(d.text(), "a:\n v\nb: 1\n");
+}
