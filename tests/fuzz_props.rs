@@ -18,6 +18,8 @@ use kkp_shared::yamledit::{YamlDoc, YamlPath, load_data};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 
+use crate::support::yaml_property::{lines_kept, put};
+
 /// Cases per property in a normal test run; `KKP_FUZZ_CASES=100000` runs a longer fuzzing session.
 const CASES: u32 = 256;
 
@@ -274,20 +276,6 @@ fn edit_targets(v: &Value, at: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
     }
 }
 
-fn put(v: &mut Value, path: &[String], value: &str) {
-    match path.split_first() {
-        None => *v = Value::String(value.to_string()),
-        Some((k, rest)) => {
-            if !v.is_object() {
-                *v = Value::Object(Map::new());
-            }
-            if let Value::Object(m) = v {
-                put(m.entry(k.clone()).or_insert(Value::Null), rest, value);
-            }
-        }
-    }
-}
-
 /// Parses `text`, sets `path` to `value`, re-parses the result as data and requires it to equal the
 /// original data with only `path` changed.
 fn edit_property(text: &str, path: &[String], value: &str) -> Result<(), String> {
@@ -315,38 +303,6 @@ fn edit_property(text: &str, path: &[String], value: &str) -> Result<(), String>
         ));
     }
     lines_kept(text, &new, span).map_err(|e| format!("{e}\n--- before\n{text}\n--- after\n{new}"))
-}
-
-/// Lines outside the edit are kept byte for byte: for a changed value, every line before and after the
-/// lines its old text spanned (a multi-line scalar may become one line); for an inserted key, all lines
-/// but one (the parent's, when it has to open a block).
-fn lines_kept(old: &str, new: &str, span: Option<std::ops::Range<usize>>) -> Result<(), String> {
-    let old_lines: Vec<&str> = old.lines().collect();
-    let new_lines: Vec<&str> = new.lines().collect();
-    match span {
-        Some(span) => {
-            let first = old[..span.start].matches('\n').count();
-            let last = old[..span.end].matches('\n').count();
-            let after = old_lines.len().saturating_sub(last + 1);
-            let head_kept = new_lines.len() >= first && old_lines[..first] == new_lines[..first];
-            let tail_kept = new_lines.len() >= after
-                && old_lines[old_lines.len() - after..] == new_lines[new_lines.len() - after..];
-            if !head_kept || !tail_kept {
-                return Err(format!(
-                    "lines outside {}..={} (the edited value) were rewritten",
-                    first + 1,
-                    last + 1
-                ));
-            }
-        }
-        None => {
-            let kept = old_lines.iter().filter(|l| new_lines.contains(l)).count();
-            if kept + 1 < old_lines.len() {
-                return Err("more than one line rewritten for an inserted key".into());
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Arbitrary text never makes parsing or editing panic.

@@ -9,7 +9,11 @@
 
 use kkp_shared::yamledit::{YamlDoc, YamlPath, load_data};
 use libfuzzer_sys::fuzz_target;
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+#[path = "../../tests/support/yaml_property.rs"]
+mod yaml_property;
+use yaml_property::{lines_kept, put};
 
 /// `load_data` with alias expansion capped far below the production limit: an alias bomb is refused
 /// after a few thousand replayed events instead of a million, which under the sanitizers took ~150 ms
@@ -66,19 +70,6 @@ fn choose_path(v: &Value, selectors: &[u8]) -> Vec<String> {
     }
 }
 
-fn put(v: &mut Value, path: &[String], value: &str) {
-    match path.split_first() {
-        None => *v = Value::String(value.to_string()),
-        Some((k, rest)) => {
-            if !v.is_object() {
-                *v = Value::Object(Map::new());
-            }
-            if let Value::Object(m) = v {
-                put(m.entry(k.clone()).or_insert(Value::Null), rest, value);
-            }
-        }
-    }
-}
 
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.splitn(3, |&b| b == 0);
@@ -128,34 +119,3 @@ fuzz_target!(|data: &[u8]| {
     }
 });
 
-/// Lines outside the edit are kept byte for byte: for a changed value, every line before and after the
-/// lines its old text spanned (a multi-line scalar may become one line); for an inserted key, all lines
-/// but one (the parent's, when it has to open a block). The same check as tests/fuzz_props.rs.
-fn lines_kept(old: &str, new: &str, span: Option<std::ops::Range<usize>>) -> Result<(), String> {
-    let old_lines: Vec<&str> = old.lines().collect();
-    let new_lines: Vec<&str> = new.lines().collect();
-    match span {
-        Some(span) => {
-            let first = old[..span.start].matches('\n').count();
-            let last = old[..span.end].matches('\n').count();
-            let after = old_lines.len().saturating_sub(last + 1);
-            let head_kept = new_lines.len() >= first && old_lines[..first] == new_lines[..first];
-            let tail_kept = new_lines.len() >= after
-                && old_lines[old_lines.len() - after..] == new_lines[new_lines.len() - after..];
-            if !head_kept || !tail_kept {
-                return Err(format!(
-                    "lines outside {}..={} (the edited value) were rewritten",
-                    first + 1,
-                    last + 1
-                ));
-            }
-        }
-        None => {
-            let kept = old_lines.iter().filter(|l| new_lines.contains(l)).count();
-            if kept + 1 < old_lines.len() {
-                return Err("more than one line rewritten for an inserted key".into());
-            }
-        }
-    }
-    Ok(())
-}

@@ -6,6 +6,7 @@ pub mod helm;
 pub mod images;
 pub mod registry;
 pub mod scripted;
+pub mod yaml_property;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
