@@ -91,6 +91,13 @@ pub struct MirrorArgs {
     /// Archive flags: --archive, --since, --from-archive, --verify.
     #[command(flatten)]
     pub archive: crate::copy::archive::ArchiveArgs,
+    /// Node binaries flags: --binaries, --binaries-arch, --binaries-source.
+    #[command(flatten)]
+    pub binaries: crate::binaries::BinariesArgs,
+    /// Mirror only images whose source starts with PREFIX (e.g. quay.io/kubermatic); repeatable
+    /// (kubermatic-installer mirror-images' --registry-prefix).
+    #[arg(long = "registry-prefix", value_name = "PREFIX")]
+    pub registry_prefixes: Vec<String>,
 
     #[command(flatten)]
     pub kube: KubeArgs,
@@ -144,6 +151,9 @@ pub enum MirrorError {
     /// An archive could not be written, read or pushed.
     #[error(transparent)]
     Archive(#[from] crate::copy::archive::ArchiveError),
+    /// Node binaries (`--binaries`) could not be planned or written.
+    #[error(transparent)]
+    Binaries(#[from] crate::binaries::BinariesError),
     /// The `--addons-image` could not be pulled or its addons extracted.
     #[error("addons image {image}: {message}")]
     AddonsImage {
@@ -161,6 +171,7 @@ impl MirrorError {
             MirrorError::Usage(_) | MirrorError::Copy(crate::copy::CopyError::Usage(_)) => 2,
             MirrorError::Kkp(e) if e.is_usage() => 2,
             MirrorError::Archive(e) if e.is_usage() => 2,
+            MirrorError::Binaries(e) if e.is_usage() => 2,
             _ => 1,
         }
     }
@@ -200,6 +211,28 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     // --verify and --archive act on the discovered plan, below.
     let format = crate::output::default_format(args.common.output);
     let archiving = args.archive.archive.is_some() && !args.common.is_dry_run();
+    // ---- node binaries (issue 19, binaries): planned offline up front; without REGISTRY, only they --
+    let binaries = args.binaries.prepare(&crate::binaries::Inputs {
+        config: args.config.clone(),
+        kkp_version: args.kkp_version.clone(),
+        version_filter: args.version_filter.clone(),
+    })?;
+    if let Some(prep) = &binaries
+        && registry.is_none()
+        && args.archive.archive.is_none()
+        && args.archive.from_archive.is_none()
+    {
+        if args.common.is_dry_run() {
+            crate::output::print(&crate::binaries::render(&prep.plan, None, format))
+                .map_err(MirrorError::Output)?;
+            return Ok(0);
+        }
+        if args.archive.verify {
+            return Ok(crate::binaries::run_verify(prep, format)?);
+        }
+        return Ok(crate::binaries::run_download(prep, &args.copy, format)?);
+    }
+    // ---- end of node binaries (continued after the images) -------------------------------------
     if let Some(file) = &args.archive.from_archive {
         let registry = registry
             .ok_or_else(|| MirrorError::Usage("--from-archive needs a target REGISTRY to push to".into()))?;
@@ -347,12 +380,20 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     if !args.offline {
         confirm_candidates(&mut discovery, &args.copy)?;
     }
-    let plan = Plan::build(
+    let mut plan = Plan::build(
         &discovery.images,
         &discovery.candidates,
         discovery.warnings,
         registry,
     )?;
+    if !args.registry_prefixes.is_empty() {
+        let keep = |e: &crate::plan::PlanEntry| {
+            let source = e.source.to_string();
+            args.registry_prefixes.iter().any(|p| source.starts_with(p.trim()))
+        };
+        plan.images.retain(keep);
+        plan.candidates.retain(keep);
+    }
 
     // ---- archives and --verify, continued: act on the discovered plan ----------------------------
     if archiving && let Some(file) = &args.archive.archive {
@@ -367,7 +408,10 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
             .iter()
             .filter_map(|e| Some((e.source.clone(), e.target.clone()?, None)))
             .collect();
-        let code = crate::copy::verify::run_verify(&images, &args.copy, format)?;
+        let mut code = crate::copy::verify::run_verify(&images, &args.copy, format)?;
+        if let Some(prep) = &binaries {
+            code = code.max(crate::binaries::run_verify(prep, format)?);
+        }
         return Ok(code.max(u8::from(chart_failures > 0)));
     }
     // ---- end of archives ----------------------------------------------------------------------------
@@ -376,12 +420,21 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     // With a target and no --dry-run, the plan is executed by the copy engine, which prints its own
     // per-image report instead of the plan.
     if registry.is_some() && !args.common.is_dry_run() {
-        let code = crate::copy::run_plan(&plan, &args.copy, format)?;
+        let mut code = crate::copy::run_plan(&plan, &args.copy, format)?;
+        if let Some(prep) = &binaries
+            && code != crate::binaries::EXIT_INTERRUPTED
+        {
+            code = code.max(crate::binaries::run_download(prep, &args.copy, format)?);
+        }
         return Ok(code.max(u8::from(chart_failures > 0)));
     }
     // ---- end of copy --------------------------------------------------------------------------------
 
-    crate::output::print(&plan.render(format)).map_err(MirrorError::Output)?;
+    let listing = match &binaries {
+        Some(prep) => crate::binaries::render(&prep.plan, Some(&plan), format),
+        None => plan.render(format),
+    };
+    crate::output::print(&listing).map_err(MirrorError::Output)?;
     Ok(if chart_failures > 0 { 1 } else { 0 })
 }
 
