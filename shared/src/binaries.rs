@@ -71,6 +71,14 @@ pub enum BinariesError {
         /// What went wrong.
         detail: String,
     },
+    /// DIR cannot be made or written.
+    #[error("--binaries {}: cannot write there: {detail}", dir.display())]
+    NotWritable {
+        /// DIR.
+        dir: PathBuf,
+        /// The I/O error.
+        detail: String,
+    },
     /// The async runtime could not be started.
     #[error("starting the async runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -283,7 +291,14 @@ pub fn plan(versions: &[semver::Version], osm: &OsmRelease, arches: &[String]) -
     }
 }
 
-fn file(base: &str, path: String, kind: &'static str, version: String, arch: &str, why: String) -> BinaryFile {
+fn file(
+    base: &str,
+    path: String,
+    kind: &'static str,
+    version: String,
+    arch: &str,
+    why: String,
+) -> BinaryFile {
     let url = format!("{base}/{path}");
     BinaryFile {
         checksum_url: format!("{url}.sha256"),
@@ -350,8 +365,8 @@ impl BinariesArgs {
             .map(|s| parse_source(s))
             .collect::<Result<Vec<_>, _>>()?;
         use crate::discover::kkp::{catalog, config, matrix};
-        let selected = catalog::select(inputs.kkp_version.as_deref())
-            .map_err(crate::discover::kkp::KkpError::from)?;
+        let selected =
+            catalog::select(inputs.kkp_version.as_deref()).map_err(crate::discover::kkp::KkpError::from)?;
         let cfg = match &inputs.config {
             Some(p) => Some(config::load(p).map_err(crate::discover::kkp::KkpError::from)?),
             None => None,
@@ -573,7 +588,7 @@ impl Http {
                     .map_err(|e| io_err(file, format!("not a PEM bundle: {}", flatten(&e))))?;
                 b = b.tls_certs_merge(certs);
             }
-            if opts.insecure.iter().any(|h| *h == host) {
+            if opts.insecure.contains(&host) {
                 b = b.tls_danger_accept_invalid_certs(true);
             }
             let client = b
@@ -636,7 +651,10 @@ fn remove_partials(parent: &Path, name: &str) {
 fn temp_beside(dest: &Path) -> std::io::Result<tempfile::NamedTempFile> {
     let parent = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent)?;
-    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     remove_partials(parent, &name);
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}{PARTIAL}"))
@@ -679,9 +697,10 @@ async fn fetch(prep: &Prepared, http: &Http, f: &BinaryFile, live: &Live) -> Res
         }
         body
     };
-    let want = checksum_of(&sum_bytes)
-        .ok_or_else(|| Failed::new(&sum_url, "not a sha256 checksum file", false))?;
-    let write_err = |p: &Path, e: std::io::Error| Failed::new(&url, format!("writing {}: {e}", p.display()), false);
+    let want =
+        checksum_of(&sum_bytes).ok_or_else(|| Failed::new(&sum_url, "not a sha256 checksum file", false))?;
+    let write_err =
+        |p: &Path, e: std::io::Error| Failed::new(&url, format!("writing {}: {e}", p.display()), false);
     let mut tmp = temp_beside(&dest).map_err(|e| write_err(&dest, e))?;
     let mut resp = http.get(&url).await?;
     let mut h = Sha256::new();
@@ -742,7 +761,10 @@ async fn fetch_file(prep: &Prepared, http: &Http, f: &BinaryFile, live: &Live) -
 /// Makes DIR (and checks it takes files) before anything is downloaded, so a DIR that cannot be
 /// written is one error and nothing else happens.
 fn check_dir(dir: &Path) -> Result<(), BinariesError> {
-    let what = |e: std::io::Error| io_err(dir, format!("--binaries: cannot write here: {e}"));
+    let what = |e: std::io::Error| BinariesError::NotWritable {
+        dir: dir.to_path_buf(),
+        detail: e.to_string(),
+    };
     std::fs::create_dir_all(dir).map_err(what)?;
     tempfile::Builder::new()
         .prefix(PARTIAL)
@@ -990,7 +1012,10 @@ mod tests {
         let osm = osm_release("v1.11.3").unwrap();
         assert_eq!(osm.crictl_for(&v("1.33.9")).0, "v1.33.0");
         assert_eq!(osm.crictl_for(&v("1.36.3")).0, "v1.36.0");
-        assert_eq!(osm.crictl_for(&v("1.37.0")), ("v1.36.0", "the fallback".to_string()));
+        assert_eq!(
+            osm.crictl_for(&v("1.37.0")),
+            ("v1.36.0", "the fallback".to_string())
+        );
         let old = osm_release("v1.8.0").unwrap();
         assert_eq!(old.crictl_for(&v("1.34.2")).0, "v1.34.0");
         assert!(osm_release("v0.0.1").unwrap_err().to_string().contains("v1.11.3"));
@@ -1016,18 +1041,34 @@ mod tests {
                 "containernetworking/plugins/releases/download/v1.7.1/cni-plugins-linux-arm64-v1.7.1.tgz",
             ]
         );
-        assert_eq!(p.files[0].url, "https://dl.k8s.io/v1.33.0/bin/linux/arm64/kubelet");
+        assert_eq!(
+            p.files[0].url,
+            "https://dl.k8s.io/v1.33.0/bin/linux/arm64/kubelet"
+        );
         assert_eq!(p.files[9].why, "osp-amzn2 (OSM v1.11.3)");
     }
 
     #[test]
     fn sources_are_checked_and_rewrite_urls() {
         let (from, to) = parse_source("dl.k8s.io=https://artifactory.corp/dl-k8s/").unwrap();
-        assert_eq!((from.as_str(), to.as_str()), ("https://dl.k8s.io/", "https://artifactory.corp/dl-k8s"));
-        for bad in ["dl.k8s.io", "dl.k8s.io=not a url", "dl.k8s.io=ftp://x/y", "=https://x"] {
+        assert_eq!(
+            (from.as_str(), to.as_str()),
+            ("https://dl.k8s.io/", "https://artifactory.corp/dl-k8s")
+        );
+        for bad in [
+            "dl.k8s.io",
+            "dl.k8s.io=not a url",
+            "dl.k8s.io=ftp://x/y",
+            "=https://x",
+        ] {
             assert!(parse_source(bad).unwrap_err().is_usage(), "{bad}");
         }
-        assert_eq!(checksum_of(b"ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789  f.tgz\n").unwrap().len(), 64);
+        assert_eq!(
+            checksum_of(b"ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789  f.tgz\n")
+                .unwrap()
+                .len(),
+            64
+        );
         assert!(checksum_of(b"<html>").is_none());
     }
 }

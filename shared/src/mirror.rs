@@ -389,7 +389,9 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     if !args.registry_prefixes.is_empty() {
         let keep = |e: &crate::plan::PlanEntry| {
             let source = e.source.to_string();
-            args.registry_prefixes.iter().any(|p| source.starts_with(p.trim()))
+            args.registry_prefixes
+                .iter()
+                .any(|p| source.starts_with(p.trim()))
         };
         plan.images.retain(keep);
         plan.candidates.retain(keep);

@@ -2,6 +2,7 @@
 
 pub mod addons;
 pub mod apiserver;
+pub mod fileserver;
 pub mod helm;
 pub mod images;
 pub mod registry;

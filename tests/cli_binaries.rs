@@ -1,0 +1,313 @@
+//! `kubectl kkp mirror --binaries DIR` against a loopback file server playing dl.k8s.io and github.com
+//! (through `--binaries-source`): the files nodes request land at their URL paths with upstream's
+//! `.sha256`, bad content is refused, reruns ask nothing, a SIGKILLed run is completed by a rerun.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::support::fileserver::FileServer;
+use crate::support::{bin, show};
+
+fn mirror(args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin("kubectl-kkp-mirror"));
+    cmd.args(args)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    mirror(args).output().unwrap()
+}
+
+/// The dry-run's `binaries[]` for `extra` arguments.
+fn planned(extra: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        "--binaries",
+        "/nonexistent/never-written",
+        "--dry-run",
+        "-o",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", show(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    doc["binaries"].as_array().unwrap().clone()
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Server path for an upstream URL (`/dl/…` for dl.k8s.io, `/gh/…` for github.com).
+fn served(url: &str) -> String {
+    url.replace("https://dl.k8s.io/", "/dl/")
+        .replace("https://github.com/", "/gh/")
+}
+
+/// Fake content for every planned file, and its checksum file as upstream writes it (bare hex for
+/// Kubernetes and cri-tools, `HEX  NAME` for CNI plugins).
+fn fill(files: &[Value]) -> (HashMap<String, Vec<u8>>, HashMap<String, Vec<u8>>) {
+    let mut served_files = HashMap::new();
+    let mut content = HashMap::new();
+    for f in files {
+        let path = f["path"].as_str().unwrap().to_string();
+        let body: Vec<u8> = format!("fake {path}\n").repeat(50).into_bytes();
+        let name = path.rsplit('/').next().unwrap();
+        let sum = if f["kind"] == "cni" {
+            format!("{}  {name}\n", hex_sha256(&body))
+        } else {
+            hex_sha256(&body)
+        };
+        served_files.insert(served(f["url"].as_str().unwrap()), body.clone());
+        served_files.insert(served(f["checksumUrl"].as_str().unwrap()), sum.into_bytes());
+        content.insert(path, body);
+    }
+    (served_files, content)
+}
+
+fn sources(server: &FileServer) -> Vec<String> {
+    vec![
+        "--binaries-source".into(),
+        format!("dl.k8s.io={}/dl", server.url),
+        "--binaries-source".into(),
+        format!("github.com={}/gh/", server.url),
+    ]
+}
+
+fn args<'a>(dir: &'a str, srcs: &'a [String], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["--binaries", dir];
+    a.extend(srcs.iter().map(String::as_str));
+    a.extend_from_slice(extra);
+    a
+}
+
+/// Files below `dir` whose name marks an unfinished download.
+fn partials(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else if e.file_name().to_string_lossy().contains(".kkp-partial-") {
+                found.push(p.display().to_string());
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn binaries_dry_run_of_v2_31_0_lists_what_its_osps_download() {
+    let files = planned(&[]);
+    assert_eq!(files.len(), 198);
+    let count = |kind: &str| files.iter().filter(|f| f["kind"] == kind).count();
+    assert_eq!(
+        (count("kubernetes"), count("crictl"), count("cni")),
+        (31 * 3 * 2, 4 * 2, 2 * 2)
+    );
+    let versions = |kind: &str| {
+        let mut v: Vec<&str> = files
+            .iter()
+            .filter(|f| f["kind"] == kind)
+            .map(|f| f["version"].as_str().unwrap())
+            .collect();
+        v.dedup();
+        v
+    };
+    assert_eq!(versions("crictl"), ["v1.33.0", "v1.34.0", "v1.35.0", "v1.36.0"]);
+    assert_eq!(versions("cni"), ["v1.9.1", "v1.7.1"]);
+    let kubelet = &files[0];
+    assert_eq!(
+        kubelet["url"],
+        "https://dl.k8s.io/v1.33.0/bin/linux/amd64/kubelet"
+    );
+    assert_eq!(kubelet["path"], "v1.33.0/bin/linux/amd64/kubelet");
+    assert_eq!(
+        kubelet["checksumUrl"],
+        "https://dl.k8s.io/v1.33.0/bin/linux/amd64/kubelet.sha256"
+    );
+    let amzn = files.iter().find(|f| f["version"] == "v1.7.1").unwrap();
+    assert_eq!(amzn["why"], "osp-amzn2 (OSM v1.11.3)");
+    // --binaries-arch and --version-filter narrow it.
+    assert_eq!(
+        planned(&["--binaries-arch", "arm64", "--version-filter", "1.36"]).len(),
+        3 + 1 + 2
+    );
+    assert!(!Path::new("/nonexistent/never-written").exists());
+}
+
+#[test]
+fn binaries_full_set_then_a_rerun_asks_nothing() {
+    let files = planned(&[]);
+    let (served_files, content) = fill(&files);
+    let server = FileServer::start(served_files.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("www");
+    let dir_s = dir.to_str().unwrap();
+    let srcs = sources(&server);
+    let out = run(&args(dir_s, &srcs, &["--parallel", "4"]));
+    assert!(out.status.success(), "{}", show(&out));
+    // Each file downloaded once with its checksum file: two requests per file.
+    assert_eq!(server.requests(), files.len() * 2);
+    for f in &files {
+        let path = f["path"].as_str().unwrap();
+        let on_disk = std::fs::read(dir.join(path)).unwrap_or_else(|_| panic!("{path} missing"));
+        assert_eq!(on_disk, content[path], "{path}");
+        let sum = std::fs::read(dir.join(format!("{path}.sha256"))).unwrap();
+        assert_eq!(
+            sum,
+            served_files[&served(f["checksumUrl"].as_str().unwrap())],
+            "{path}.sha256"
+        );
+        assert!(String::from_utf8(sum).unwrap().starts_with(&hex_sha256(&on_disk)));
+    }
+    // KKP's mirror-binaries layout resolves to the same files.
+    assert_eq!(
+        std::fs::read(dir.join("release/v1.35.7/bin/linux/arm64/kubectl")).unwrap(),
+        content["v1.35.7/bin/linux/arm64/kubectl"]
+    );
+    assert!(partials(&dir).is_empty());
+    let before = server.requests();
+    let out = run(&args(dir_s, &srcs, &[]));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(server.requests(), before, "a rerun must not download anything");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 downloaded"),
+        "{}",
+        show(&out)
+    );
+    // --verify rechecks every checksum offline and names a spoiled file.
+    let out = run(&args(dir_s, &srcs, &["--verify"]));
+    assert!(out.status.success(), "{}", show(&out));
+    std::fs::write(dir.join("v1.33.0/bin/linux/amd64/kubeadm"), b"spoiled").unwrap();
+    std::fs::remove_file(dir.join("v1.34.1/bin/linux/arm64/kubelet")).unwrap();
+    let out = run(&args(dir_s, &srcs, &["--verify"]));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("checksum mismatch: v1.33.0/bin/linux/amd64/kubeadm"),
+        "{text}"
+    );
+    assert!(
+        text.contains("missing: v1.34.1/bin/linux/arm64/kubelet"),
+        "{text}"
+    );
+    assert_eq!(server.requests(), before);
+}
+
+#[test]
+fn binaries_corrupt_upstream_file_is_refused_and_nothing_left() {
+    let files = planned(&["--version-filter", "1.36"]);
+    let (served_files, _) = fill(&files);
+    let server = FileServer::start(served_files);
+    let bad = "/dl/v1.36.3/bin/linux/amd64/kubelet";
+    server.put(bad, b"not what the checksum says".to_vec());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("www");
+    let srcs = sources(&server);
+    let out = run(&args(dir.to_str().unwrap(), &srcs, &["--version-filter", "1.36"]));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("checksum mismatch"))
+        .unwrap_or_default();
+    assert!(line.contains(&format!("{}{bad}", server.url)), "{stderr}");
+    assert!(!dir.join("v1.36.3/bin/linux/amd64/kubelet").exists());
+    assert!(!dir.join("v1.36.3/bin/linux/amd64/kubelet.sha256").exists());
+    assert!(dir.join("v1.36.3/bin/linux/amd64/kubeadm").exists());
+    assert!(partials(&dir).is_empty(), "{:?}", partials(&dir));
+}
+
+#[test]
+fn binaries_sigkill_mid_run_then_a_rerun_completes_the_set() {
+    let files = planned(&["--version-filter", "1.35"]);
+    let (served_files, content) = fill(&files);
+    let server = FileServer::start(served_files);
+    server.set_delay(Duration::from_millis(40));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("www");
+    let dir_s = dir.to_str().unwrap();
+    let srcs = sources(&server);
+    let a = args(dir_s, &srcs, &["--version-filter", "1.35", "--parallel", "2"]);
+    let mut child = mirror(&a).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while server.requests() < 20 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = server.requests();
+    assert!(at_kill < files.len() * 2, "the run finished before it was killed");
+    // Whatever is at a final path is whole.
+    for f in &files {
+        let path = f["path"].as_str().unwrap();
+        if let Ok(bytes) = std::fs::read(dir.join(path)) {
+            assert_eq!(bytes, content[path], "{path} is incomplete");
+        }
+    }
+    server.set_delay(Duration::ZERO);
+    let out = run(&a);
+    assert!(out.status.success(), "{}", show(&out));
+    for f in &files {
+        let path = f["path"].as_str().unwrap();
+        assert_eq!(std::fs::read(dir.join(path)).unwrap(), content[path], "{path}");
+    }
+    assert!(partials(&dir).is_empty(), "{:?}", partials(&dir));
+    // The rerun fetched only what the killed run had not completed.
+    assert!(server.requests() - at_kill < files.len() * 2, "{}", show(&out));
+}
+
+#[test]
+fn binaries_bad_input_is_one_line_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("www");
+    let dir_s = dir.to_str().unwrap();
+    let a_file = tmp.path().join("file");
+    std::fs::write(&a_file, b"x").unwrap();
+    let below_file = a_file.join("www");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["--binaries", dir_s, "--binaries-arch", "s390x"], "s390x"),
+        (
+            vec!["--binaries", dir_s, "--binaries-source", "dl.k8s.io=not a url"],
+            "not a URL",
+        ),
+        (
+            vec!["--binaries", dir_s, "--binaries-source", "dl.k8s.io"],
+            "HOST=URL",
+        ),
+        (
+            vec![
+                "--binaries",
+                below_file.to_str().unwrap(),
+                "--binaries-source",
+                "dl.k8s.io=http://127.0.0.1:9",
+            ],
+            "cannot write there",
+        ),
+        (vec!["--binaries", a_file.to_str().unwrap()], "cannot write there"),
+    ];
+    for (a, want) in cases {
+        let out = run(&a);
+        assert_ne!(out.status.code(), Some(0), "{a:?}: {}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{a:?}: {stderr}");
+        assert!(stderr.contains(want), "{a:?}: {stderr}");
+        assert!(!dir.exists(), "{a:?} wrote {dir_s}");
+        assert_eq!(std::fs::read(&a_file).unwrap(), b"x");
+    }
+}
