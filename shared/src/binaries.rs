@@ -726,11 +726,21 @@ async fn fetch(prep: &Prepared, http: &Http, f: &BinaryFile, live: &Live) -> Res
             false,
         ));
     }
-    persist(tmp, &dest).map_err(|e| write_err(&dest, e))?;
+    // fsync and rename off the async workers (few on a small machine): other downloads go on meanwhile.
     let sum_dest = prep.dir.join(f.checksum_path());
-    let mut tmp = temp_beside(&sum_dest).map_err(|e| write_err(&sum_dest, e))?;
-    tmp.write_all(&sum_bytes).map_err(|e| write_err(&sum_dest, e))?;
-    persist(tmp, &sum_dest).map_err(|e| write_err(&sum_dest, e))?;
+    let (d, s) = (dest.clone(), sum_dest.clone());
+    let done = tokio::task::spawn_blocking(move || {
+        persist(tmp, &d).map_err(|e| (d.clone(), e))?;
+        let mut tmp = temp_beside(&s).map_err(|e| (s.clone(), e))?;
+        tmp.write_all(&sum_bytes).map_err(|e| (s.clone(), e))?;
+        persist(tmp, &s).map_err(|e| (s.clone(), e))
+    })
+    .await;
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err((p, e))) => return Err(write_err(&p, e)),
+        Err(e) => return Err(Failed::new(&url, e.to_string(), false)),
+    }
     live.downloaded.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
