@@ -311,3 +311,33 @@ fn binaries_bad_input_is_one_line_and_writes_nothing() {
         assert_eq!(std::fs::read(&a_file).unwrap(), b"x");
     }
 }
+
+#[test]
+fn registry_prefix_keeps_only_images_below_it() {
+    let images = |extra: &[&str]| -> Vec<String> {
+        let mut a = vec!["--dry-run", "-o", "json"];
+        a.extend_from_slice(extra);
+        let out = run(&a);
+        assert!(out.status.success(), "{}", show(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        doc["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["source"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let all = images(&[]);
+    let kept = images(&[
+        "--registry-prefix",
+        "quay.io/kubermatic/",
+        "--registry-prefix",
+        "registry.k8s.io/etcd",
+    ]);
+    let want: Vec<&String> = all
+        .iter()
+        .filter(|s| s.starts_with("quay.io/kubermatic/") || s.starts_with("registry.k8s.io/etcd"))
+        .collect();
+    assert!(!want.is_empty() && want.len() < all.len());
+    assert_eq!(kept.iter().collect::<Vec<_>>(), want);
+}
