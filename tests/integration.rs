@@ -14,6 +14,7 @@ mod cli_faults;
 mod cli_hostile;
 mod cli_kkp;
 mod cli_mirror;
+mod cli_mirror_live;
 mod cli_packaging;
 mod cli_protocol;
 mod cli_retarget;

@@ -16,6 +16,8 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::KubeArgs;
 
+pub mod kkp;
+
 /// The namespace KKP's master components watch for Seeds and the KubermaticConfiguration.
 pub const DEFAULT_NAMESPACE: &str = "kubermatic";
 
@@ -263,8 +265,9 @@ pub async fn connect(args: &KubeArgs) -> Result<Cluster, KubeError> {
 /// How often a command re-reads an object that changed under it before giving up.
 pub const MAX_ATTEMPTS: u32 = 5;
 
-/// One kind of namespaced object (`kubermatic.k8c.io/v1` Seeds, KubermaticConfigurations …), read and
-/// patched as JSON without a typed CRD, with every error already in kubectl's words.
+/// One kind of object (`kubermatic.k8c.io/v1` Seeds, KubermaticConfigurations …, namespaced or
+/// cluster-scoped), read and patched as JSON without a typed CRD, with every error already in kubectl's
+/// words.
 pub struct Objects<'a> {
     api: Api<DynamicObject>,
     /// Where the objects are.
@@ -287,6 +290,24 @@ impl<'a> Objects<'a> {
         let ar = ApiResource::from_gvk_with_plural(&gvk, resource);
         Objects {
             api: Api::namespaced_with(cluster.client.clone(), &cluster.namespace, &ar),
+            cluster,
+            group,
+            resource,
+            field_manager,
+        }
+    }
+
+    /// Cluster-scoped `group`/`version` `kind` objects (KKP's user `Cluster`s), plural `resource`.
+    pub fn cluster_scoped(
+        cluster: &'a Cluster,
+        (group, version, kind): (&'static str, &'static str, &'static str),
+        resource: &'static str,
+        field_manager: &'static str,
+    ) -> Objects<'a> {
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let ar = ApiResource::from_gvk_with_plural(&gvk, resource);
+        Objects {
+            api: Api::all_with(cluster.client.clone(), &ar),
             cluster,
             group,
             resource,

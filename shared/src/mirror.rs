@@ -84,6 +84,19 @@ pub struct MirrorArgs {
     /// --respect-repository-overrides.
     #[arg(long = "seed", value_name = "FILE")]
     pub seeds: Vec<PathBuf>,
+    /// Plan from the running install that --kubeconfig/--context/-n [default: kubermatic] point at:
+    /// its KubermaticConfiguration (release and edition from its status), Seeds and user clusters.
+    /// Read-only; not with --config or --seed.
+    #[arg(long, conflicts_with_all = ["config", "seeds"])]
+    pub live: bool,
+    /// With --live: the KubermaticConfiguration to read [default: the only one in the namespace].
+    #[arg(long, value_name = "NAME", requires = "live")]
+    pub name: Option<String>,
+    /// With --live: read the user clusters of every seed cluster through its Seed's kubeconfig Secret
+    /// [default: when the Secret is readable]; --seeds=false never reads them.
+    #[arg(long = "seeds", value_name = "BOOL", num_args = 0..=1, default_missing_value = "true",
+          require_equals = true, requires = "live")]
+    pub seed_clusters: Option<bool>,
 
     /// Copy flags (used when a REGISTRY is given without --dry-run).
     #[command(flatten)]
@@ -311,7 +324,27 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         && args.manifests.is_empty()
         && args.image_lists.is_empty()
         && !want_addons;
-    let want_catalog = args.config.is_some() || !args.seeds.is_empty() || no_other_source;
+    let want_catalog = args.config.is_some() || !args.seeds.is_empty() || args.live || no_other_source;
+    // ---- --live (issue 22, discover::kkp::live): the running install instead of files ----
+    let kube = &args.kube;
+    if !args.live && (kube.kubeconfig.is_some() || kube.context.is_some() || kube.namespace.is_some()) {
+        tracing::warn!(
+            "--kubeconfig, --context and -n select the cluster --live reads; without --live they are ignored"
+        );
+    }
+    let live = if args.live {
+        use crate::discover::kkp::live::{self, SeedClusters};
+        let mode = match args.seed_clusters {
+            None => SeedClusters::Auto,
+            Some(true) => SeedClusters::On,
+            Some(false) => SeedClusters::Off,
+        };
+        Some(live::read(kube, args.name.as_deref(), mode).map_err(crate::discover::kkp::KkpError::from)?)
+    } else {
+        None
+    };
+    let mut live_facts = Vec::new();
+    // ---- end --live ----
     if want_catalog || want_addons {
         let opts = crate::discover::kkp::KkpOptions {
             config: args.config.clone(),
@@ -321,8 +354,10 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
             respect_repository_overrides: args.respect_repository_overrides,
             edition: args.edition,
             seeds: args.seeds.clone(),
+            live,
         };
         let found = crate::discover::kkp::discover_kkp(&opts)?;
+        live_facts = found.facts;
         let matrix = found.matrix;
         if want_catalog {
             discovery.extend(found.discovery);
@@ -432,9 +467,27 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     }
     // ---- end of copy --------------------------------------------------------------------------------
 
-    let listing = match &binaries {
-        Some(prep) => crate::binaries::render(&prep.plan, Some(&plan), format),
-        None => plan.render(format),
+    let listing = match format {
+        // --live: the facts the plan rests on, and where each came from, next to the images (and the
+        // node binaries, with --binaries).
+        crate::cli::OutputFormat::Json | crate::cli::OutputFormat::Yaml if !live_facts.is_empty() => {
+            let to_value =
+                |v: serde_json::Result<serde_json::Value>| v.map_err(|e| MirrorError::Output(e.into()));
+            let mut doc = to_value(serde_json::to_value(&plan))?;
+            if let (Some(prep), Some(obj)) = (&binaries, doc.as_object_mut()) {
+                obj.insert("osmVersion".into(), prep.plan.osm_version.clone().into());
+                obj.insert(
+                    "binaries".into(),
+                    to_value(serde_json::to_value(&prep.plan.files))?,
+                );
+            }
+            doc["live"] = to_value(serde_json::to_value(&live_facts))?;
+            crate::output::structured(&doc, format).unwrap_or_default()
+        }
+        _ => match &binaries {
+            Some(prep) => crate::binaries::render(&prep.plan, Some(&plan), format),
+            None => plan.render(format),
+        },
     };
     crate::output::print(&listing).map_err(MirrorError::Output)?;
     Ok(if chart_failures > 0 { 1 } else { 0 })

@@ -785,7 +785,7 @@ type Seeds<'a> = Objects<'a>;
 
 /// The Seeds of the cluster's namespace.
 pub fn seed_objects(cluster: &Cluster) -> Objects<'_> {
-    Objects::new(cluster, (GROUP, "v1", "Seed"), RESOURCE, FIELD_MANAGER)
+    crate::kube::kkp::seeds(cluster, FIELD_MANAGER)
 }
 
 /// Where the edited Seed came from, and what part of it is edited.

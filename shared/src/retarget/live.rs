@@ -29,7 +29,7 @@ pub const FIELD_MANAGER: &str = "kubectl-kkp-retarget";
 
 /// The KubermaticConfigurations of the cluster's namespace.
 pub fn configurations(cluster: &Cluster) -> Objects<'_> {
-    Objects::new(cluster, (GROUP, "v1", KIND), RESOURCE, FIELD_MANAGER)
+    crate::kube::kkp::configurations(cluster, FIELD_MANAGER)
 }
 
 /// The live object and what retarget would make of it.
@@ -139,20 +139,14 @@ fn key_path(segs: &[Seg]) -> String {
 
 /// Reads `name`, or the only KubermaticConfiguration of the namespace.
 pub async fn read(objects: &Objects<'_>, name: Option<&str>) -> Result<Value, RetargetError> {
-    if let Some(name) = name {
-        return Ok(objects.get(name).await?);
-    }
-    let mut all = objects.list().await?;
-    match all.len() {
-        1 => Ok(all.remove(0)),
-        0 => Err(RetargetError::NoConfiguration {
-            namespace: objects.cluster.namespace.clone(),
-        }),
-        _ => Err(RetargetError::SeveralConfigurations {
-            namespace: objects.cluster.namespace.clone(),
-            names: all.iter().map(object_name).collect(),
-        }),
-    }
+    use crate::kube::kkp::{ConfigurationError as E, configuration};
+    configuration(objects, name).await.map_err(|e| match e {
+        E::Kube(e) => RetargetError::Kube(e),
+        E::NoConfiguration { namespace } => RetargetError::NoConfiguration { namespace },
+        E::SeveralConfigurations { namespace, names } => {
+            RetargetError::SeveralConfigurations { namespace, names }
+        }
+    })
 }
 
 /// Sends the change as a guarded merge patch (`dryRun=All` when `server_dry_run`). On a 409 the object

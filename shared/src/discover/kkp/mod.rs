@@ -28,6 +28,7 @@ pub struct Matrix {
 pub mod addons;
 pub mod catalog;
 pub mod config;
+pub mod live;
 pub mod seed;
 
 pub use catalog::Edition;
@@ -54,6 +55,8 @@ pub struct KkpOptions {
     pub edition: Option<Edition>,
     /// `--seed`: Seed files whose datacenters and overrides add images.
     pub seeds: Vec<PathBuf>,
+    /// `--live`: the running install, read instead of `config` and `seeds`.
+    pub live: Option<live::LiveInstall>,
 }
 
 /// Why KKP discovery failed.
@@ -79,6 +82,9 @@ pub enum KkpError {
         /// The versions it was applied to.
         versions: Vec<String>,
     },
+    /// `--live` could not read the running install.
+    #[error(transparent)]
+    Live(#[from] live::LiveError),
     /// `--provider-filter` names providers KKP does not know.
     #[error("--provider-filter: unknown provider(s) {}; valid providers: {}", unknown.join(", "), valid.join(", "))]
     UnknownProvider {
@@ -185,23 +191,43 @@ pub struct KkpFound {
     /// with --respect-repository-overrides, else KKP's default, at the KKP tag): where the addons come
     /// from when neither `--addons-path` nor `--addons-image` is given.
     pub addons_image: Option<String>,
+    /// With `--live`: the release, edition, providers and versions the plan rests on, with origins.
+    pub facts: Vec<live::Fact>,
 }
 
 /// Discovers the images only KKP knows about: the embedded control-plane catalog evaluated over the
 /// matrix, plus the configuration's own images (`spec.mirrorImages`, etcd backup containers) and the
 /// Seeds' (`--seed`). Returns the matrix and the default addons image too, for the addons pass.
 pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
-    let selected = catalog::select(opts.kkp_version.as_deref())?;
-    let (cfg, file) = match &opts.config {
-        Some(path) => (Some(config::load(path)?), path.display().to_string()),
-        None => (None, String::new()),
+    let mut facts = Vec::new();
+    let selected = match &opts.live {
+        Some(l) if opts.kkp_version.is_none() => {
+            let (selected, fact) = l.release()?;
+            facts.push(fact);
+            selected
+        }
+        _ => catalog::select(opts.kkp_version.as_deref())?,
     };
-    let matrix = matrix(
+    let (cfg, file) = match (&opts.live, &opts.config) {
+        (Some(l), _) => (Some(l.config.clone()), l.config_origin.clone()),
+        (None, Some(path)) => (Some(config::load(path)?), path.display().to_string()),
+        (None, None) => (None, String::new()),
+    };
+    let mut matrix = matrix(
         cfg.as_ref(),
         &selected.catalog,
         opts.version_filter.as_deref(),
         &opts.provider_filter,
     )?;
+    if let Some(l) = &opts.live {
+        l.narrow(
+            &mut matrix,
+            &selected.catalog.defaults.providers,
+            opts.version_filter.as_deref(),
+            !opts.provider_filter.is_empty(),
+            &mut facts,
+        )?;
+    }
     tracing::info!(
         kkp = %selected.kkp_tag,
         versions = matrix.versions.len(),
@@ -230,6 +256,17 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
         .edition
         .or_else(|| cfg.as_ref().and_then(|c| c.edition()))
         .unwrap_or_default();
+    if let Some(l) = &opts.live {
+        facts.push(live::Fact {
+            fact: "edition".into(),
+            value: format!("{edition:?}").to_lowercase(),
+            from: match (opts.edition, cfg.as_ref().and_then(|c| c.edition())) {
+                (Some(_), _) => "--edition".into(),
+                (None, Some(_)) => format!("{}, status.kubermaticEdition", l.config_origin),
+                (None, None) => "default".into(),
+            },
+        });
+    }
     let mut addons_image = None;
     for img in selected
         .catalog
@@ -299,15 +336,15 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
             }
         }
     }
+    let envoy_tag = selected
+        .catalog
+        .components
+        .iter()
+        .find(|c| c.name == "nodeport-proxy-envoy")
+        .and_then(|c| c.image.rsplit_once(':'))
+        .map(|(_, t)| t.to_string())
+        .unwrap_or_default();
     for path in &opts.seeds {
-        let envoy_tag = selected
-            .catalog
-            .components
-            .iter()
-            .find(|c| c.name == "nodeport-proxy-envoy")
-            .and_then(|c| c.image.rsplit_once(':'))
-            .map(|(_, t)| t.to_string())
-            .unwrap_or_default();
         for loaded in seed::load(path)? {
             for img in loaded.images(opts.respect_repository_overrides, &envoy_tag, &selected.kkp_tag)? {
                 discovery.images.push(Finding {
@@ -323,10 +360,29 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
             }
         }
     }
+    if let Some(l) = &opts.live {
+        discovery.images.extend(l.seed_findings(
+            opts.respect_repository_overrides,
+            &envoy_tag,
+            &selected.kkp_tag,
+        )?);
+        discovery.warnings.extend(l.warnings.iter().cloned());
+        if opts.kkp_version.is_some() {
+            facts.insert(
+                0,
+                live::Fact {
+                    fact: "release".into(),
+                    value: selected.kkp_tag.clone(),
+                    from: "--kkp-version".into(),
+                },
+            );
+        }
+    }
     Ok(KkpFound {
         discovery,
         matrix,
         addons_image,
+        facts,
     })
 }
 
