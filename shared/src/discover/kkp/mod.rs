@@ -41,8 +41,10 @@ use crate::discover::{Discovery, Finding, Origin, SourceKind};
 pub struct KkpOptions {
     /// KubermaticConfiguration file; `None` = KKP's defaults for the release.
     pub config: Option<PathBuf>,
-    /// `--kkp-version` (`v2.31`, `2.31`, `v2.31.0`); `None` = newest embedded catalog.
-    pub kkp_version: Option<String>,
+    /// `--kkp-version`s (`v2.30.6`, `2.30.6`, a line `v2.30`; comma-separated entries allowed): every
+    /// release of an upgrade window. Empty = the configuration's `status.kubermaticVersion`, else the
+    /// newest embedded release.
+    pub kkp_versions: Vec<String>,
     /// `--version-filter`: semver constraint on user-cluster Kubernetes versions.
     pub version_filter: Option<String>,
     /// `--provider-filter`: only these providers (empty = all).
@@ -185,76 +187,67 @@ pub struct KkpFound {
     /// with --respect-repository-overrides, else KKP's default, at the KKP tag): where the addons come
     /// from when neither `--addons-path` nor `--addons-image` is given.
     pub addons_image: Option<String>,
+    /// The KKP releases whose catalogs were used, oldest first (`v2.30.6`).
+    pub releases: Vec<String>,
 }
 
 /// Discovers the images only KKP knows about: the embedded control-plane catalog evaluated over the
 /// matrix, plus the configuration's own images (`spec.mirrorImages`, etcd backup containers) and the
 /// Seeds' (`--seed`). Returns the matrix and the default addons image too, for the addons pass.
 pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
-    let selected = catalog::select(opts.kkp_version.as_deref())?;
     let (cfg, file) = match &opts.config {
         Some(path) => (Some(config::load(path)?), path.display().to_string()),
         None => (None, String::new()),
     };
-    let matrix = matrix(
-        cfg.as_ref(),
-        &selected.catalog,
-        opts.version_filter.as_deref(),
-        &opts.provider_filter,
-    )?;
-    tracing::info!(
-        kkp = %selected.kkp_tag,
-        versions = matrix.versions.len(),
-        providers = matrix.providers.len(),
-        cnis = matrix.cnis.len(),
-        "evaluating the KKP control-plane catalog"
-    );
-
+    let mut wanted = opts.kkp_versions.clone();
+    if wanted.iter().all(|v| v.trim().is_empty())
+        && let Some(v) = cfg.as_ref().and_then(|c| c.kubermatic_version())
+    {
+        tracing::info!(kkp = %v, "KKP release from the configuration's status.kubermaticVersion");
+        wanted = vec![v];
+    }
+    let releases = catalog::select_all(&wanted)?;
     let mut discovery = Discovery::default();
-    let lookup = |field: &str| -> Option<String> {
-        if !opts.respect_repository_overrides {
-            return None;
-        }
-        cfg.as_ref().and_then(|c| c.override_value(field))
-    };
-    let overridden = |name: &str| -> Option<String> {
-        let component = selected.catalog.components.iter().find(|c| c.name == name)?;
-        let o = component.overrides.as_ref()?;
-        [&o.repository, &o.tag, &o.tag_suffix]
-            .into_iter()
-            .flatten()
-            .find(|f| lookup(f).is_some())
-            .cloned()
-    };
+    let mut matrices = Vec::new();
+    let mut addons_image = None;
     let edition = opts
         .edition
         .or_else(|| cfg.as_ref().and_then(|c| c.edition()))
         .unwrap_or_default();
-    let mut addons_image = None;
-    for img in selected
-        .catalog
-        .images(&matrix, &selected.kkp_tag, edition, &lookup)
-    {
-        if img.component == "addons" {
-            addons_image = Some(img.image.clone());
+    let window = releases.len() > 1;
+    for selected in &releases {
+        let matrix = matrix(
+            cfg.as_ref(),
+            &selected.catalog,
+            opts.version_filter.as_deref(),
+            &opts.provider_filter,
+        )?;
+        tracing::info!(
+            kkp = %selected.kkp_tag,
+            versions = matrix.versions.len(),
+            providers = matrix.providers.len(),
+            cnis = matrix.cnis.len(),
+            "evaluating the KKP control-plane catalog"
+        );
+        let found = catalog_images(opts, cfg.as_ref(), selected, &matrix, edition)?;
+        // In an upgrade window every catalog origin names its release; the addons of the newest.
+        for mut f in found.images {
+            if window {
+                f.origin.object = Some(format!("KKP {}", selected.kkp_tag));
+            }
+            discovery.images.push(f);
         }
-        let field = overridden(&img.component);
-        discovery.images.push(Finding {
-            image: img.image,
-            origin: Origin {
-                source: if field.is_some() {
-                    SourceKind::Config
-                } else {
-                    SourceKind::Catalog
-                },
-                name: img.component,
-                object: None,
-                field,
-                template: None,
-            },
-        });
+        addons_image = found.addons_image.or(addons_image);
+        matrices.push(matrix);
     }
-
+    let matrix = union_matrix(matrices);
+    let Some(selected) = releases.last() else {
+        return Err(catalog::CatalogError::UnknownVersion {
+            given: String::new(),
+            known: catalog::known_versions(),
+        }
+        .into());
+    };
     let config_images = match &cfg {
         Some(c) => c.images(&file)?,
         None => config::default_images(),
@@ -327,6 +320,7 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
         discovery,
         matrix,
         addons_image,
+        releases: releases.iter().map(|s| s.kkp_tag.clone()).collect(),
     })
 }
 
@@ -377,4 +371,87 @@ mod tests {
         let e = matrix(None, &cat, Some(">="), &[]).unwrap_err();
         assert!(matches!(e, KkpError::VersionFilter(_)), "{e}");
     }
+}
+
+/// The union of the matrices of an upgrade window's releases (first appearance order).
+fn union_matrix(matrices: Vec<Matrix>) -> Matrix {
+    let mut out = Matrix::default();
+    for m in matrices {
+        for v in m.versions {
+            if !out.versions.contains(&v) {
+                out.versions.push(v);
+            }
+        }
+        for p in m.providers {
+            if !out.providers.contains(&p) {
+                out.providers.push(p);
+            }
+        }
+        for c in m.cnis {
+            if !out.cnis.contains(&c) {
+                out.cnis.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// What one release's catalog contributes.
+struct CatalogFound {
+    images: Vec<Finding>,
+    addons_image: Option<String>,
+}
+
+/// One release's catalog evaluated over its matrix, with the configuration's overrides.
+fn catalog_images(
+    opts: &KkpOptions,
+    cfg: Option<&config::KubermaticConfiguration>,
+    selected: &catalog::Selected,
+    matrix: &Matrix,
+    edition: Edition,
+) -> Result<CatalogFound, KkpError> {
+    let mut images = Vec::new();
+    let lookup = |field: &str| -> Option<String> {
+        if !opts.respect_repository_overrides {
+            return None;
+        }
+        cfg.and_then(|c| c.override_value(field))
+    };
+    let overridden = |name: &str| -> Option<String> {
+        let component = selected.catalog.components.iter().find(|c| c.name == name)?;
+        let o = component.overrides.as_ref()?;
+        [&o.repository, &o.tag, &o.tag_suffix]
+            .into_iter()
+            .flatten()
+            .find(|f| lookup(f).is_some())
+            .cloned()
+    };
+    let mut addons_image = None;
+    for img in selected
+        .catalog
+        .images(matrix, &selected.kkp_tag, edition, &lookup)
+    {
+        if img.component == "addons" {
+            addons_image = Some(img.image.clone());
+        }
+        let field = overridden(&img.component);
+        images.push(Finding {
+            image: img.image,
+            origin: Origin {
+                source: if field.is_some() {
+                    SourceKind::Config
+                } else {
+                    SourceKind::Catalog
+                },
+                name: img.component,
+                object: None,
+                field,
+                template: None,
+            },
+        });
+    }
+    Ok(CatalogFound {
+        images,
+        addons_image,
+    })
 }
