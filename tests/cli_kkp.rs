@@ -152,9 +152,145 @@ fn no_files_lists_the_embedded_catalog_of_the_newest_release() {
 
 #[test]
 fn kkp_version_selects_the_catalog_and_tag() {
-    let images = sources(&mirror_json(&["--kkp-version", "2.31.3"]));
-    assert!(images.contains_key("quay.io/kubermatic/kubermatic:v2.31.3"));
+    let images = sources(&mirror_json(&["--kkp-version", "2.30.4"]));
+    assert!(images.contains_key("quay.io/kubermatic/kubermatic:v2.30.4"));
     assert!(!images.contains_key("quay.io/kubermatic/kubermatic:v2.31.0"));
+    // A line alone is its newest embedded patch, said on stderr.
+    let out = run(
+        "kubectl-kkp-mirror",
+        &["--dry-run", "-o", "json", "--kkp-version", "v2.30"],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("v2.30.6"));
+    let images = sources(&serde_json::from_slice(&out.stdout).unwrap());
+    assert!(images.contains_key("quay.io/kubermatic/kubermatic:v2.30.6"));
+    // A patch release that is not embedded is an error, never another release's facts.
+    let out = run("kubectl-kkp-mirror", &["--dry-run", "--kkp-version", "2.31.3"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr_line(&out)
+            .starts_with("error: unknown KKP version \"2.31.3\": catalogs are embedded for v2.31.0, v2.30.6")
+    );
+}
+
+/// For every embedded release, from the facts `scripts/check-kkp-catalog.sh --facts` printed from that
+/// tag (`tests/fixtures/kkp/releases/<tag>.txt`): the tag's control-plane fixture images come out of the
+/// catalog for each fixture's Kubernetes version and provider (test tag read as the release tag), and
+/// the plan has kube-proxy for each default Kubernetes version, calico node for each canal version (from
+/// quay.io or, where that release's addons say so, docker.io), and
+/// KKP's single-version components at exactly that release's tag.
+#[test]
+fn every_embedded_release_plans_the_facts_of_its_tag() {
+    let releases = catalog::known_versions();
+    assert!(releases.len() >= 8, "{releases:?}");
+    for tag in &releases {
+        let facts = std::fs::read_to_string(fixtures().join(format!("kkp/releases/{tag}.txt"))).unwrap();
+        let sel = catalog::select(Some(tag)).unwrap();
+        assert_eq!(&sel.kkp_tag, tag);
+        let cnis: Vec<Cni> = sel
+            .catalog
+            .defaults
+            .cni
+            .iter()
+            .flat_map(|(k, vs)| {
+                vs.iter().map(move |v| Cni {
+                    kind: k.clone(),
+                    version: v.clone(),
+                })
+            })
+            .collect();
+        let mut fixtures_by: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
+        let (mut kubernetes, mut canal, mut components) = (Vec::new(), Vec::new(), Vec::new());
+        for line in facts
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        {
+            let p: Vec<&str> = line.split_whitespace().collect();
+            match p.as_slice() {
+                ["fixture", v, provider, image] => {
+                    fixtures_by
+                        .entry((v.to_string(), provider.to_string()))
+                        .or_default()
+                        .insert(image.to_string());
+                }
+                ["kubernetes", v] => kubernetes.push(v.to_string()),
+                ["cni", "canal", v] => canal.push(v.to_string()),
+                ["component", name, v] => components.push((name.to_string(), v.to_string())),
+                _ => {}
+            }
+        }
+        assert!(
+            fixtures_by.len() >= 20 && !kubernetes.is_empty() && !canal.is_empty(),
+            "{tag}: facts too thin"
+        );
+        let mut missing = Vec::new();
+        for ((version, provider), images) in &fixtures_by {
+            let m = Matrix {
+                versions: vec![Version::parse(version).unwrap()],
+                providers: vec![provider.clone()],
+                cnis: cnis.clone(),
+            };
+            let got: BTreeSet<String> = sel
+                .catalog
+                .images(&m, tag, Edition::Ce, &|_| None)
+                .into_iter()
+                .map(|i| i.image)
+                .collect();
+            missing.extend(
+                images
+                    .iter()
+                    .filter(|i| !got.contains(*i))
+                    .map(|i| format!("{tag} {version} {provider} {i}")),
+            );
+        }
+        assert!(
+            missing.is_empty(),
+            "catalog misses fixture images:\n{}",
+            missing.join("\n")
+        );
+
+        let plan = mirror_json(&["--kkp-version", tag]);
+        assert_eq!(plan["kkpVersions"], serde_json::json!([tag]), "{tag}");
+        let images = sources(&plan);
+        for v in &kubernetes {
+            assert!(
+                images.contains_key(&format!("registry.k8s.io/kube-proxy:v{v}")),
+                "{tag}: kube-proxy v{v}"
+            );
+        }
+        let mut want: Vec<Version> = kubernetes.iter().map(|v| Version::parse(v).unwrap()).collect();
+        want.sort();
+        assert_eq!(
+            apiserver_versions(&images),
+            want.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "{tag}"
+        );
+        let calico: BTreeSet<&str> = images
+            .keys()
+            .filter_map(|k| k.split_once("/calico/node:").map(|(_, t)| t))
+            .collect();
+        for minor in &canal {
+            assert!(
+                calico.iter().any(|t| t.starts_with(&format!("{minor}."))),
+                "{tag}: no calico node for canal {minor}"
+            );
+        }
+        let mut single = vec![
+            ("quay.io/kubermatic/kubermatic:".to_string(), tag.clone()),
+            ("quay.io/kubermatic/etcd-launcher:".to_string(), tag.clone()),
+            ("quay.io/kubermatic/nodeport-proxy:".to_string(), tag.clone()),
+        ];
+        for (name, v) in &components {
+            single.push((format!("quay.io/kubermatic/{name}:"), v.clone()));
+        }
+        for (repo, want) in &single {
+            let tags: BTreeSet<&str> = images
+                .keys()
+                .filter_map(|k| k.strip_prefix(repo.as_str()))
+                .collect();
+            assert_eq!(tags, BTreeSet::from([want.as_str()]), "{tag}: {repo}");
+        }
+    }
 }
 
 #[test]
@@ -277,7 +413,10 @@ fn unknown_kkp_version_lists_the_known_ones() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         stderr_line(&out),
-        "error: unknown KKP version \"v2.19\": catalogs are embedded for v2.31"
+        format!(
+            "error: unknown KKP version \"v2.19\": catalogs are embedded for {}",
+            catalog::known_versions().join(", ")
+        )
     );
 }
 

@@ -63,9 +63,14 @@ pub struct MirrorArgs {
     /// index), e.g. quay.io/kubermatic/addons:v2.31.0. Not pulled unless given.
     #[arg(long, value_name = "IMAGE", conflicts_with = "addons_path")]
     pub addons_image: Option<String>,
-    /// KKP release whose control-plane catalog is used (default: the newest embedded).
-    #[arg(long, value_name = "VERSION")]
-    pub kkp_version: Option<String>,
+    /// KKP release whose control-plane catalog is used (v2.30.6; a line v2.30 = its newest patch);
+    /// repeatable or comma-separated for an upgrade window (the union) [default: the configuration's
+    /// status.kubermaticVersion, else the newest embedded].
+    #[arg(long, value_name = "VERSION", value_delimiter = ',')]
+    pub kkp_version: Vec<String>,
+    /// Print the embedded KKP releases, newest first, and exit.
+    #[arg(long)]
+    pub list_kkp_versions: bool,
     /// Semver constraint on user-cluster Kubernetes versions (e.g. ">= 1.34").
     #[arg(long, value_name = "CONSTRAINT")]
     pub version_filter: Option<String>,
@@ -216,6 +221,24 @@ pub fn read_image_list(path: &Path) -> Result<Vec<Finding>, MirrorError> {
         .collect())
 }
 
+/// `--list-kkp-versions`: the embedded releases, newest first (text: one a line; json/yaml: with their
+/// default Kubernetes versions, CNI versions, machine-controller and OSM images).
+fn list_kkp_versions(format: crate::cli::OutputFormat) -> Result<u8, MirrorError> {
+    use crate::discover::kkp::{KkpError, catalog};
+    let tags = catalog::known_versions();
+    let out = if matches!(
+        format,
+        crate::cli::OutputFormat::Json | crate::cli::OutputFormat::Yaml
+    ) {
+        let summaries = catalog::summaries(&tags).map_err(KkpError::from)?;
+        crate::output::structured(&summaries, format).unwrap_or_default()
+    } else {
+        tags.iter().map(|t| format!("{t}\n")).collect()
+    };
+    crate::output::print(&out).map_err(MirrorError::Output)?;
+    Ok(0)
+}
+
 /// Runs `kubectl kkp mirror`; returns the exit code on success paths (0, or 1 when some images failed).
 pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     let registry = args.registry();
@@ -223,11 +246,21 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     // --from-archive: the plan is the archive's, nothing is discovered. --archive needs no REGISTRY.
     // --verify and --archive act on the discovered plan, below.
     let format = crate::output::default_format(args.common.output);
+    if args.list_kkp_versions {
+        return list_kkp_versions(format);
+    }
     let archiving = args.archive.archive.is_some() && !args.common.is_dry_run();
     // ---- node binaries (issue 19, binaries): planned offline up front; without REGISTRY, only they --
     let binaries = args.binaries.prepare(&crate::binaries::Inputs {
         config: args.config.clone(),
-        kkp_version: args.kkp_version.clone(),
+        // The node binaries of the newest release named (an upgrade window's target).
+        kkp_version: args
+            .kkp_version
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rfind(|v| !v.is_empty())
+            .map(String::from),
         version_filter: args.version_filter.clone(),
     })?;
     if let Some(prep) = &binaries
@@ -277,6 +310,7 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         ));
     }
     let mut discovery = Discovery::default();
+    let mut kkp_versions = Vec::new();
     for list in &args.image_lists {
         discovery.images.extend(read_image_list(list)?);
     }
@@ -348,7 +382,7 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     if want_catalog || want_addons {
         let opts = crate::discover::kkp::KkpOptions {
             config: args.config.clone(),
-            kkp_version: args.kkp_version.clone(),
+            kkp_versions: args.kkp_version.clone(),
             version_filter: args.version_filter.clone(),
             provider_filter: args.provider_filter.clone(),
             respect_repository_overrides: args.respect_repository_overrides,
@@ -358,6 +392,7 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         };
         let found = crate::discover::kkp::discover_kkp(&opts)?;
         live_facts = found.facts;
+        kkp_versions = found.releases.clone();
         let matrix = found.matrix;
         if want_catalog {
             discovery.extend(found.discovery);
@@ -431,6 +466,7 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         plan.images.retain(keep);
         plan.candidates.retain(keep);
     }
+    plan.kkp_versions = kkp_versions;
 
     // ---- archives and --verify, continued: act on the discovered plan ----------------------------
     if archiving && let Some(file) = &args.archive.archive {

@@ -64,6 +64,9 @@ pub struct Plan {
     pub candidates: Vec<PlanEntry>,
     /// Notes for the user.
     pub warnings: Vec<String>,
+    /// The KKP releases whose catalogs were planned (`v2.30.6`), when the catalog was used.
+    #[serde(rename = "kkpVersions", skip_serializing_if = "Vec::is_empty")]
+    pub kkp_versions: Vec<String>,
 }
 
 fn ser_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
@@ -149,6 +152,7 @@ impl Plan {
             images,
             candidates,
             warnings,
+            kkp_versions: Vec::new(),
         })
     }
 

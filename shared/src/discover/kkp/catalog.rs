@@ -2,8 +2,10 @@
 //!
 //! KKP computes most control-plane images in Go (reconcilers, version switches); this module replaces
 //! that code with data — one YAML file per release line under `shared/catalog/`, compiled into the
-//! binary — and evaluates it over a [`Matrix`]. It knows nothing of the KubermaticConfiguration file
-//! format: repository overrides arrive as a lookup function.
+//! binary — and evaluates it over a [`Matrix`]. One file holds the full catalog of one release; every
+//! other release is a [`Delta`] from the release before it (or from another line's release), so a patch
+//! release states only what changed. Only the files a selected release needs are parsed. It knows
+//! nothing of the KubermaticConfiguration file format: repository overrides arrive as a lookup function.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -13,7 +15,10 @@ use serde::Deserialize;
 use super::{Cni, Matrix};
 
 /// The catalog files compiled into the binary: `(release line, YAML text)`, oldest first.
-const EMBEDDED: &[(&str, &str)] = &[("v2.31", include_str!("../../../catalog/v2.31.yaml"))];
+const EMBEDDED: &[(&str, &str)] = &[
+    ("v2.30", include_str!("../../../catalog/v2.30.yaml")),
+    ("v2.31", include_str!("../../../catalog/v2.31.yaml")),
+];
 
 /// Why a catalog could not be selected or used.
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +28,7 @@ pub enum CatalogError {
     UnknownVersion {
         /// What the user gave.
         given: String,
-        /// The release lines that are known.
+        /// The releases that are known, newest first.
         known: Vec<String>,
     },
     /// An embedded catalog does not parse (a bug in this program's data).
@@ -148,13 +153,13 @@ pub struct Defaults {
     pub cni: BTreeMap<String, Vec<String>>,
 }
 
-/// One release line's catalog.
+/// One release's catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Catalog {
     /// Release line (`v2.31`).
     pub kkp_version: String,
-    /// Newest release tag of the line (`v2.31.0`).
+    /// The release (`v2.31.0`): the tag of KKP's own images.
     pub kkp_tag: String,
     /// Defaults.
     pub defaults: Defaults,
@@ -163,6 +168,87 @@ pub struct Catalog {
     /// The Enterprise Edition's default application catalog: app name → chart artefacts.
     #[serde(default)]
     pub default_applications: Vec<DefaultApplication>,
+    /// The line's later releases, each a delta from the one before (only in a line file; emptied
+    /// when a release is resolved).
+    #[serde(default)]
+    pub releases: Vec<Delta>,
+}
+
+/// A file under `shared/catalog/`: a full catalog (it has `components`), or a line whose first release
+/// is a delta from another line's release.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum CatalogFile {
+    /// A full catalog (its `kkpTag`) plus deltas.
+    Full(Box<Catalog>),
+    /// Only deltas; the first one names its `from`.
+    Deltas(DeltaFile),
+}
+
+/// A line file made of deltas only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DeltaFile {
+    kkp_version: String,
+    releases: Vec<Delta>,
+}
+
+/// Additions to and removals from a list.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListDelta {
+    /// Entries to add (an entry already present is an error).
+    #[serde(default)]
+    pub add: Vec<String>,
+    /// Entries to remove (an entry not present is an error).
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
+/// Fields of a component a release replaces; absent fields stay.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentPatch {
+    /// New image template.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// New conditions (replaces all of them).
+    #[serde(default)]
+    pub when: Option<When>,
+    /// New `{{tag}}` table (replaces it).
+    #[serde(default)]
+    pub tags: Option<Tags>,
+}
+
+/// What one release changes against the release it is built from.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Delta {
+    /// The release (`v2.30.6`).
+    pub kkp_tag: String,
+    /// The release it is a delta from; absent = the one before it in the file.
+    #[serde(default)]
+    pub from: Option<String>,
+    /// Default Kubernetes versions.
+    #[serde(default)]
+    pub kubernetes: Option<ListDelta>,
+    /// Providers.
+    #[serde(default)]
+    pub providers: Option<ListDelta>,
+    /// CNI type → versions.
+    #[serde(default)]
+    pub cni: BTreeMap<String, ListDelta>,
+    /// Component name → replaced fields (every component of that name).
+    #[serde(default)]
+    pub set: BTreeMap<String, ComponentPatch>,
+    /// Components removed, by name (every component of that name).
+    #[serde(default)]
+    pub remove: Vec<String>,
+    /// Components added.
+    #[serde(default)]
+    pub add: Vec<Component>,
+    /// Replaces the EE default application catalog.
+    #[serde(default)]
+    pub default_applications: Option<Vec<DefaultApplication>>,
 }
 
 /// One app of the EE default application catalog.
@@ -193,46 +279,199 @@ pub struct CatalogImage {
     pub image: String,
 }
 
-/// The release lines of the embedded catalogs, oldest first.
+/// Every embedded release, newest first (`v2.31.0`, `v2.30.6`, …). Parses every catalog file.
 pub fn known_versions() -> Vec<String> {
-    EMBEDDED.iter().map(|(v, _)| v.to_string()).collect()
+    let mut tags: Vec<String> = EMBEDDED
+        .iter()
+        .filter_map(|(line, _)| load_file(line).ok())
+        .flat_map(|f| f.tags())
+        .collect();
+    tags.sort_by_key(|t| std::cmp::Reverse(lenient_version(t)));
+    tags
 }
 
-/// Parses one embedded catalog.
-pub fn load_embedded(line: &str) -> Result<Catalog, CatalogError> {
-    let (_, text) =
-        EMBEDDED
-            .iter()
-            .find(|(v, _)| *v == line)
-            .ok_or_else(|| CatalogError::UnknownVersion {
-                given: line.to_string(),
-                known: known_versions(),
-            })?;
-    parse(line, text)
+fn unknown(given: &str) -> CatalogError {
+    CatalogError::UnknownVersion {
+        given: given.to_string(),
+        known: known_versions(),
+    }
 }
 
-/// Parses catalog text; `line` names it in errors.
-pub fn parse(line: &str, text: &str) -> Result<Catalog, CatalogError> {
-    let catalog: Catalog = serde_saphyr::from_str(text).map_err(|e| CatalogError::Invalid {
+fn invalid(line: &str, message: String) -> CatalogError {
+    CatalogError::Invalid {
         line: line.to_string(),
-        message: e.to_string(),
-    })?;
+        message,
+    }
+}
+
+impl CatalogFile {
+    /// The releases the file defines, in file order.
+    fn tags(&self) -> Vec<String> {
+        let (head, deltas) = match self {
+            CatalogFile::Full(c) => (Some(c.kkp_tag.clone()), &c.releases),
+            CatalogFile::Deltas(d) => (None, &d.releases),
+        };
+        head.into_iter()
+            .chain(deltas.iter().map(|d| d.kkp_tag.clone()))
+            .collect()
+    }
+}
+
+fn load_file(line: &str) -> Result<CatalogFile, CatalogError> {
+    let (_, text) = EMBEDDED
+        .iter()
+        .find(|(v, _)| *v == line)
+        .ok_or_else(|| unknown(line))?;
+    let file = if text.contains("\ncomponents:") {
+        serde_saphyr::from_str(text).map(|c| CatalogFile::Full(Box::new(c)))
+    } else {
+        serde_saphyr::from_str(text).map(CatalogFile::Deltas)
+    };
+    let file = file.map_err(|e| invalid(line, e.to_string()))?;
+    let named = match &file {
+        CatalogFile::Full(c) => &c.kkp_version,
+        CatalogFile::Deltas(d) => &d.kkp_version,
+    };
+    if named != line {
+        return Err(invalid(line, format!("kkpVersion is {named:?}")));
+    }
+    Ok(file)
+}
+
+/// Builds the catalog of one embedded release (`v2.30.6`) from its file and the deltas before it.
+pub fn load_release(tag: &str) -> Result<Catalog, CatalogError> {
+    let v = lenient_version(tag).ok_or_else(|| unknown(tag))?;
+    let line = format!("v{}.{}", v.major, v.minor);
+    let (mut current, deltas) = match load_file(&line)? {
+        CatalogFile::Full(mut c) => {
+            let deltas = std::mem::take(&mut c.releases);
+            if c.kkp_tag == tag {
+                return check(&line, *c);
+            }
+            (Some(*c), deltas)
+        }
+        CatalogFile::Deltas(d) => (None, d.releases),
+    };
+    for delta in deltas {
+        let base = match (&delta.from, current.take()) {
+            (Some(from), _) if from != tag => load_release(from)?,
+            (None, Some(prev)) => prev,
+            _ => return Err(invalid(&line, format!("release {} has no base", delta.kkp_tag))),
+        };
+        let done = delta.kkp_tag == tag;
+        current = Some(delta.apply(&line, base)?);
+        if done {
+            return check(&line, current.unwrap_or_else(|| unreachable!()));
+        }
+    }
+    Err(unknown(tag))
+}
+
+fn apply_list(line: &str, what: &str, list: &mut Vec<String>, delta: &ListDelta) -> Result<(), CatalogError> {
+    for r in &delta.remove {
+        let before = list.len();
+        list.retain(|v| v != r);
+        if list.len() == before {
+            return Err(invalid(
+                line,
+                format!("{what}: removes {r:?}, which is not there"),
+            ));
+        }
+    }
+    for a in &delta.add {
+        if list.contains(a) {
+            return Err(invalid(
+                line,
+                format!("{what}: adds {a:?}, which is there already"),
+            ));
+        }
+        list.push(a.clone());
+    }
+    Ok(())
+}
+
+impl Delta {
+    /// The catalog of this release: `base` with the changes applied.
+    fn apply(self, line: &str, mut base: Catalog) -> Result<Catalog, CatalogError> {
+        let at = |m: String| format!("{}: {m}", self.kkp_tag);
+        base.kkp_version = line.to_string();
+        base.kkp_tag = self.kkp_tag.clone();
+        let d = &mut base.defaults;
+        if let Some(k) = &self.kubernetes {
+            apply_list(line, &at("kubernetes".into()), &mut d.kubernetes, k)?;
+            d.kubernetes.sort_by_key(|v| lenient_version(v));
+        }
+        if let Some(p) = &self.providers {
+            apply_list(line, &at("providers".into()), &mut d.providers, p)?;
+            d.providers.sort();
+        }
+        for (kind, delta) in &self.cni {
+            let list = d.cni.entry(kind.clone()).or_default();
+            apply_list(line, &at(format!("cni.{kind}")), list, delta)?;
+            list.sort_by_key(|v| lenient_version(v));
+        }
+        for name in &self.remove {
+            let before = base.components.len();
+            base.components.retain(|c| &c.name != name);
+            if base.components.len() == before {
+                return Err(invalid(
+                    line,
+                    at(format!("removes component {name}, which is not there")),
+                ));
+            }
+        }
+        for (name, patch) in &self.set {
+            let mut found = false;
+            for c in base.components.iter_mut().filter(|c| &c.name == name) {
+                found = true;
+                if let Some(i) = &patch.image {
+                    c.image = i.clone();
+                }
+                if let Some(w) = &patch.when {
+                    c.when = w.clone();
+                }
+                if let Some(t) = &patch.tags {
+                    c.tags = Some(t.clone());
+                }
+            }
+            if !found {
+                return Err(invalid(
+                    line,
+                    at(format!("sets component {name}, which is not there")),
+                ));
+            }
+        }
+        base.components.extend(self.add);
+        if let Some(apps) = self.default_applications {
+            base.default_applications = apps;
+        }
+        Ok(base)
+    }
+}
+
+/// Parses catalog text of one full release; `line` names it in errors.
+pub fn parse(line: &str, text: &str) -> Result<Catalog, CatalogError> {
+    let catalog: Catalog = serde_saphyr::from_str(text).map_err(|e| invalid(line, e.to_string()))?;
+    check(line, catalog)
+}
+
+/// Validates a resolved catalog (versions, constraints, placeholders).
+fn check(line: &str, mut catalog: Catalog) -> Result<Catalog, CatalogError> {
+    catalog.releases.clear();
+    let line = &format!("{line} ({})", catalog.kkp_tag);
     if let Some(v) = catalog
         .defaults
         .kubernetes
         .iter()
         .find(|v| lenient_version(v).is_none())
     {
-        return Err(CatalogError::Invalid {
-            line: line.to_string(),
-            message: format!("defaults.kubernetes: {v:?} is not a version"),
-        });
+        return Err(invalid(
+            line,
+            format!("defaults.kubernetes: {v:?} is not a version"),
+        ));
     }
     for c in &catalog.components {
-        let bad = |message: String| CatalogError::Invalid {
-            line: line.to_string(),
-            message: format!("component {}: {message}", c.name),
-        };
+        let bad = |message: String| invalid(line, format!("component {}: {message}", c.name));
         if let Some(k) = &c.when.kubernetes {
             parse_constraint(k).map_err(bad)?;
         }
@@ -246,37 +485,147 @@ pub fn parse(line: &str, text: &str) -> Result<Catalog, CatalogError> {
     Ok(catalog)
 }
 
-/// Selects the catalog for `--kkp-version` (`v2.31`, `2.31`, `v2.31.0`; `None` = newest embedded).
-pub fn select(version: Option<&str>) -> Result<Selected, CatalogError> {
-    let unknown = |given: &str| CatalogError::UnknownVersion {
-        given: given.to_string(),
-        known: known_versions(),
-    };
-    let Some(given) = version else {
-        let (line, _) = EMBEDDED.last().ok_or_else(|| unknown(""))?;
-        let catalog = load_embedded(line)?;
-        let kkp_tag = catalog.kkp_tag.clone();
-        return Ok(Selected { catalog, kkp_tag });
-    };
+/// How a `--kkp-version` was resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The embedded release (`v2.30.6`).
+    pub tag: String,
+    /// True when only a line was given (`v2.30`) and its newest patch was picked.
+    pub newest_of_line: bool,
+}
+
+/// Resolves what a user or a cluster names as the KKP version (`v2.30.6`, `2.30.6`, or a line `v2.30`
+/// = its newest embedded patch) to an embedded release. Anything else is
+/// [`CatalogError::UnknownVersion`] listing the embedded releases: never another release's facts.
+pub fn resolve_kkp_version(given: &str) -> Result<Resolved, CatalogError> {
     let trimmed = given.trim().trim_start_matches('v');
     let parts: Vec<&str> = trimmed.split('.').collect();
     let numeric = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
-    let (line, full) = match parts.as_slice() {
-        [major, minor] if numeric(major) && numeric(minor) => (format!("v{major}.{minor}"), None),
-        [major, minor, patch] if numeric(major) && numeric(minor) => {
-            // The patch may carry a pre-release (`0-rc.1`); the whole string must be semver.
-            Version::parse(trimmed).map_err(|_| unknown(given))?;
-            let _ = patch;
-            (format!("v{major}.{minor}"), Some(format!("v{trimmed}")))
+    match parts.as_slice() {
+        [major, minor] if numeric(major) && numeric(minor) => {
+            let line = format!("v{major}.{minor}");
+            if !EMBEDDED.iter().any(|(v, _)| *v == line) {
+                return Err(unknown(given));
+            }
+            let newest = load_file(&line)?
+                .tags()
+                .into_iter()
+                .max_by_key(|t| lenient_version(t))
+                .ok_or_else(|| unknown(given))?;
+            Ok(Resolved {
+                tag: newest,
+                newest_of_line: true,
+            })
         }
-        _ => return Err(unknown(given)),
-    };
-    if !EMBEDDED.iter().any(|(v, _)| *v == line) {
-        return Err(unknown(given));
+        [major, minor, _] if numeric(major) && numeric(minor) => {
+            let tag = format!("v{trimmed}");
+            let line = format!("v{major}.{minor}");
+            let known = EMBEDDED.iter().any(|(v, _)| *v == line) && load_file(&line)?.tags().contains(&tag);
+            if !known {
+                return Err(unknown(given));
+            }
+            Ok(Resolved {
+                tag,
+                newest_of_line: false,
+            })
+        }
+        _ => Err(unknown(given)),
     }
-    let catalog = load_embedded(&line)?;
-    let kkp_tag = full.unwrap_or_else(|| catalog.kkp_tag.clone());
-    Ok(Selected { catalog, kkp_tag })
+}
+
+/// One embedded release as `--list-kkp-versions -o json` prints it.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// The release (`v2.30.6`).
+    pub version: String,
+    /// Default user-cluster Kubernetes versions.
+    pub kubernetes: Vec<String>,
+    /// CNI type → versions.
+    pub cni: BTreeMap<String, Vec<String>>,
+    /// machine-controller image.
+    pub machine_controller: Option<String>,
+    /// operating-system-manager image.
+    pub operating_system_manager: Option<String>,
+}
+
+impl Catalog {
+    /// The image of the first component called `name` (a fixed image such as operating-system-manager's).
+    pub fn component_image(&self, name: &str) -> Option<&str> {
+        self.components
+            .iter()
+            .find(|c| c.name == name)
+            .map(|c| c.image.as_str())
+    }
+}
+
+/// Summaries of the given releases.
+pub fn summaries(tags: &[String]) -> Result<Vec<Summary>, CatalogError> {
+    tags.iter()
+        .map(|t| {
+            let c = load_release(t)?;
+            Ok(Summary {
+                version: t.clone(),
+                machine_controller: c.component_image("machine-controller").map(String::from),
+                operating_system_manager: c.component_image("operating-system-manager").map(String::from),
+                kubernetes: c.defaults.kubernetes,
+                cni: c.defaults.cni,
+            })
+        })
+        .collect()
+}
+
+/// The newest embedded release.
+pub fn newest() -> Result<String, CatalogError> {
+    let (line, _) = EMBEDDED.last().ok_or_else(|| unknown(""))?;
+    Ok(resolve_kkp_version(line)?.tag)
+}
+
+/// Selects the catalog for `--kkp-version` (`v2.30.6`, `2.30.6`, a line `v2.30`; `None` = the newest
+/// embedded release). A line alone says on stderr which patch it picked.
+pub fn select(version: Option<&str>) -> Result<Selected, CatalogError> {
+    let tag = match version {
+        None => newest()?,
+        Some(given) => {
+            let r = resolve_kkp_version(given)?;
+            if r.newest_of_line {
+                tracing::warn!(
+                    "--kkp-version {}: using {}, the newest embedded patch of that line",
+                    given.trim(),
+                    r.tag
+                );
+            }
+            r.tag
+        }
+    };
+    let catalog = load_release(&tag)?;
+    Ok(Selected {
+        catalog,
+        kkp_tag: tag,
+    })
+}
+
+/// Selects every release of an upgrade window (`["v2.30.6", "v2.31.0"]`, or comma-separated entries),
+/// deduplicated, oldest first. Empty = the newest embedded release.
+pub fn select_all(versions: &[String]) -> Result<Vec<Selected>, CatalogError> {
+    let given: Vec<&str> = versions
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if given.is_empty() {
+        return Ok(vec![select(None)?]);
+    }
+    let mut out: Vec<Selected> = Vec::new();
+    for g in given {
+        let s = select(Some(g))?;
+        if !out.iter().any(|o| o.kkp_tag == s.kkp_tag) {
+            out.push(s);
+        }
+    }
+    out.sort_by_key(|s| lenient_version(&s.kkp_tag));
+    Ok(out)
 }
 
 /// Parses a Masterminds-style constraint (`>= 1.34`, `>=1.33 <1.35`, `1.34`, `a || b`) into
@@ -531,12 +880,15 @@ mod tests {
 
     #[test]
     fn every_embedded_catalog_parses() {
-        for line in known_versions() {
-            let c = load_embedded(&line).unwrap();
-            assert_eq!(c.kkp_version, line);
+        let known = known_versions();
+        assert!(known.len() >= 8, "{known:?}");
+        for tag in known {
+            let c = load_release(&tag).unwrap();
+            assert_eq!(c.kkp_tag, tag);
+            assert!(tag.starts_with(&c.kkp_version), "{tag} in {}", c.kkp_version);
             assert!(
                 c.components.len() > 50,
-                "{line} has {} components",
+                "{tag} has {} components",
                 c.components.len()
             );
         }
@@ -549,13 +901,18 @@ mod tests {
             assert_eq!(s.catalog.kkp_version, "v2.31", "{given}");
             assert_eq!(s.kkp_tag, "v2.31.0", "{given}");
         }
-        assert_eq!(select(Some("2.31.4")).unwrap().kkp_tag, "v2.31.4");
-        assert_eq!(select(None).unwrap().catalog.kkp_version, "v2.31");
+        let r = resolve_kkp_version("v2.30").unwrap();
+        assert_eq!((r.tag.as_str(), r.newest_of_line), ("v2.30.6", true));
+        let r = resolve_kkp_version("2.30.2").unwrap();
+        assert_eq!((r.tag.as_str(), r.newest_of_line), ("v2.30.2", false));
+        assert_eq!(select(None).unwrap().kkp_tag, newest().unwrap());
+        // A patch release that is not embedded is an error, not the line's facts.
+        assert!(select(Some("2.31.4")).is_err());
     }
 
     #[test]
     fn unknown_versions_list_the_known_ones() {
-        for given in ["v2.19", "2", "latest", "2.31.x", ""] {
+        for given in ["v2.19", "2", "latest", "2.31.x", "", "v2.30.7", "v2.31.1"] {
             let e = select(Some(given)).unwrap_err().to_string();
             assert!(
                 e.contains("unknown KKP version") && e.contains("v2.31"),
@@ -647,7 +1004,7 @@ mod tests {
 
     #[test]
     fn overrides_replace_repository_tag_and_suffix() {
-        let sel = select(Some("v2.31.2")).unwrap();
+        let sel = select(Some("v2.31.0")).unwrap();
         let m = matrix(&["1.35.0"], &["aws"], &[]);
         let lookup = |field: &str| match field {
             "spec.ui.dockerRepository" => Some("reg.local:5000/kkp/dashboard".to_string()),
@@ -663,9 +1020,9 @@ mod tests {
             .collect();
         assert_eq!(
             got["kubermatic-ui"],
-            "reg.local:5000/kkp/dashboard:v2.31.2-custom"
+            "reg.local:5000/kkp/dashboard:v2.31.0-custom"
         );
-        assert_eq!(got["kubermatic-api"], "quay.io/kubermatic/dashboard:v2.31.2");
+        assert_eq!(got["kubermatic-api"], "quay.io/kubermatic/dashboard:v2.31.0");
         assert_eq!(
             got["machine-controller"],
             "quay.io/kubermatic/machine-controller:v9.9.9"

@@ -612,6 +612,12 @@ impl KubermaticConfiguration {
         )
     }
 
+    /// The KKP release `status.kubermaticVersion` names (`v2.30.6`), if any.
+    pub fn kubermatic_version(&self) -> Option<String> {
+        let v = self.status.as_ref()?.get("kubermaticVersion")?.as_str()?.trim();
+        (!v.is_empty()).then(|| v.to_string())
+    }
+
     /// The edition `status.kubermaticEdition` names (`Enterprise Edition`, `ee`, …), if any.
     pub fn edition(&self) -> Option<super::Edition> {
         let e = self.status.as_ref()?.get("kubermaticEdition")?.as_str()?;

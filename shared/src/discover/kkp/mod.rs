@@ -42,8 +42,10 @@ use crate::discover::{Discovery, Finding, Origin, SourceKind};
 pub struct KkpOptions {
     /// KubermaticConfiguration file; `None` = KKP's defaults for the release.
     pub config: Option<PathBuf>,
-    /// `--kkp-version` (`v2.31`, `2.31`, `v2.31.0`); `None` = newest embedded catalog.
-    pub kkp_version: Option<String>,
+    /// `--kkp-version`s (`v2.30.6`, `2.30.6`, a line `v2.30`; comma-separated entries allowed): every
+    /// release of an upgrade window. Empty = the configuration's `status.kubermaticVersion`, else the
+    /// newest embedded release.
+    pub kkp_versions: Vec<String>,
     /// `--version-filter`: semver constraint on user-cluster Kubernetes versions.
     pub version_filter: Option<String>,
     /// `--provider-filter`: only these providers (empty = all).
@@ -193,6 +195,8 @@ pub struct KkpFound {
     pub addons_image: Option<String>,
     /// With `--live`: the release, edition, providers and versions the plan rests on, with origins.
     pub facts: Vec<live::Fact>,
+    /// The KKP releases whose catalogs were used, oldest first (`v2.30.6`).
+    pub releases: Vec<String>,
 }
 
 /// Discovers the images only KKP knows about: the embedded control-plane catalog evaluated over the
@@ -200,58 +204,31 @@ pub struct KkpFound {
 /// Seeds' (`--seed`). Returns the matrix and the default addons image too, for the addons pass.
 pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
     let mut facts = Vec::new();
-    let selected = match &opts.live {
-        Some(l) if opts.kkp_version.is_none() => {
-            let (selected, fact) = l.release()?;
-            facts.push(fact);
-            selected
-        }
-        _ => catalog::select(opts.kkp_version.as_deref())?,
-    };
     let (cfg, file) = match (&opts.live, &opts.config) {
         (Some(l), _) => (Some(l.config.clone()), l.config_origin.clone()),
         (None, Some(path)) => (Some(config::load(path)?), path.display().to_string()),
         (None, None) => (None, String::new()),
     };
-    let mut matrix = matrix(
-        cfg.as_ref(),
-        &selected.catalog,
-        opts.version_filter.as_deref(),
-        &opts.provider_filter,
-    )?;
-    if let Some(l) = &opts.live {
-        l.narrow(
-            &mut matrix,
-            &selected.catalog.defaults.providers,
-            opts.version_filter.as_deref(),
-            !opts.provider_filter.is_empty(),
-            &mut facts,
-        )?;
-    }
-    tracing::info!(
-        kkp = %selected.kkp_tag,
-        versions = matrix.versions.len(),
-        providers = matrix.providers.len(),
-        cnis = matrix.cnis.len(),
-        "evaluating the KKP control-plane catalog"
-    );
-
-    let mut discovery = Discovery::default();
-    let lookup = |field: &str| -> Option<String> {
-        if !opts.respect_repository_overrides {
-            return None;
+    let explicit = opts.kkp_versions.iter().any(|v| !v.trim().is_empty());
+    let releases = match &opts.live {
+        // --live: the release the cluster's status names, unless --kkp-version says otherwise.
+        Some(l) if !explicit => {
+            let (selected, fact) = l.release()?;
+            facts.push(fact);
+            vec![selected]
         }
-        cfg.as_ref().and_then(|c| c.override_value(field))
+        _ => {
+            let mut wanted = opts.kkp_versions.clone();
+            if !explicit && let Some(v) = cfg.as_ref().and_then(|c| c.kubermatic_version()) {
+                tracing::info!(kkp = %v, "KKP release from the configuration's status.kubermaticVersion");
+                wanted = vec![v];
+            }
+            catalog::select_all(&wanted)?
+        }
     };
-    let overridden = |name: &str| -> Option<String> {
-        let component = selected.catalog.components.iter().find(|c| c.name == name)?;
-        let o = component.overrides.as_ref()?;
-        [&o.repository, &o.tag, &o.tag_suffix]
-            .into_iter()
-            .flatten()
-            .find(|f| lookup(f).is_some())
-            .cloned()
-    };
+    let mut discovery = Discovery::default();
+    let mut matrices = Vec::new();
+    let mut addons_image = None;
     let edition = opts
         .edition
         .or_else(|| cfg.as_ref().and_then(|c| c.edition()))
@@ -267,31 +244,52 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
             },
         });
     }
-    let mut addons_image = None;
-    for img in selected
-        .catalog
-        .images(&matrix, &selected.kkp_tag, edition, &lookup)
-    {
-        if img.component == "addons" {
-            addons_image = Some(img.image.clone());
+    let window = releases.len() > 1;
+    for (i, selected) in releases.iter().enumerate() {
+        let mut matrix = matrix(
+            cfg.as_ref(),
+            &selected.catalog,
+            opts.version_filter.as_deref(),
+            &opts.provider_filter,
+        )?;
+        if let Some(l) = &opts.live {
+            // The live facts (providers, versions) are the same for every release of a window: keep
+            // them once.
+            let mut again = Vec::new();
+            l.narrow(
+                &mut matrix,
+                &selected.catalog.defaults.providers,
+                opts.version_filter.as_deref(),
+                !opts.provider_filter.is_empty(),
+                if i == 0 { &mut facts } else { &mut again },
+            )?;
         }
-        let field = overridden(&img.component);
-        discovery.images.push(Finding {
-            image: img.image,
-            origin: Origin {
-                source: if field.is_some() {
-                    SourceKind::Config
-                } else {
-                    SourceKind::Catalog
-                },
-                name: img.component,
-                object: None,
-                field,
-                template: None,
-            },
-        });
+        tracing::info!(
+            kkp = %selected.kkp_tag,
+            versions = matrix.versions.len(),
+            providers = matrix.providers.len(),
+            cnis = matrix.cnis.len(),
+            "evaluating the KKP control-plane catalog"
+        );
+        let found = catalog_images(opts, cfg.as_ref(), selected, &matrix, edition)?;
+        // In an upgrade window every catalog origin names its release; the addons of the newest.
+        for mut f in found.images {
+            if window {
+                f.origin.object = Some(format!("KKP {}", selected.kkp_tag));
+            }
+            discovery.images.push(f);
+        }
+        addons_image = found.addons_image.or(addons_image);
+        matrices.push(matrix);
     }
-
+    let matrix = union_matrix(matrices);
+    let Some(selected) = releases.last() else {
+        return Err(catalog::CatalogError::UnknownVersion {
+            given: String::new(),
+            known: catalog::known_versions(),
+        }
+        .into());
+    };
     let config_images = match &cfg {
         Some(c) => c.images(&file)?,
         None => config::default_images(),
@@ -367,15 +365,17 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
             &selected.kkp_tag,
         )?);
         discovery.warnings.extend(l.warnings.iter().cloned());
-        if opts.kkp_version.is_some() {
-            facts.insert(
-                0,
-                live::Fact {
-                    fact: "release".into(),
-                    value: selected.kkp_tag.clone(),
-                    from: "--kkp-version".into(),
-                },
-            );
+        if explicit {
+            for (i, r) in releases.iter().enumerate() {
+                facts.insert(
+                    i,
+                    live::Fact {
+                        fact: "release".into(),
+                        value: r.kkp_tag.clone(),
+                        from: "--kkp-version".into(),
+                    },
+                );
+            }
         }
     }
     Ok(KkpFound {
@@ -383,7 +383,88 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
         matrix,
         addons_image,
         facts,
+        releases: releases.iter().map(|s| s.kkp_tag.clone()).collect(),
     })
+}
+
+/// The union of the matrices of an upgrade window's releases (first appearance order).
+fn union_matrix(matrices: Vec<Matrix>) -> Matrix {
+    let mut out = Matrix::default();
+    for m in matrices {
+        for v in m.versions {
+            if !out.versions.contains(&v) {
+                out.versions.push(v);
+            }
+        }
+        for p in m.providers {
+            if !out.providers.contains(&p) {
+                out.providers.push(p);
+            }
+        }
+        for c in m.cnis {
+            if !out.cnis.contains(&c) {
+                out.cnis.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// What one release's catalog contributes.
+struct CatalogFound {
+    images: Vec<Finding>,
+    addons_image: Option<String>,
+}
+
+/// One release's catalog evaluated over its matrix, with the configuration's overrides.
+fn catalog_images(
+    opts: &KkpOptions,
+    cfg: Option<&config::KubermaticConfiguration>,
+    selected: &catalog::Selected,
+    matrix: &Matrix,
+    edition: Edition,
+) -> Result<CatalogFound, KkpError> {
+    let mut images = Vec::new();
+    let lookup = |field: &str| -> Option<String> {
+        if !opts.respect_repository_overrides {
+            return None;
+        }
+        cfg.and_then(|c| c.override_value(field))
+    };
+    let overridden = |name: &str| -> Option<String> {
+        let component = selected.catalog.components.iter().find(|c| c.name == name)?;
+        let o = component.overrides.as_ref()?;
+        [&o.repository, &o.tag, &o.tag_suffix]
+            .into_iter()
+            .flatten()
+            .find(|f| lookup(f).is_some())
+            .cloned()
+    };
+    let mut addons_image = None;
+    for img in selected
+        .catalog
+        .images(matrix, &selected.kkp_tag, edition, &lookup)
+    {
+        if img.component == "addons" {
+            addons_image = Some(img.image.clone());
+        }
+        let field = overridden(&img.component);
+        images.push(Finding {
+            image: img.image,
+            origin: Origin {
+                source: if field.is_some() {
+                    SourceKind::Config
+                } else {
+                    SourceKind::Catalog
+                },
+                name: img.component,
+                object: None,
+                field,
+                template: None,
+            },
+        });
+    }
+    Ok(CatalogFound { images, addons_image })
 }
 
 #[cfg(test)]
