@@ -425,17 +425,34 @@ fn live_refusals_name_the_resource_and_verb_in_one_line() {
 fn live_release_must_be_embedded_unless_the_flag_says_otherwise() {
     let env = Live::new();
     let mut kkp = env.server.kkp(NS, "kubermatic").unwrap();
-    kkp["status"]["kubermaticVersion"] = json!("v2.29.4");
+    kkp["status"]["kubermaticVersion"] = json!("v2.28.4");
     env.server.put_kkp(kkp);
     one_line_error(
         &env.mirror(PLAN),
         1,
-        "live: KubermaticConfiguration kubermatic/kubermatic runs KKP v2.29.4 (status.kubermaticVersion), which has no embedded catalog",
+        "live: KubermaticConfiguration kubermatic/kubermatic runs KKP v2.28.4 (status.kubermaticVersion), which has no embedded catalog",
     );
-    let plan = plan(&env.mirror(&[PLAN, &["--kkp-version", "v2.31.0"]].concat()));
+    let forced = plan(&env.mirror(&[PLAN, &["--kkp-version", "v2.31.0"]].concat()));
     assert_eq!(
-        facts(&plan, "release"),
+        facts(&forced, "release"),
         [("v2.31.0".into(), "--kkp-version".into())]
+    );
+    // An embedded patch release in the status is used exactly: its own KKP images, no other.
+    let mut kkp = env.server.kkp(NS, "kubermatic").unwrap();
+    kkp["status"]["kubermaticVersion"] = json!("v2.29.4");
+    env.server.put_kkp(kkp);
+    let exact = plan(&env.mirror(PLAN));
+    assert_eq!(exact["kkpVersions"], json!(["v2.29.4"]));
+    let sources: Vec<&str> = exact["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["source"].as_str())
+        .filter(|s| s.starts_with("quay.io/kubermatic/kubermatic"))
+        .collect();
+    assert!(
+        !sources.is_empty() && sources.iter().all(|s| s.ends_with(":v2.29.4")),
+        "{sources:?}"
     );
 }
 

@@ -16,6 +16,7 @@ use super::{Cni, Matrix};
 
 /// The catalog files compiled into the binary: `(release line, YAML text)`, oldest first.
 const EMBEDDED: &[(&str, &str)] = &[
+    ("v2.29", include_str!("../../../catalog/v2.29.yaml")),
     ("v2.30", include_str!("../../../catalog/v2.30.yaml")),
     ("v2.31", include_str!("../../../catalog/v2.31.yaml")),
 ];
