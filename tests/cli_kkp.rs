@@ -858,3 +858,46 @@ fn helm_chart_artefacts_are_copied_like_images() {
         Some(digest.as_str())
     );
 }
+
+/// An upgrade window plans the union of the releases' sets: nothing lost, nothing twice, and each
+/// catalog origin names the release that needs it.
+#[test]
+fn an_upgrade_window_plans_the_union_of_both_releases() {
+    let set = |plan: &Value| -> BTreeSet<String> { sources(plan).into_keys().collect() };
+    let old = set(&mirror_json(&["--kkp-version", "v2.30.6"]));
+    let new = set(&mirror_json(&["--kkp-version", "2.31.0"]));
+    let window = mirror_json(&["--kkp-version", "v2.30.6,v2.31.0"]);
+    assert_eq!(window["kkpVersions"], serde_json::json!(["v2.30.6", "v2.31.0"]));
+    let listed: Vec<&str> = window["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["source"].as_str().unwrap())
+        .collect();
+    let union: BTreeSet<String> = old.union(&new).cloned().collect();
+    assert_eq!(listed.len(), union.len(), "an image is listed twice");
+    assert_eq!(
+        listed.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        union
+    );
+    assert!(old.len() < union.len() && new.len() < union.len());
+    // Repeating the flag is the same as a comma list.
+    let repeated = mirror_json(&["--kkp-version", "v2.30.6", "--kkp-version", "v2.31.0"]);
+    assert_eq!(set(&repeated), union);
+    let images = sources(&window);
+    let objects = |image: &str| -> Vec<String> {
+        images[image]
+            .iter()
+            .filter_map(|o| o["object"].as_str().map(String::from))
+            .collect()
+    };
+    assert_eq!(
+        objects("quay.io/kubermatic/machine-controller:v1.65.5"),
+        ["KKP v2.30.6"]
+    );
+    assert_eq!(
+        objects("quay.io/kubermatic/machine-controller:v1.66.2"),
+        ["KKP v2.31.0"]
+    );
+    assert!(objects("registry.k8s.io/kube-proxy:v1.34.2").contains(&"KKP v2.31.0".to_string()));
+}
