@@ -341,3 +341,276 @@ fn registry_prefix_keeps_only_images_below_it() {
     assert!(!want.is_empty() && want.len() < all.len());
     assert_eq!(kept.iter().collect::<Vec<_>>(), want);
 }
+
+/// Paths below `dir`, files and links, relative, sorted.
+fn tree(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                found.push(p.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn binaries_travel_in_an_archive_and_unpack_inside() {
+    let filter = ["--version-filter", "1.36"];
+    let files = planned(&filter);
+    let (served_files, content) = fill(&files);
+    let server = FileServer::start(served_files);
+    let tmp = tempfile::tempdir().unwrap();
+    let (outside, inside) = (tmp.path().join("outside"), tmp.path().join("inside"));
+    let archive = tmp.path().join("kkp.tar");
+    let srcs = sources(&server);
+    // No images (an empty image list): the archive carries only the node binaries.
+    let empty = tmp.path().join("no-images.txt");
+    std::fs::write(&empty, "").unwrap();
+    let no_images = ["--image-list", empty.to_str().unwrap()];
+    let mut write = args(outside.to_str().unwrap(), &srcs, &filter);
+    write.extend_from_slice(&no_images);
+    write.extend_from_slice(&["--archive", archive.to_str().unwrap()]);
+    let out = run(&write);
+    assert!(out.status.success(), "{}", show(&out));
+    let asked = server.requests();
+    assert_eq!(asked, files.len() * 2);
+    // The tar holds every file and its .sha256 below kkp-binaries/, and the plan.
+    let mut names = Vec::new();
+    let mut tar = tar::Archive::new(std::fs::File::open(&archive).unwrap());
+    for e in tar.entries().unwrap() {
+        names.push(e.unwrap().path().unwrap().display().to_string());
+    }
+    for f in &files {
+        let p = f["path"].as_str().unwrap();
+        assert!(
+            names.contains(&format!("kkp-binaries/{p}")),
+            "{p} not carried: {names:?}"
+        );
+        assert!(
+            names.contains(&format!("kkp-binaries/{p}.sha256")),
+            "{p}.sha256 not carried"
+        );
+    }
+    assert!(names.contains(&"kkp-binaries/plan.json".to_string()));
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("index.json"),
+        "index.json last"
+    );
+
+    // Inside: unpack only (no REGISTRY), nothing asked of the server.
+    let inside_s = inside.to_str().unwrap();
+    let unpack = [
+        "--from-archive",
+        archive.to_str().unwrap(),
+        "--binaries",
+        inside_s,
+    ];
+    let out = run(&unpack);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(server.requests(), asked);
+    for f in &files {
+        let p = f["path"].as_str().unwrap();
+        assert_eq!(std::fs::read(inside.join(p)).unwrap(), content[p], "{p}");
+        assert_eq!(
+            std::fs::read(inside.join(format!("{p}.sha256"))).unwrap(),
+            std::fs::read(outside.join(format!("{p}.sha256"))).unwrap()
+        );
+    }
+    assert_eq!(
+        tree(&inside),
+        tree(&outside),
+        "the same files and links as outside"
+    );
+    assert_eq!(
+        std::fs::read(inside.join("release/v1.36.3/bin/linux/arm64/kubeadm")).unwrap(),
+        content["v1.36.3/bin/linux/arm64/kubeadm"]
+    );
+    // A rerun unpacks nothing; --verify against the archive's checksums passes, then names a spoiled file.
+    let out = run(&unpack);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(" 0 unpacked"),
+        "{}",
+        show(&out)
+    );
+    let mut verify = unpack.to_vec();
+    verify.push("--verify");
+    let out = run(&verify);
+    assert!(out.status.success(), "{}", show(&out));
+    std::fs::write(inside.join("v1.36.3/bin/linux/amd64/kubelet"), b"spoiled").unwrap();
+    let out = run(&verify);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("checksum mismatch: v1.36.3/bin/linux/amd64/kubelet"),
+        "{}",
+        show(&out)
+    );
+    // Unpacking again repairs it.
+    let out = run(&unpack);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(" 1 unpacked"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(
+        std::fs::read(inside.join("v1.36.3/bin/linux/amd64/kubelet")).unwrap(),
+        content["v1.36.3/bin/linux/amd64/kubelet"]
+    );
+
+    // An incremental archive against the first carries no file again, and needs its base's files.
+    let incremental = tmp.path().join("kkp-2.tar");
+    let mut write2 = args(outside.to_str().unwrap(), &srcs, &filter);
+    write2.extend_from_slice(&no_images);
+    write2.extend_from_slice(&[
+        "--archive",
+        incremental.to_str().unwrap(),
+        "--since",
+        archive.to_str().unwrap(),
+    ]);
+    let out = run(&write2);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        server.requests(),
+        asked,
+        "a complete DIR is archived without downloads"
+    );
+    assert!(std::fs::metadata(&incremental).unwrap().len() < std::fs::metadata(&archive).unwrap().len() / 4);
+    let fresh = tmp.path().join("fresh");
+    let out = run(&[
+        "--from-archive",
+        incremental.to_str().unwrap(),
+        "--binaries",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unpack kkp.tar first"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        tree(&fresh).iter().all(|p| !p.contains("/bin/")),
+        "{:?}",
+        tree(&fresh)
+    );
+    let out = run(&[
+        "--from-archive",
+        incremental.to_str().unwrap(),
+        "--binaries",
+        inside_s,
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+
+    // A carried file spoiled in the archive: refused, naming it, and nothing written below DIR.
+    let mut raw = std::fs::read(&archive).unwrap();
+    let needle = &content["v1.36.3/bin/linux/arm64/kubectl"];
+    let at = raw.windows(needle.len()).position(|w| w == &needle[..]).unwrap();
+    raw[at + 3] ^= 0x20;
+    let spoiled = tmp.path().join("spoiled.tar");
+    std::fs::write(&spoiled, raw).unwrap();
+    let fresh = tmp.path().join("fresh2");
+    let out = run(&[
+        "--from-archive",
+        spoiled.to_str().unwrap(),
+        "--binaries",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kkp-binaries/v1.36.3/bin/linux/arm64/kubectl is corrupt"),
+        "{stderr}"
+    );
+    assert_eq!(tree(&fresh), Vec::<String>::new(), "nothing below DIR");
+
+    // An archive without node binaries, and --from-archive with neither REGISTRY nor --binaries.
+    let out = run(&["--from-archive", incremental.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--binaries DIR"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn one_compressed_archive_carries_images_and_binaries_and_one_command_restores_both() {
+    use crate::support::images::{Spec, client_for, push_image};
+    use crate::support::registry::Registry;
+    let filter = ["--version-filter", "1.35"];
+    let files = planned(&filter);
+    let (served_files, content) = fill(&files);
+    let server = FileServer::start(served_files);
+    let (src, dst) = (Registry::start(), Registry::start());
+    let spec = Spec {
+        platforms: vec!["linux/amd64", "linux/arm64/v8"],
+        ..Spec::default()
+    };
+    let pushed = crate::support::block_on(push_image(&client_for(&[&src]), &src, "app", "v1", &spec));
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("images.txt");
+    std::fs::write(&list, format!("{}/app:v1\n", src.host)).unwrap();
+    let archive = tmp.path().join("kkp.tar.gz");
+    let srcs = sources(&server);
+    let outside = tmp.path().join("outside");
+    let mut write = args(outside.to_str().unwrap(), &srcs, &filter);
+    write.extend_from_slice(&[
+        "--image-list",
+        list.to_str().unwrap(),
+        "--insecure-registry",
+        &src.host,
+        "--archive",
+        archive.to_str().unwrap(),
+    ]);
+    let out = run(&write);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 images"),
+        "{}",
+        show(&out)
+    );
+    let inside = tmp.path().join("inside");
+    let out = run(&[
+        &dst.host,
+        "--insecure-registry",
+        &dst.host,
+        "--from-archive",
+        archive.to_str().unwrap(),
+        "--binaries",
+        inside.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    // The source host is dropped in the target name, as for any plan.
+    assert_eq!(
+        dst.skopeo_digest("app", "v1").as_deref(),
+        Some(pushed.digest.as_str())
+    );
+    for f in &files {
+        let p = f["path"].as_str().unwrap();
+        assert_eq!(std::fs::read(inside.join(p)).unwrap(), content[p], "{p}");
+    }
+    // Pushing without --binaries says what else the archive holds.
+    let out = run(&[
+        &dst.host,
+        "--insecure-registry",
+        &dst.host,
+        "--from-archive",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("also carries {} node binaries", files.len())),
+        "{}",
+        show(&out)
+    );
+}

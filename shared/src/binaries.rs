@@ -23,6 +23,9 @@ use sha2::{Digest as _, Sha256};
 
 use crate::cli::OutputFormat;
 
+mod carry;
+pub use carry::{Carry, carried_count, run_unpack, run_verify_unpacked};
+
 /// The embedded OSM facts.
 const FACTS: &str = include_str!("../catalog/node-binaries.yaml");
 /// Architectures the OSPs' download script knows (`uname -m` x86_64 / aarch64).
@@ -184,7 +187,7 @@ impl OsmRelease {
 // ----------------------------------------------------------------------------------------- plan
 
 /// One file a node downloads, with its checksum file.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct BinaryFile {
     /// The URL the node requests.
@@ -194,7 +197,7 @@ pub struct BinaryFile {
     /// The upstream checksum file's URL (`url` + `.sha256`).
     pub checksum_url: String,
     /// `kubernetes`, `crictl` or `cni`.
-    pub kind: &'static str,
+    pub kind: String,
     /// The version of what is downloaded (Kubernetes, cri-tools or CNI plugins).
     pub version: String,
     /// `amd64` or `arm64`.
@@ -304,7 +307,7 @@ fn file(
         checksum_url: format!("{url}.sha256"),
         url,
         path,
-        kind,
+        kind: kind.to_string(),
         version,
         arch: arch.to_string(),
         why,
@@ -939,17 +942,27 @@ impl Summary {
 /// `--verify --binaries DIR`: every planned file against the `.sha256` beside it, offline. Prints the
 /// missing and mismatching files; exit code 1 when there are any.
 pub fn run_verify(prep: &Prepared, format: OutputFormat) -> Result<u8, BinariesError> {
+    verify_files(&prep.dir, &prep.plan.files, &Default::default(), format)
+}
+
+/// Checks `files` below `dir` against the `.sha256` beside each; the paths in `wrong` count as
+/// mismatches whatever is there. Prints the problems; exit code 1 when there are any.
+fn verify_files(
+    dir: &Path,
+    files: &[BinaryFile],
+    wrong: &std::collections::BTreeSet<String>,
+    format: OutputFormat,
+) -> Result<u8, BinariesError> {
     #[derive(Serialize)]
     struct Problem<'a> {
         path: &'a str,
         problem: &'static str,
     }
-    let problems: Vec<Problem> = prep
-        .plan
-        .files
+    let problems: Vec<Problem> = files
         .iter()
         .filter_map(|f| {
-            let problem = match check_local(&prep.dir, f) {
+            let problem = match check_local(dir, f) {
+                Local::Complete if wrong.contains(&f.path) => "checksum mismatch",
                 Local::Complete => return None,
                 Local::Missing => "missing",
                 Local::Mismatch => "checksum mismatch",
@@ -970,7 +983,7 @@ pub fn run_verify(prep: &Prepared, format: OutputFormat) -> Result<u8, BinariesE
         ok: usize,
         problems: &'a [Problem<'a>],
     }
-    let total = prep.plan.files.len();
+    let total = files.len();
     let doc = Doc {
         binaries: Report {
             files: total,
@@ -985,7 +998,7 @@ pub fn run_verify(prep: &Prepared, format: OutputFormat) -> Result<u8, BinariesE
             .collect();
         s.push_str(&format!(
             "node binaries in {}: {} of {total} present with a matching checksum\n",
-            prep.dir.display(),
+            dir.display(),
             total - problems.len()
         ));
         s

@@ -280,15 +280,40 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     }
     // ---- end of node binaries (continued after the images) -------------------------------------
     if let Some(file) = &args.archive.from_archive {
-        let registry = registry
-            .ok_or_else(|| MirrorError::Usage("--from-archive needs a target REGISTRY to push to".into()))?;
-        if args.archive.verify {
-            let images = crate::copy::archive::archived_expectations(file, registry)?;
-            return Ok(crate::copy::verify::run_verify(&images, &args.copy, format)?);
+        // The images go to REGISTRY, the node binaries (with --binaries) below DIR; one of them is needed.
+        if registry.is_none() && binaries.is_none() {
+            return Err(MirrorError::Usage(
+                "--from-archive needs a target REGISTRY to push to (or --binaries DIR to unpack only the node binaries)".into(),
+            ));
         }
-        return Ok(crate::copy::archive::run_from_archive(
-            file, registry, &args.copy, format,
-        )?);
+        let mut code = 0;
+        if args.archive.verify {
+            if let Some(registry) = registry {
+                let images = crate::copy::archive::archived_expectations(file, registry)?;
+                code = crate::copy::verify::run_verify(&images, &args.copy, format)?;
+            }
+            if let Some(prep) = &binaries {
+                let layout = crate::copy::archive::Layout::open(file, false)?;
+                code = code.max(crate::binaries::run_verify_unpacked(&layout, &prep.dir, format)?);
+            }
+            return Ok(code);
+        }
+        let layout = std::sync::Arc::new(crate::copy::archive::Layout::open(file, true)?);
+        if let Some(registry) = registry {
+            code = crate::copy::archive::run_from_archive(layout.clone(), registry, &args.copy, format)?;
+        }
+        match &binaries {
+            Some(prep) if code != crate::binaries::EXIT_INTERRUPTED => {
+                code = code.max(crate::binaries::run_unpack(&layout, &prep.dir, format)?);
+            }
+            None if crate::binaries::carried_count(&layout) > 0 => eprintln!(
+                "note: {} also carries {} node binaries; add --binaries DIR to unpack them",
+                file.display(),
+                crate::binaries::carried_count(&layout)
+            ),
+            _ => {}
+        }
+        return Ok(code);
     }
     if archiving && registry.is_some() {
         return Err(MirrorError::Usage(
@@ -471,8 +496,33 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     // ---- archives and --verify, continued: act on the discovered plan ----------------------------
     if archiving && let Some(file) = &args.archive.archive {
         let sources: Vec<_> = plan.images.iter().map(|e| e.source.clone()).collect();
-        let code =
-            crate::copy::archive::run_write(&sources, file, args.archive.since.as_deref(), &args.copy)?;
+        // With --binaries, DIR is filled (or checked, when complete) first, and the archive carries it.
+        if let Some(prep) = &binaries {
+            let code = crate::binaries::run_download(prep, &args.copy, format)?;
+            if code != 0 {
+                eprintln!(
+                    "error: {} was not written: some node binaries could not be downloaded",
+                    file.display()
+                );
+                return Ok(code);
+            }
+        }
+        let code = match &binaries {
+            Some(prep) => crate::copy::archive::run_write(
+                &sources,
+                file,
+                args.archive.since.as_deref(),
+                &args.copy,
+                &crate::binaries::Carry(prep),
+            )?,
+            None => crate::copy::archive::run_write(
+                &sources,
+                file,
+                args.archive.since.as_deref(),
+                &args.copy,
+                &(),
+            )?,
+        };
         return Ok(code.max(u8::from(chart_failures > 0)));
     }
     if args.archive.verify {

@@ -9,6 +9,10 @@
 //! always a complete one. Reading refuses anything that is not part of an image layout (links, `..`,
 //! unknown paths) and checks every blob against its name before the first byte is pushed, so a corrupt
 //! archive tags nothing.
+//!
+//! Besides the layout, an archive may carry other files below [`EXTRA_PREFIX`] (the node binaries of
+//! `--binaries`): the writer is handed them as [`Extra`]s, the reader lists them in [`Layout::extras`];
+//! what they mean is their owner's business, not this module's.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
@@ -36,6 +40,39 @@ pub const SOURCE_ANNOTATION: &str = "io.kubermatic.kkp.source";
 pub const BASE_ANNOTATION: &str = "io.kubermatic.kkp.base";
 /// Index annotation of an incremental archive: the digest of the base archive's `index.json`.
 pub const BASE_INDEX_ANNOTATION: &str = "io.kubermatic.kkp.base.index";
+/// Where an archive keeps files that are not part of the image layout (written before `index.json`).
+pub const EXTRA_PREFIX: &str = "kkp-binaries/";
+
+/// A file an archive carries beside its images, at `EXTRA_PREFIX` + `name`.
+#[derive(Debug, Clone)]
+pub struct Extra {
+    /// Its path below [`EXTRA_PREFIX`].
+    pub name: String,
+    /// Where its bytes come from.
+    pub content: ExtraContent,
+}
+
+/// The bytes of an [`Extra`].
+#[derive(Debug, Clone)]
+pub enum ExtraContent {
+    /// A file on disk, streamed into the archive.
+    File(PathBuf),
+    /// Bytes in memory.
+    Bytes(Vec<u8>),
+}
+
+/// Who adds [`Extra`]s to an archive; told the `--since` archive, so it can leave out what that holds.
+pub trait ExtraFiles {
+    /// The files to carry.
+    fn extras(&self, base: Option<&Layout>) -> Result<Vec<Extra>, ArchiveError>;
+}
+
+/// No extra files.
+impl ExtraFiles for () {
+    fn extras(&self, _: Option<&Layout>) -> Result<Vec<Extra>, ArchiveError> {
+        Ok(Vec::new())
+    }
+}
 
 /// Archive flags of `kubectl kkp mirror`.
 #[derive(Debug, Clone, Default, Args)]
@@ -132,14 +169,14 @@ fn one_line(e: &io::Error) -> String {
 }
 
 impl ArchiveError {
-    fn io(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
+    pub(crate) fn io(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
         move |source| ArchiveError::Io {
             path: path.to_path_buf(),
             source,
         }
     }
 
-    fn layout(archive: &Path, detail: impl Into<String>) -> ArchiveError {
+    pub(crate) fn layout(archive: &Path, detail: impl Into<String>) -> ArchiveError {
         ArchiveError::Layout {
             archive: archive.to_path_buf(),
             detail: detail.into(),
@@ -252,6 +289,10 @@ pub struct ArchiveSummary {
     pub bytes_written: u64,
     /// Blobs left out because the `--since` archive holds them.
     pub blobs_skipped: usize,
+    /// Extra files written (below [`EXTRA_PREFIX`]).
+    pub extras: usize,
+    /// Bytes of extra files' data written (files on disk only).
+    pub extra_bytes: u64,
     /// Notes (foreign layers).
     pub warnings: Vec<String>,
 }
@@ -371,9 +412,10 @@ pub async fn write_archive(
     path: &Path,
     since: Option<&Path>,
     source_mirrors: &[(String, String)],
+    extra_files: &dyn ExtraFiles,
 ) -> Result<ArchiveSummary, ArchiveError> {
     let mut index_annotations = serde_json::Map::new();
-    let base = match since {
+    let (base, extras) = match since {
         Some(old) => {
             let layout = Layout::open(old, false)?;
             index_annotations.insert(
@@ -381,23 +423,20 @@ pub async fn write_archive(
                 json!(old.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()),
             );
             index_annotations.insert(BASE_INDEX_ANNOTATION.into(), json!(layout.index_digest));
-            layout.blobs.keys().cloned().collect()
+            let extras = extra_files.extras(Some(&layout))?;
+            (layout.blobs.keys().cloned().collect(), extras)
         }
-        None => HashSet::new(),
+        None => (HashSet::new(), extra_files.extras(None)?),
     };
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
-    let result = write_to(
-        client,
-        images,
-        &partial,
+    let start = Start {
         base,
         index_annotations,
-        source_mirrors,
-        path,
-    )
-    .await;
+        extras,
+    };
+    let result = write_to(client, images, &partial, start, source_mirrors, path).await;
     match result {
         Ok(summary) => {
             std::fs::rename(&partial, path).map_err(ArchiveError::io(path))?;
@@ -410,15 +449,27 @@ pub async fn write_archive(
     }
 }
 
+/// What an archive is written against: the `--since` archive's blobs and the index annotations naming
+/// it, and the extra files to carry.
+struct Start {
+    base: HashSet<String>,
+    index_annotations: serde_json::Map<String, Value>,
+    extras: Vec<Extra>,
+}
+
 async fn write_to(
     client: &Client,
     images: &[ImageRef],
     partial: &Path,
-    base: HashSet<String>,
-    index_annotations: serde_json::Map<String, Value>,
+    start: Start,
     source_mirrors: &[(String, String)],
     path: &Path,
 ) -> Result<ArchiveSummary, ArchiveError> {
+    let Start {
+        base,
+        index_annotations,
+        extras,
+    } = start;
     let file = File::create(partial).map_err(ArchiveError::io(partial))?;
     let buffered = BufWriter::with_capacity(1 << 20, file);
     let sink = if is_gzip(path) {
@@ -482,6 +533,28 @@ async fn write_to(
             "annotations": annotations,
         }));
     }
+    // The extra files, before index.json (so an archive with an index.json holds all of them).
+    for extra in &extras {
+        let name = format!("{EXTRA_PREFIX}{}", extra.name);
+        match &extra.content {
+            ExtraContent::Bytes(b) => w.tar.file(&name, b).map_err(ArchiveError::io(partial))?,
+            ExtraContent::File(src) => {
+                let mut f = File::open(src).map_err(ArchiveError::io(src))?;
+                let size = f.metadata().map_err(ArchiveError::io(src))?.len();
+                w.tar.header(&name, size).map_err(ArchiveError::io(partial))?;
+                let n = io::copy(&mut (&mut f).take(size), &mut w.tar.w).map_err(ArchiveError::io(src))?;
+                if n != size {
+                    return Err(ArchiveError::layout(
+                        src,
+                        format!("the file shrank from {size} to {n} bytes while it was archived"),
+                    ));
+                }
+                w.tar.pad(size).map_err(ArchiveError::io(partial))?;
+                w.summary.extra_bytes += size;
+            }
+        }
+        w.summary.extras += 1;
+    }
     let mut index = json!({
         "schemaVersion": 2,
         "mediaType": manifest::OCI_INDEX,
@@ -524,6 +597,8 @@ pub struct Layout {
     pub blobs: HashMap<String, (u64, u64)>,
     /// The images of `index.json`, in order.
     pub images: Vec<ArchivedImage>,
+    /// Files below [`EXTRA_PREFIX`] (name below it → offset of the data in `tar`, size).
+    pub extras: BTreeMap<String, (u64, u64)>,
     /// `index.json`'s annotations.
     pub annotations: BTreeMap<String, String>,
     /// `sha256:` digest of `index.json`.
@@ -579,6 +654,7 @@ impl Layout {
         let file = File::open(&tar_path).map_err(ArchiveError::io(path))?;
         let mut archive = tar::Archive::new(io::BufReader::new(file));
         let mut blobs = HashMap::new();
+        let mut extras = BTreeMap::new();
         let mut index = None;
         let mut layout_seen = false;
         let entries = archive.entries_with_seek().map_err(ArchiveError::io(path))?;
@@ -626,6 +702,13 @@ impl Layout {
                         .read_to_end(&mut buf)
                         .map_err(ArchiveError::io(path))?;
                     index = Some(buf);
+                }
+                other if other.starts_with(EXTRA_PREFIX) && other.len() > EXTRA_PREFIX.len() => {
+                    if index.is_some() {
+                        return Err(refuse("a carried file after index.json"));
+                    }
+                    let rest = &other[EXTRA_PREFIX.len()..];
+                    extras.insert(rest.to_string(), (entry.raw_file_position(), entry.size()));
                 }
                 other => {
                     let hex = other
@@ -697,9 +780,38 @@ impl Layout {
             _temp: temp,
             blobs,
             images,
+            extras,
             annotations,
             index_digest,
         })
+    }
+
+    /// A reader of the extra file `name` (below [`EXTRA_PREFIX`]) and its size; `None` when the archive
+    /// does not carry it.
+    pub fn extra_reader(&self, name: &str) -> Option<io::Result<(impl Read + use<>, u64)>> {
+        let &(offset, size) = self.extras.get(name)?;
+        Some((|| {
+            let mut f = File::open(&self.tar)?;
+            f.seek(SeekFrom::Start(offset))?;
+            Ok((io::BufReader::with_capacity(256 * 1024, f).take(size), size))
+        })())
+    }
+
+    /// The extra file `name`, whole, when it is at most `max` bytes.
+    pub fn extra_bytes(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>, ArchiveError> {
+        let Some(opened) = self.extra_reader(name) else {
+            return Ok(None);
+        };
+        let (mut r, size) = opened.map_err(ArchiveError::io(&self.path))?;
+        if size > max {
+            return Err(ArchiveError::layout(
+                &self.path,
+                format!("{EXTRA_PREFIX}{name} is larger than {max} bytes"),
+            ));
+        }
+        let mut buf = Vec::with_capacity(size as usize);
+        r.read_to_end(&mut buf).map_err(ArchiveError::io(&self.path))?;
+        Ok(Some(buf))
     }
 
     /// The base archive an incremental archive was written against, for messages.
@@ -879,6 +991,7 @@ pub fn run_write(
     file: &Path,
     since: Option<&Path>,
     args: &CopyArgs,
+    extras: &dyn ExtraFiles,
 ) -> Result<u8, ArchiveError> {
     if file.exists() && since.is_some_and(|s| s == file) {
         return Err(CopyError::Usage("--since must name another archive than --archive".into()).into());
@@ -888,12 +1001,28 @@ pub fn run_write(
         return Err(CopyError::Usage("--platform: an archive always holds every platform".into()).into());
     }
     let (client, rt) = client_and_runtime(args, "")?;
-    let summary = rt.block_on(write_archive(&client, sources, file, since, &opts.source_mirrors))?;
+    let summary = rt.block_on(write_archive(
+        &client,
+        sources,
+        file,
+        since,
+        &opts.source_mirrors,
+        extras,
+    ))?;
     for w in &summary.warnings {
         eprintln!("warning: {w}");
     }
+    let carried = if summary.extras > 0 {
+        format!(
+            ", {} files below {EXTRA_PREFIX} ({:.1} MiB)",
+            summary.extras,
+            summary.extra_bytes as f64 / (1024.0 * 1024.0)
+        )
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{}: {} images, {} blobs written ({:.1} MiB), {} blobs left out (in the --since archive)",
+        "{}: {} images, {} blobs written ({:.1} MiB), {} blobs left out (in the --since archive){carried}",
         file.display(),
         summary.images,
         summary.blobs_written,
@@ -903,15 +1032,14 @@ pub fn run_write(
     Ok(0)
 }
 
-/// `kubectl kkp mirror REGISTRY --from-archive FILE`: checks the archive, then pushes it and prints
+/// `kubectl kkp mirror REGISTRY --from-archive FILE`: pushes a checked archive and prints
 /// the copy report. Exit code 1 when some image failed.
 pub fn run_from_archive(
-    file: &Path,
+    layout: Arc<Layout>,
     registry: &str,
     args: &CopyArgs,
     format: OutputFormat,
 ) -> Result<u8, ArchiveError> {
-    let layout = Layout::open(file, true)?;
     let pushes = push_jobs(&layout, registry)?;
     let target_host = pushes
         .first()
@@ -922,7 +1050,7 @@ pub fn run_from_archive(
     let origin = Origin::Archive {
         left_out: left_out_blobs(&layout, &pushes),
         digests: pushes.iter().map(|p| p.image.descriptor.digest.clone()).collect(),
-        layout: Arc::new(layout),
+        layout,
     };
     let jobs: Vec<CopyJob> = pushes
         .into_iter()
