@@ -408,7 +408,7 @@ impl HostState {
         counter.add(kind);
         let _ = TASK.try_with(|c| c.add(kind));
         let wait = backoff_from(self.first_backoff, attempt, retry_after);
-        tracing::debug!(%host, error = %error, kind = kind.name(), attempt, ?wait, "retrying");
+        tracing::info!(%host, error = %error, kind = kind.name(), attempt, ?wait, "retrying");
         Ok(wait)
     }
 
