@@ -25,6 +25,9 @@ pub struct Options {
     pub token_stingy: bool,
     /// Log every request (see [`Registry::requests`]).
     pub access_log: bool,
+    /// Put a [`FaultyProxy`] with this configuration in front of the token server (the realm the
+    /// registry announces is the proxy's).
+    pub token_faults: Option<FaultConfig>,
 }
 
 /// A running registry.
@@ -39,6 +42,8 @@ pub struct Registry {
     pub creds: Option<(String, String)>,
     /// The token server, when token auth is on.
     pub tokens: Option<TokenServer>,
+    /// The proxy in front of the token server ([`Options::token_faults`]).
+    pub token_proxy: Option<FaultyProxy>,
     child: Child,
 }
 
@@ -166,11 +171,21 @@ impl Registry {
             ));
         }
         let mut tokens = None;
+        let mut token_proxy = None;
         if let Some((user, pass)) = &opts.token_auth {
             let server = TokenServer::start(dir.path(), user, pass, opts.token_stingy);
+            let mut realm = server.realm.clone();
+            if let Some(faults) = &opts.token_faults {
+                let upstream = realm
+                    .trim_start_matches("http://")
+                    .trim_end_matches("/token")
+                    .to_string();
+                let proxy = FaultyProxy::start_with(&upstream, faults.clone());
+                realm = format!("http://{}/token", proxy.host);
+                token_proxy = Some(proxy);
+            }
             config.push_str(&format!(
-                "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
-                server.realm,
+                "auth:\n  token:\n    realm: {realm}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
                 server.cert.display()
             ));
             tokens = Some(server);
@@ -192,6 +207,7 @@ impl Registry {
             ca,
             creds: opts.htpasswd.or(opts.token_auth),
             tokens,
+            token_proxy,
             child,
         };
         reg.wait_ready();
@@ -331,6 +347,24 @@ impl Registry {
                 out.push((name, data.len() as u64));
             }
         }
+        out
+    }
+
+    /// Every manifest revision `repo` holds, read from the storage (independent of any client).
+    pub fn manifest_revisions(&self, repo: &str) -> Vec<String> {
+        let dir = self
+            .dir
+            .path()
+            .join("storage/docker/registry/v2/repositories")
+            .join(repo)
+            .join("_manifests/revisions/sha256");
+        let mut out: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|d| format!("sha256:{}", d.file_name().to_string_lossy()))
+            .collect();
+        out.sort();
         out
     }
 
@@ -546,11 +580,21 @@ pub enum Fault {
     Truncate,
     /// A blob `GET` answered by the registry with one byte of its body flipped (same length).
     Corrupt,
+    /// A manifest `GET` answered by the registry, cut off after half of its body.
+    TruncateManifest,
+    /// A manifest `GET` answered by the registry with one byte of its body flipped (same length).
+    CorruptManifest,
+    /// A token `GET` (any path outside `/v2/`) answered by the token server, cut off after half.
+    TruncateToken,
+    /// A `GET` or `HEAD` answered `200 OK` with an HTML error page (a captive portal, a proxy's page).
+    HtmlPage,
+    /// A `GET` or `HEAD` whose upstream answer's head is passed on, then the connection is reset (RST).
+    ResetAfterHead,
 }
 
 impl Fault {
     /// Every kind.
-    pub const ALL: [Fault; 9] = [
+    pub const ALL: [Fault; 14] = [
         Fault::Drop,
         Fault::Stall,
         Fault::Status500,
@@ -560,11 +604,35 @@ impl Fault {
         Fault::TooManyBare,
         Fault::Truncate,
         Fault::Corrupt,
+        Fault::TruncateManifest,
+        Fault::CorruptManifest,
+        Fault::TruncateToken,
+        Fault::HtmlPage,
+        Fault::ResetAfterHead,
     ];
 
-    /// Only applies to the body of a blob `GET`.
-    fn needs_blob_body(self) -> bool {
-        matches!(self, Fault::Truncate | Fault::Corrupt)
+    /// Whether this kind can spoil a `method path` request.
+    fn applies(self, method: &str, path: &str) -> bool {
+        let get = method == "GET";
+        match self {
+            Fault::Truncate | Fault::Corrupt => get && path.contains("/blobs/sha256:"),
+            Fault::TruncateManifest | Fault::CorruptManifest => get && path.contains("/manifests/"),
+            Fault::TruncateToken => get && !path.starts_with("/v2/"),
+            Fault::HtmlPage | Fault::ResetAfterHead => get || method == "HEAD",
+            _ => true,
+        }
+    }
+
+    /// Spoils the body of the upstream answer (counted when it is applied, not when it is chosen).
+    fn spoils_body(self) -> bool {
+        matches!(
+            self,
+            Fault::Truncate
+                | Fault::Corrupt
+                | Fault::TruncateManifest
+                | Fault::CorruptManifest
+                | Fault::TruncateToken
+        )
     }
 
     /// The canned answer of a status fault.
@@ -580,6 +648,39 @@ impl Fault {
     }
 }
 
+/// The page of [`Fault::HtmlPage`].
+const HTML_PAGE: &str = "<!DOCTYPE html>\n<html><head><title>Service temporarily unavailable</title></head><body><h1>Please try again later</h1><p>The upstream server did not answer in time.</p></body></html>\n";
+
+/// Closes `stream` with a TCP reset instead of an orderly close (`SO_LINGER` 0), where the OS allows.
+fn reset(stream: TcpStream) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        #[repr(C)]
+        struct Linger {
+            onoff: i32,
+            linger: i32,
+        }
+        unsafe extern "C" {
+            fn setsockopt(fd: i32, level: i32, name: i32, value: *const std::ffi::c_void, len: u32) -> i32;
+        }
+        const SOL_SOCKET: i32 = 1;
+        const SO_LINGER: i32 = 13;
+        let l = Linger { onoff: 1, linger: 0 };
+        // SAFETY: a valid socket, a `struct linger` of the size given, alive for the call.
+        unsafe {
+            setsockopt(
+                stream.as_raw_fd(),
+                SOL_SOCKET,
+                SO_LINGER,
+                (&l as *const Linger).cast(),
+                std::mem::size_of::<Linger>() as u32,
+            );
+        }
+    }
+    drop(stream);
+}
+
 /// Which requests the proxy spoils and how.
 #[derive(Debug, Clone)]
 pub struct FaultConfig {
@@ -588,7 +689,8 @@ pub struct FaultConfig {
     /// Seeds the choice: the n-th request of a kind (method and path, digests and upload sessions left
     /// out) always gets the same fate, whatever the content and the order concurrent requests arrive in.
     pub seed: u64,
-    /// Kinds to choose from (body faults only for blob `GET`s; other requests pick among the rest).
+    /// Kinds to choose from (each request picks among the kinds that apply to it: body faults of blobs
+    /// only for blob `GET`s, of manifests for manifest `GET`s, of tokens for token `GET`s).
     pub kinds: Vec<Fault>,
     /// How long a stalled connection is held before it is dropped.
     pub stall: Duration,
@@ -623,6 +725,8 @@ pub struct FaultStats {
     pub injected: std::collections::BTreeMap<Fault, usize>,
     /// Digests of blobs whose body was truncated or corrupted on the way.
     pub spoiled_blobs: Vec<String>,
+    /// Digests or tags of manifests whose body was truncated or corrupted on the way.
+    pub spoiled_manifests: Vec<String>,
 }
 
 impl FaultStats {
@@ -640,6 +744,8 @@ pub struct FaultyProxy {
     pub host: String,
     /// What was seen and injected so far.
     pub stats: std::sync::Arc<std::sync::Mutex<FaultStats>>,
+    /// Cleared by [`FaultyProxy::stop_faults`]: everything passes through from then on.
+    spoiling: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Reads an HTTP head (request or response) up to the blank line; `None` on EOF or a TLS hello.
@@ -700,22 +806,45 @@ impl FaultyProxy {
         )
     }
 
-    /// Starts the proxy with `config`.
+    /// Starts the proxy with `config`, printing it (seed included, so a failing run can be replayed).
     pub fn start_with(upstream: &str, config: FaultConfig) -> FaultyProxy {
         use std::hash::{Hash, Hasher};
         use std::sync::{Arc, Mutex};
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let host = listener.local_addr().unwrap().to_string();
+        if config.rate > 0.0 || config.every.is_some() {
+            eprintln!(
+                "fault proxy {host} -> {upstream}: {}, seed {:#x}, kinds {:?}{}",
+                config.every.map_or_else(
+                    || format!("rate {}", config.rate),
+                    |n| format!("every {n}th request")
+                ),
+                config.seed,
+                config.kinds,
+                if config.only_first {
+                    ", first time only"
+                } else {
+                    ""
+                }
+            );
+        }
         let stats = Arc::new(Mutex::new(FaultStats::default()));
         let seen: Arc<Mutex<std::collections::HashMap<String, u64>>> = Arc::default();
         let shared = stats.clone();
         let upstream = upstream.to_string();
         let config = Arc::new(config);
+        let spoiling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let on = spoiling.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(client) = conn else { return };
-                let (stats, seen, upstream, config) =
-                    (shared.clone(), seen.clone(), upstream.clone(), config.clone());
+                let (stats, seen, upstream, config, on) = (
+                    shared.clone(),
+                    seen.clone(),
+                    upstream.clone(),
+                    config.clone(),
+                    on.clone(),
+                );
                 std::thread::spawn(move || {
                     let mut reader = std::io::BufReader::new(client.try_clone().unwrap());
                     let Some(head) = read_head(&mut reader) else {
@@ -728,7 +857,6 @@ impl FaultyProxy {
                         parts.next().unwrap_or("").to_string(),
                     );
                     let path = target.split('?').next().unwrap_or("");
-                    let blob_get = method == "GET" && path.contains("/blobs/sha256:");
                     // The request's kind: upload session ids and digests (random test content) are
                     // left out, so the n-th request of a kind in a repository has the same fate in
                     // every run, whatever the content and the arrival order.
@@ -747,7 +875,7 @@ impl FaultyProxy {
                             .kinds
                             .iter()
                             .copied()
-                            .filter(|k| blob_get || !k.needs_blob_body())
+                            .filter(|k| k.applies(&method, path))
                             .collect();
                         let (occurrence, repeated) = {
                             let mut occ = seen.lock().unwrap();
@@ -759,7 +887,8 @@ impl FaultyProxy {
                             *exact += 1;
                             (n, *exact > 1)
                         };
-                        let pick = if kinds.is_empty() || (config.only_first && repeated) {
+                        let off = !on.load(std::sync::atomic::Ordering::Relaxed);
+                        let pick = if off || kinds.is_empty() || (config.only_first && repeated) {
                             None
                         } else if let Some(every) = config.every {
                             (n % every == 1 % every).then(|| kinds[st.total() % kinds.len()])
@@ -771,7 +900,8 @@ impl FaultyProxy {
                             (roll < config.rate).then(|| kinds[(x % kinds.len() as u64) as usize])
                         };
                         if let Some(f) = pick
-                            && !f.needs_blob_body()
+                            && !f.spoils_body()
+                            && f != Fault::ResetAfterHead
                         {
                             *st.injected.entry(f).or_default() += 1;
                         }
@@ -802,13 +932,35 @@ impl FaultyProxy {
                             let _ = std::io::copy(&mut reader, &mut std::io::sink());
                             return;
                         }
+                        Some(Fault::HtmlPage) => {
+                            use std::io::Write;
+                            let _ = write!(
+                                client,
+                                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                HTML_PAGE.len()
+                            );
+                            if method != "HEAD" {
+                                let _ = client.write_all(HTML_PAGE.as_bytes());
+                            }
+                            let _ = client.shutdown(std::net::Shutdown::Write);
+                            return;
+                        }
                         _ => {}
                     }
                     proxy_one(&upstream, reader, client, &head, fault, &stats, path);
                 });
             }
         });
-        FaultyProxy { host, stats }
+        FaultyProxy {
+            host,
+            stats,
+            spoiling,
+        }
+    }
+
+    /// Passes every later request through unspoiled (to check the outcome through the same path).
+    pub fn stop_faults(&self) {
+        self.spoiling.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// A copy of the counts so far.
@@ -818,7 +970,7 @@ impl FaultyProxy {
     }
 }
 
-/// Forwards one request to `upstream` and its answer back, spoiling a blob body when asked.
+/// Forwards one request to `upstream` and its answer back, spoiling its body when asked.
 fn proxy_one(
     upstream: &str,
     mut reader: std::io::BufReader<TcpStream>,
@@ -836,11 +988,18 @@ fn proxy_one(
     if server.write_all(close_head(head).as_bytes()).is_err() {
         return;
     }
-    let mut s2 = server.try_clone().unwrap();
-    std::thread::spawn(move || {
-        let _ = std::io::copy(&mut reader, &mut s2);
-        let _ = s2.shutdown(std::net::Shutdown::Write);
-    });
+    // The request body (uploads) on its own thread; a reset needs the client's socket closed here, so
+    // `ResetAfterHead` (only for GET and HEAD, which carry no body) keeps the reader.
+    let mut kept_reader = None;
+    if fault == Some(Fault::ResetAfterHead) {
+        kept_reader = Some(reader);
+    } else {
+        let mut s2 = server.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut reader, &mut s2);
+            let _ = s2.shutdown(std::net::Shutdown::Write);
+        });
+    }
     let mut up = std::io::BufReader::new(server.try_clone().unwrap());
     let Some(resp) = read_head(&mut up) else {
         let _ = client.shutdown(std::net::Shutdown::Both);
@@ -853,12 +1012,26 @@ fn proxy_one(
     if client.write_all(close_head(&resp).as_bytes()).is_err() {
         return;
     }
+    let name = path.rsplit('/').next().unwrap_or("").to_string();
     match fault {
-        Some(f @ (Fault::Truncate | Fault::Corrupt)) if ok && len > 1 => {
+        Some(Fault::ResetAfterHead) => {
+            *stats
+                .lock()
+                .unwrap()
+                .injected
+                .entry(Fault::ResetAfterHead)
+                .or_default() += 1;
+            let _ = client.flush();
+            drop(kept_reader);
+            reset(client);
+            let _ = server.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        Some(f) if f.spoils_body() && ok && len > 1 => {
             let mut body = Vec::new();
             let _ = (&mut up).take(len).read_to_end(&mut body);
             if body.len() as u64 != len {
-                // The registry itself cut the body short: pass on what came.
+                // The upstream itself cut the body short: pass on what came.
                 let _ = client.write_all(&body);
                 let _ = client.shutdown(std::net::Shutdown::Both);
                 return;
@@ -866,10 +1039,13 @@ fn proxy_one(
             {
                 let mut st = stats.lock().unwrap();
                 *st.injected.entry(f).or_default() += 1;
-                st.spoiled_blobs
-                    .push(path.rsplit('/').next().unwrap_or("").to_string());
+                match f {
+                    Fault::Truncate | Fault::Corrupt => st.spoiled_blobs.push(name),
+                    Fault::TruncateManifest | Fault::CorruptManifest => st.spoiled_manifests.push(name),
+                    _ => {}
+                }
             }
-            if f == Fault::Corrupt {
+            if matches!(f, Fault::Corrupt | Fault::CorruptManifest) {
                 let mid = body.len() / 2;
                 body[mid] ^= 0xff;
                 let _ = client.write_all(&body);

@@ -200,6 +200,7 @@ pub(crate) async fn run(client: &Client, jobs: &[CopyJob], opts: &CopyOptions, o
     };
     let hosts: Vec<String> = jobs.iter().map(|j| Repository::of(&j.target).host).collect();
     let earlier = homes::BlobHomes::load(opts.blob_homes_dir.clone(), hosts.iter().map(String::as_str));
+    let retries_before = client.retries();
     let engine = Arc::new(Engine {
         client: client.clone(),
         earlier,
@@ -241,7 +242,9 @@ pub(crate) async fn run(client: &Client, jobs: &[CopyJob], opts: &CopyOptions, o
     }
     engine.remember_homes();
     reports.sort_by_key(|(i, _)| *i);
-    CopyReport::new(reports.into_iter().map(|(_, r)| r).collect())
+    let mut report = CopyReport::new(reports.into_iter().map(|(_, r)| r).collect());
+    report.summary.retries = client.retries().since(&retries_before);
+    report
 }
 
 fn progress_bar(total: usize) -> indicatif::ProgressBar {
@@ -317,14 +320,36 @@ fn coalesce(
     })
 }
 
+/// Why a source blob body was not passed on whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Spoiled {
+    /// Its bytes did not match the size or digest.
+    Mismatch(String),
+    /// The source's answer broke off.
+    Broke(String),
+}
+
+impl Spoiled {
+    fn error(self, what: String, digest: &str) -> RegistryError {
+        match self {
+            Spoiled::Mismatch(actual) => RegistryError::DigestMismatch {
+                what,
+                expected: digest.to_string(),
+                actual,
+            },
+            Spoiled::Broke(detail) => RegistryError::Body { what, detail },
+        }
+    }
+}
+
 /// A blob body that hashes what passes through and fails at the end when size or digest are wrong, so
-/// the target never commits a corrupt blob.
+/// the target never commits a corrupt blob. Why it failed is left in `spoiled`.
 fn verifying_stream(
     body: impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static,
     digest: String,
     size: u64,
     live: Arc<dyn Fn(u64) + Send + Sync>,
-    mismatch: Arc<Mutex<Option<String>>>,
+    mismatch: Arc<Mutex<Option<Spoiled>>>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
     let state = (Sha256::new(), 0u64);
     let body = coalesce(body, UPLOAD_PIECE);
@@ -341,7 +366,8 @@ fn verifying_stream(
                     live(chunk.len() as u64);
                     if n > size {
                         let msg = format!("source sent more than the {size} bytes announced");
-                        *mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
+                        *mismatch.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(Spoiled::Mismatch(msg.clone()));
                         return Some((Err(std::io::Error::other(msg)), (body, None)));
                     }
                     // Check on the last byte, before handing it over: with a known length the upload
@@ -350,18 +376,26 @@ fn verifying_stream(
                         let actual = format!("sha256:{}", hex::encode(hasher.clone().finalize()));
                         if actual != digest {
                             let msg = format!("the {size} bytes received hash to {actual}");
-                            *mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
+                            *mismatch.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(Spoiled::Mismatch(msg.clone()));
                             return Some((Err(std::io::Error::other(msg)), (body, None)));
                         }
                     }
                     Some((Ok(chunk), (body, Some((hasher, n)))))
                 }
-                Some(Err(e)) => Some((Err(e), (body, None))),
+                Some(Err(e)) => {
+                    *mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(Spoiled::Broke(format!(
+                        "after {n} of {size} bytes: {}",
+                        crate::registry::flatten_error(&e)
+                    )));
+                    Some((Err(e), (body, None)))
+                }
                 None => {
                     let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
                     if n != size || actual != digest {
                         let msg = format!("the source sent {n} of {size} bytes, hashing to {actual}");
-                        *mismatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(msg.clone());
+                        *mismatch.lock().unwrap_or_else(|e| e.into_inner()) =
+                            Some(Spoiled::Mismatch(msg.clone()));
                         return Some((Err(std::io::Error::other(msg)), (body, None)));
                     }
                     None
@@ -374,7 +408,9 @@ fn verifying_stream(
 impl Engine {
     async fn copy_image(&self, i: usize, job: &CopyJob) -> ImageReport {
         let tally = ImageTally::default();
-        let result = self.copy_image_inner(i, job, &tally).await;
+        let retries = Arc::new(crate::registry::retry::Counter::default());
+        let result =
+            crate::registry::retry::counting(retries.clone(), self.copy_image_inner(i, job, &tally)).await;
         let warnings = tally.warnings.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let c = &tally.counters;
         let (status, digest, error) = match result {
@@ -390,6 +426,7 @@ impl Engine {
             bytes_copied: c.copied.load(Ordering::Relaxed),
             bytes_mounted: c.mounted.load(Ordering::Relaxed),
             bytes_skipped: c.skipped.load(Ordering::Relaxed),
+            retries: retries.snapshot(),
             warnings,
             error,
         }
@@ -768,7 +805,7 @@ impl Engine {
                     self.transfer(src, dst, blob, Some(location)).await?;
                     return Ok(BlobOutcome::Copied);
                 }
-                Err(e) if e.is_transient() => return Err(e),
+                Err(e) if e.is_transient() || e.gave_up() => return Err(e),
                 Err(e) => {
                     tracing::debug!(host = %dst.host, error = %e, "a mount from the repository itself was refused; asking with HEAD from now on");
                     self.note_mount(&dst.host, false);
@@ -816,24 +853,35 @@ impl Engine {
         *entry = *entry && works;
     }
 
-    /// Streams a blob from `src` into `dst`, retrying the whole transfer on transient failures.
+    /// Streams a blob from `src` into `dst`. A transfer that fails is started again from scratch under
+    /// the registry client's retry policy ([`Client::retry_operation`]): a new `GET` at the source and a
+    /// new upload session at the target (the first attempt may use `location`, opened by a mount
+    /// request), never the rest of a half-written blob.
     async fn transfer(
         &self,
         src: &Repository,
         dst: &Repository,
         blob: &Descriptor,
-        mut location: Option<String>,
+        location: Option<String>,
     ) -> Result<(), RegistryError> {
-        let mut attempt = 0;
-        loop {
-            let result = async {
+        use crate::registry::retry::Failed;
+        let location = Mutex::new(location);
+        let location = &location;
+        // Requests below are retried on their own: their failure ends the transfer.
+        let settled = |host: &str| {
+            let host = host.to_string();
+            move |e| (host, Failed::settled(e))
+        };
+        self.client
+            .retry_operation(move || async move {
                 let _slot = self.transfers.acquire(blob.size).await;
-                let body = self.blob_body(src, dst, blob).await?;
-                let loc = match location.take() {
+                let body = self.blob_body(src, dst, blob).await.map_err(settled(&src.host))?;
+                let reuse = location.lock().unwrap_or_else(|e| e.into_inner()).take();
+                let loc = match reuse {
                     Some(l) => l,
-                    None => self.client.start_upload(dst).await?,
+                    None => self.client.start_upload(dst).await.map_err(settled(&dst.host))?,
                 };
-                let mismatch = Arc::new(Mutex::new(None));
+                let spoiled = Arc::new(Mutex::new(None));
                 let live = self.live.clone();
                 let body = verifying_stream(
                     body,
@@ -842,7 +890,7 @@ impl Engine {
                     Arc::new(move |n| {
                         live.copied.fetch_add(n, Ordering::Relaxed);
                     }),
-                    mismatch.clone(),
+                    spoiled.clone(),
                 );
                 let r = self
                     .client
@@ -854,36 +902,29 @@ impl Engine {
                         reqwest::Body::wrap_stream(body),
                     )
                     .await;
-                if let Some(detail) = mismatch.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                    return Err(RegistryError::DigestMismatch {
-                        what: format!("blob {src}@{}", blob.digest),
-                        expected: blob.digest.clone(),
-                        actual: detail,
-                    });
+                let what = || format!("blob {src}@{}", blob.digest);
+                // The source's fault, whatever the target made of the broken upload.
+                if let Some(s) = spoiled.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    tracing::debug!(digest = %blob.digest, from = %src, why = ?s, "source body spoiled; fetching it again");
+                    return Err((src.host.clone(), Failed::from(s.error(what(), &blob.digest))));
                 }
                 if let Err(RegistryError::Status {
                     status: 400, detail, ..
                 }) = &r
                     && detail.contains("DIGEST_INVALID")
                 {
-                    return Err(RegistryError::DigestMismatch {
-                        what: format!("blob {src}@{}", blob.digest),
-                        expected: blob.digest.clone(),
-                        actual: "other content (the target registry refused it)".into(),
-                    });
+                    return Err((
+                        src.host.clone(),
+                        Failed::from(RegistryError::DigestMismatch {
+                            what: what(),
+                            expected: blob.digest.clone(),
+                            actual: "other content (the target registry refused it)".into(),
+                        }),
+                    ));
                 }
-                r
-            }
-            .await;
-            match result {
-                Err(e) if e.is_transient() && attempt + 1 < crate::registry::OPERATION_ATTEMPTS => {
-                    tracing::info!(digest = %blob.digest, error = %e, "blob transfer failed; retrying");
-                    tokio::time::sleep(crate::registry::retry_delay(attempt)).await;
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+                r.map_err(|e| (dst.host.clone(), Failed::from(e)))
+            })
+            .await
     }
 }
 
@@ -951,9 +992,9 @@ mod tests {
         );
         let (passed, failed, noted) = run(format!("sha256:{}", "0".repeat(64)), data.len() as u64).await;
         assert!(failed && passed < data.len(), "{passed}");
-        assert!(noted.unwrap().contains(&good));
+        assert!(matches!(noted, Some(Spoiled::Mismatch(m)) if m.contains(&good)));
         let (_, failed, noted) = run(good, data.len() as u64 - 1).await;
-        assert!(failed && noted.unwrap().contains("more than"));
+        assert!(failed && matches!(noted, Some(Spoiled::Mismatch(m)) if m.contains("more than")));
     }
 
     #[test]

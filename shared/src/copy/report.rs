@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::cli::OutputFormat;
+use crate::registry::Retries;
 
 /// How one image ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,6 +45,9 @@ pub struct ImageReport {
     pub bytes_mounted: u64,
     /// Bytes already at the target (blobs and child manifests).
     pub bytes_skipped: u64,
+    /// Requests and transfers made again for this image, by kind of fault (left out when none).
+    #[serde(skip_serializing_if = "Retries::is_empty")]
+    pub retries: Retries,
     /// Notes (foreign layers, rewritten index).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -69,6 +73,8 @@ pub struct Summary {
     pub bytes_mounted: u64,
     /// Total bytes already present.
     pub bytes_skipped: u64,
+    /// Every retry of the run by kind of fault (the images' and the run's own: probes, the target check).
+    pub retries: Retries,
 }
 
 /// The whole run.
@@ -100,6 +106,7 @@ impl CopyReport {
             s.bytes_copied += i.bytes_copied;
             s.bytes_mounted += i.bytes_mounted;
             s.bytes_skipped += i.bytes_skipped;
+            s.retries += &i.retries;
         }
         CopyReport { images, summary: s }
     }
@@ -140,10 +147,10 @@ impl CopyReport {
         Ok(if failed.is_empty() { 0 } else { 1 })
     }
 
-    /// One line for stderr.
+    /// One line for stderr; the retries by kind of fault when there were any.
     pub fn summary_line(&self) -> String {
         let s = &self.summary;
-        format!(
+        let mut line = format!(
             "{} images: {} copied, {} up to date, {} failed; {} copied, {} mounted, {} already there",
             s.images,
             s.copied,
@@ -152,7 +159,11 @@ impl CopyReport {
             mib(s.bytes_copied),
             mib(s.bytes_mounted),
             mib(s.bytes_skipped)
-        )
+        );
+        if !s.retries.is_empty() {
+            line.push_str(&format!("; {}", s.retries));
+        }
+        line
     }
 
     /// Renders the per-image report for stdout.
@@ -196,5 +207,65 @@ impl CopyReport {
                 )
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(status: ImageStatus, retries: Retries) -> ImageReport {
+        ImageReport {
+            source: "quay.io/a:v1".into(),
+            target: "r.local/a:v1".into(),
+            digest: None,
+            status,
+            bytes_copied: 1024 * 1024,
+            bytes_mounted: 0,
+            bytes_skipped: 0,
+            retries,
+            warnings: Vec::new(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn retries_by_kind_are_in_the_summary_line_and_the_json_report() {
+        let quiet = CopyReport::new(vec![image(ImageStatus::UpToDate, Retries::default())]);
+        assert_eq!(
+            quiet.summary_line(),
+            "1 images: 0 copied, 1 up to date, 0 failed; 1.0 MiB copied, 0.0 MiB mounted, 0.0 MiB already there"
+        );
+        let report = CopyReport::new(vec![
+            image(
+                ImageStatus::Copied,
+                Retries {
+                    body: 2,
+                    server: 1,
+                    ..Retries::default()
+                },
+            ),
+            image(
+                ImageStatus::Copied,
+                Retries {
+                    digest: 1,
+                    ..Retries::default()
+                },
+            ),
+        ]);
+        assert!(
+            report
+                .summary_line()
+                .ends_with("; 4 retries (2 body, 1 digest, 1 server)"),
+            "{}",
+            report.summary_line()
+        );
+        let json: serde_json::Value = serde_json::from_str(&report.render(OutputFormat::Json)).unwrap();
+        assert_eq!(json["summary"]["retries"]["body"], 2);
+        assert_eq!(json["summary"]["retries"]["digest"], 1);
+        assert_eq!(json["images"][0]["retries"]["server"], 1);
+        let quiet: serde_json::Value = serde_json::from_str(&quiet.render(OutputFormat::Json)).unwrap();
+        assert!(quiet["images"][0].get("retries").is_none());
+        assert_eq!(quiet["summary"]["retries"]["connection"], 0);
     }
 }

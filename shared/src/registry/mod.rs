@@ -2,10 +2,13 @@
 //!
 //! Knows nothing of KKP or plans. Manifests are handled as raw bytes so digests never change; blobs are
 //! streamed, never buffered. One [`Client`] serves every host: each host gets its own `reqwest` client
-//! (its TLS settings), a request limit, a probed scheme and auth challenge, and a token cache per scope.
+//! (its TLS settings), a request limit, a probed scheme and auth challenge, a token cache per scope, and
+//! its state under the one retry policy ([`retry`]): every request goes through [`retry::run`], each
+//! attempt from sending to checking the answer.
 
 pub mod auth;
 pub mod manifest;
+pub mod retry;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,15 +25,11 @@ use tokio::sync::{OnceCell, Semaphore};
 pub use auth::Credential;
 use auth::{Challenge, TokenResponse, encode, parse_challenge};
 pub use manifest::sha256_digest;
+use retry::{Failed, is_retry_status};
+pub use retry::{Fault, Retries};
 
-/// Attempts per request (first try included) for transient failures.
-const MAX_ATTEMPTS: u32 = 5;
-/// First backoff delay; doubled per attempt up to [`MAX_BACKOFF`].
-const BASE_BACKOFF: Duration = Duration::from_millis(500);
-/// Longest computed backoff delay.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// Longest `Retry-After` honoured.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// Largest token answer read.
+const MAX_TOKEN_BYTES: usize = 1 << 20;
 
 /// Installs rustls' `ring` provider for the process, once; later calls (and kube doing the same) are fine.
 pub fn install_crypto_provider() {
@@ -40,12 +39,48 @@ pub fn install_crypto_provider() {
 /// Why a registry request failed. Messages name the host and the object; never a secret.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// The connection could not be made or broke (after retries).
+    /// The connection could not be made or broke before the answer's head (after retries).
     #[error("{what}: {detail}")]
     Transport {
         /// The request.
         what: String,
         /// The cause chain, flattened.
+        detail: String,
+    },
+    /// The answer's body broke off: the connection reset after the head, fewer bytes than announced.
+    #[error("{what}: the answer broke off: {detail}")]
+    Body {
+        /// The request.
+        what: String,
+        /// What arrived, and the cause.
+        detail: String,
+    },
+    /// A success answer that is not what was asked for (not JSON, an HTML page).
+    #[error("{what}: the answer is not the registry's: {detail}")]
+    Garbled {
+        /// The request.
+        what: String,
+        /// What arrived instead.
+        detail: String,
+    },
+    /// A fault that was not retried because the host used up this run's retries ([`retry`]).
+    #[error("{error} (not retried: {host} has used up this run's {allowance} retries)")]
+    BudgetSpent {
+        /// The registry.
+        host: String,
+        /// Retries it was allowed.
+        allowance: u64,
+        /// The fault.
+        error: Box<RegistryError>,
+    },
+    /// The host was given up on in this run; the request was not sent.
+    #[error("{what}: not sent: {host} is not answering ({detail})")]
+    HostDown {
+        /// The request.
+        what: String,
+        /// The registry.
+        host: String,
+        /// The budget spent and the last error.
         detail: String,
     },
     /// The registry refused the credentials (or wants some and none were found).
@@ -117,22 +152,21 @@ pub enum RegistryError {
 }
 
 impl RegistryError {
-    /// True when retrying the whole operation later may help (connection trouble, 408/429/5xx), and
-    /// for content that did not match its digest: bytes spoiled on the way arrive intact when fetched
-    /// again, and a source that really holds bad content fails the same way after the retries.
+    /// True when retrying may help: a [`Fault`] (connection trouble, a body cut short or garbled, 408,
+    /// 429, 5xx), including content that did not match its digest (bytes spoiled on the way arrive intact
+    /// when fetched again; a source that really holds bad content fails the same way after the retries),
+    /// and a refused monolithic upload (the next attempt is chunked).
     pub fn is_transient(&self) -> bool {
-        match self {
-            RegistryError::Transport { .. }
-            | RegistryError::DigestMismatch { .. }
-            | RegistryError::ChunkedUploadNeeded { .. } => true,
-            RegistryError::Status { status, .. } => is_retry_status(*status),
-            _ => false,
-        }
+        Fault::of(self).is_some() || matches!(self, RegistryError::ChunkedUploadNeeded { .. })
     }
-}
 
-fn is_retry_status(status: u16) -> bool {
-    status == 408 || status == 429 || (500..600).contains(&status) && status != 501
+    /// True when the retry policy gave up on the host ([`retry`]): nothing later in the run will help.
+    pub fn gave_up(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::BudgetSpent { .. } | RegistryError::HostDown { .. }
+        )
+    }
 }
 
 /// A repository on a registry: `host/path`.
@@ -243,8 +277,8 @@ struct Host {
     credential: OnceCell<Option<Credential>>,
     limit: Semaphore,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
-    /// Set when the host asked us to slow down (429/503): every request to it waits until then.
-    pause_until: Mutex<Option<Instant>>,
+    /// Its pause, retry budget and whether it was given up on.
+    retry: retry::HostState,
     /// Set when the host refused a monolithic upload `PUT`: uploads then send their bytes in a `PATCH`
     /// and finish with an empty `PUT`.
     chunked_uploads: std::sync::atomic::AtomicBool,
@@ -255,32 +289,19 @@ struct Host {
 impl Host {
     /// A request slot for this host, after any pause the host asked for.
     async fn slot(&self) -> Result<tokio::sync::SemaphorePermit<'_>, RegistryError> {
-        loop {
-            let until = *self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
-            match until {
-                Some(t) if t > Instant::now() => tokio::time::sleep_until(t.into()).await,
-                _ => break,
-            }
-        }
+        self.retry.wait_pause().await;
         self.limit
             .acquire()
             .await
             .map_err(|_| RegistryError::Config(format!("{}: request limit closed", self.name)))
-    }
-
-    /// Makes every request to this host wait `wait` (regclient-style shared backoff).
-    fn pause(&self, wait: Duration) {
-        let until = Instant::now() + wait;
-        let mut p = self.pause_until.lock().unwrap_or_else(|e| e.into_inner());
-        if p.is_none_or(|t| t < until) {
-            *p = Some(until);
-        }
     }
 }
 
 struct Inner {
     opts: ClientOptions,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
+    /// Retries of every request of this client, by kind.
+    retries: retry::Counter,
 }
 
 /// The registry client; cheap to clone, shared by every task.
@@ -309,6 +330,11 @@ fn api_host(name: &str) -> &str {
     }
 }
 
+/// An error and its causes on one line (`a: b: c`), each cause once.
+pub fn flatten_error(err: &dyn std::error::Error) -> String {
+    flatten(err)
+}
+
 fn flatten(err: &dyn std::error::Error) -> String {
     let mut s = err.to_string();
     let mut cur = err.source();
@@ -323,16 +349,6 @@ fn flatten(err: &dyn std::error::Error) -> String {
     s
 }
 
-fn backoff(attempt: u32, retry_after: Option<Duration>) -> Duration {
-    if let Some(d) = retry_after {
-        return d.min(MAX_RETRY_AFTER);
-    }
-    let base = BASE_BACKOFF.saturating_mul(1 << attempt.min(10)).min(MAX_BACKOFF);
-    // ±20 % jitter so parallel tasks do not retry in lock-step.
-    let jitter = 0.8 + fastrand::f64() * 0.4;
-    base.mul_f64(jitter)
-}
-
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?;
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
@@ -343,6 +359,59 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string)
+}
+
+/// A success answer carrying an HTML page (a proxy's or a captive portal's error page) is never the
+/// registry's: it is [`RegistryError::Garbled`], and asked for again.
+fn html_page(what: &str, resp: &reqwest::Response) -> Option<RegistryError> {
+    let ct = header(resp.headers(), CONTENT_TYPE.as_str())?;
+    (resp.status().is_success() && ct.trim().to_ascii_lowercase().starts_with("text/html")).then(|| {
+        RegistryError::Garbled {
+            what: what.to_string(),
+            detail: format!("a {} answer with an HTML page ({ct})", resp.status()),
+        }
+    })
+}
+
+/// Reads a whole answer body: a break or fewer bytes than its `Content-Length` is
+/// [`RegistryError::Body`]; more than `limit` bytes is `too_big()`.
+async fn read_body(
+    what: &str,
+    mut resp: reqwest::Response,
+    limit: usize,
+    too_big: impl Fn() -> RegistryError,
+) -> Result<Vec<u8>, RegistryError> {
+    let announced = resp.content_length();
+    if announced.is_some_and(|n| n > limit as u64) {
+        return Err(too_big());
+    }
+    let mut buf = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if buf.len() + chunk.len() > limit {
+                    return Err(too_big());
+                }
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => {
+                return Err(RegistryError::Body {
+                    what: what.to_string(),
+                    detail: format!("after {} bytes: {}", buf.len(), flatten(&e)),
+                });
+            }
+        }
+    }
+    if let Some(n) = announced
+        && n != buf.len() as u64
+    {
+        return Err(RegistryError::Body {
+            what: what.to_string(),
+            detail: format!("{} of the {n} bytes announced", buf.len()),
+        });
+    }
+    Ok(buf)
 }
 
 async fn body_text(resp: reqwest::Response) -> String {
@@ -371,6 +440,7 @@ impl Client {
             inner: Arc::new(Inner {
                 opts,
                 hosts: Mutex::new(HashMap::new()),
+                retries: retry::Counter::default(),
             }),
         })
     }
@@ -415,7 +485,7 @@ impl Client {
             credential: OnceCell::new(),
             limit: Semaphore::new(opts.max_per_host.max(1)),
             tokens: Mutex::new(HashMap::new()),
-            pause_until: Mutex::new(None),
+            retry: retry::HostState::default(),
             chunked_uploads: std::sync::atomic::AtomicBool::new(false),
             http_fallback: insecure || is_loopback(name),
         });
@@ -447,16 +517,15 @@ impl Client {
     async fn endpoint(&self, host: &Host) -> Result<Endpoint, RegistryError> {
         host.endpoint
             .get_or_try_init(|| async {
-                let mut attempt = 0;
-                loop {
-                    match self.probe(host).await {
-                        Err(e) if e.is_transient() && attempt + 1 < MAX_ATTEMPTS => {
-                            tokio::time::sleep(backoff(attempt, None)).await;
-                            attempt += 1;
-                        }
-                        other => return other,
-                    }
-                }
+                let what = format!("connecting to registry {}", host.name);
+                retry::run(
+                    &host.name,
+                    &host.retry,
+                    &self.inner.retries,
+                    &what,
+                    move || async move { self.probe(host).await.map_err(Failed::from) },
+                )
+                .await
             })
             .await
             .cloned()
@@ -492,6 +561,9 @@ impl Client {
             }
         };
         let (resp, base) = resp;
+        if let Some(e) = html_page(&what, &resp) {
+            return Err(e);
+        }
         let status = resp.status();
         let challenge = header(resp.headers(), "www-authenticate")
             .map(|h| parse_challenge(&h))
@@ -538,9 +610,9 @@ impl Client {
         }
         let cred = self.credential(host).await;
         let what = format!("token for {} from {realm}", host.name);
-        let mut attempt = 0;
-        let resp = loop {
-            let req = match &cred {
+        let (cred, what_s, key_s) = (&cred, what.as_str(), key.as_str());
+        let fetch = move || async move {
+            let req = match cred {
                 Some(Credential::IdentityToken(refresh)) => {
                     let mut body = format!(
                         "grant_type=refresh_token&client_id=kubectl-kkp&refresh_token={}",
@@ -549,7 +621,7 @@ impl Client {
                     if let Some(s) = service {
                         body.push_str(&format!("&service={}", encode(s)));
                     }
-                    body.push_str(&format!("&scope={}", encode(&key)));
+                    body.push_str(&format!("&scope={}", encode(key_s)));
                     host.http
                         .post(realm)
                         .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -575,53 +647,54 @@ impl Client {
                     }
                 }
             };
-            match req.send().await {
-                Ok(r) if is_retry_status(r.status().as_u16()) && attempt + 1 < MAX_ATTEMPTS => {
-                    tokio::time::sleep(backoff(attempt, retry_after(r.headers()))).await;
-                }
-                Ok(r) => break r,
-                Err(e) if attempt + 1 < MAX_ATTEMPTS => {
-                    tracing::debug!(%what, error = %flatten(&e), "retrying");
-                    tokio::time::sleep(backoff(attempt, None)).await;
-                }
-                Err(e) => {
-                    return Err(RegistryError::Transport {
-                        what,
-                        detail: flatten(&e),
-                    });
-                }
-            }
-            attempt += 1;
-        };
-        let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            return Err(RegistryError::Unauthorized {
-                host: host.name.clone(),
-                user: cred.as_ref().map(|c| c.username().to_string()),
-                detail: body_text(resp).await,
-            });
-        }
-        if !status.is_success() {
-            return Err(RegistryError::Status {
-                what,
-                status: status.as_u16(),
-                detail: body_text(resp).await,
-            });
-        }
-        let body: TokenResponse = resp.json().await.map_err(|e| RegistryError::Transport {
-            what: what.clone(),
-            detail: flatten(&e),
-        })?;
-        let token = body
-            .token
-            .or(body.access_token)
-            .ok_or_else(|| RegistryError::Status {
-                what,
-                status: status.as_u16(),
-                detail: "the answer holds no token".into(),
+            let resp = req.send().await.map_err(|e| RegistryError::Transport {
+                what: what_s.to_string(),
+                detail: flatten(&e),
             })?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                return Err(Failed::from(RegistryError::Unauthorized {
+                    host: host.name.clone(),
+                    user: cred.as_ref().map(|c| c.username().to_string()),
+                    detail: body_text(resp).await,
+                }));
+            }
+            if !status.is_success() {
+                let retry_after = retry_after(resp.headers());
+                return Err(Failed {
+                    error: RegistryError::Status {
+                        what: what_s.to_string(),
+                        status: status.as_u16(),
+                        detail: body_text(resp).await,
+                    },
+                    retry_after,
+                    settled: false,
+                });
+            }
+            if let Some(e) = html_page(what_s, &resp) {
+                return Err(e.into());
+            }
+            let bytes = read_body(what_s, resp, MAX_TOKEN_BYTES, || RegistryError::Garbled {
+                what: what_s.to_string(),
+                detail: format!("more than {MAX_TOKEN_BYTES} bytes"),
+            })
+            .await?;
+            let garbled = |detail: String| RegistryError::Garbled {
+                what: what_s.to_string(),
+                detail,
+            };
+            let body: TokenResponse = serde_json::from_slice(&bytes)
+                .map_err(|e| garbled(format!("not a token answer ({} bytes): {e}", bytes.len())))?;
+            let token = body
+                .token
+                .or(body.access_token)
+                .ok_or_else(|| garbled("the answer holds no token".into()))?;
+            Ok::<_, Failed>((token, body.expires_in))
+        };
+        let (token, expires_in) =
+            retry::run(&host.name, &host.retry, &self.inner.retries, &what, fetch).await?;
         // Renew a little early; registries default to 60 s.
-        let ttl = Duration::from_secs(body.expires_in.unwrap_or(60).max(10)) - Duration::from_secs(5);
+        let ttl = Duration::from_secs(expires_in.unwrap_or(60).max(10)) - Duration::from_secs(5);
         host.tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -656,93 +729,124 @@ impl Client {
         }
     }
 
-    /// Sends a request with auth, the host limit and retries. `build` makes a fresh request per attempt
-    /// from the base URL (`https://host`), so bodies must be cheap to clone.
-    async fn send(
+    /// One request under the retry policy ([`retry::run`]): auth, the host limit, and per attempt a
+    /// fresh request from `build` (given the base URL, `https://host`; bodies must be cheap to clone)
+    /// whose answer `read` checks. `read` sees every answer that is not a 401 (handled here: fresh token,
+    /// wider scope), a 403 (denied) or a retry status (408/429/5xx: retried); a [`Fault`] it returns
+    /// (a body cut short, garbled, not matching its digest) is retried like those.
+    async fn request<T, R, Fut>(
         &self,
         repo: &Repository,
         access: Access,
         extra_pull: Option<&str>,
         what: &str,
         build: impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
-    ) -> Result<reqwest::Response, RegistryError> {
+        read: R,
+    ) -> Result<T, RegistryError>
+    where
+        R: Fn(reqwest::Response) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failed>>,
+    {
         let host = self.host(&repo.host)?;
         let endpoint = self.endpoint(&host).await?;
-        let mut scopes = Self::scopes(repo, access, extra_pull);
-        // Token refreshes left for this request: the challenge may widen the scope set, and the new set's
-        // first token can still be short of what the registry wants (concurrent requests race here).
+        // Kept across attempts: a challenge may widen the scope set.
+        let scopes = Mutex::new(Self::scopes(repo, access, extra_pull));
+        let (h, endpoint, scopes, build, read) = (&*host, &endpoint, &scopes, &build, &read);
+        retry::run(
+            &host.name,
+            &host.retry,
+            &self.inner.retries,
+            what,
+            move || async move {
+                let resp = self.attempt(h, endpoint, scopes, what, build).await?;
+                read(resp).await
+            },
+        )
+        .await
+    }
+
+    /// One attempt of [`Client::request`] up to the answer's head.
+    async fn attempt(
+        &self,
+        host: &Host,
+        endpoint: &Endpoint,
+        scopes: &Mutex<Vec<String>>,
+        what: &str,
+        build: &impl Fn(&reqwest::Client, &str) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Failed> {
+        // Token refreshes left: the challenge may widen the scope set, and the new set's first token can
+        // still be short of what the registry wants (concurrent requests race here).
         let mut refreshes_left = 2u8;
         let mut fresh = false;
-        let mut attempt = 0;
         loop {
-            let auth = self.authorization(&host, &endpoint, &scopes, fresh).await?;
-            fresh = false;
-            let result = {
-                let _permit = host.slot().await?;
+            let asked = scopes.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            // A token fetch is retried on its own; its failure ends the request.
+            let auth = self
+                .authorization(host, endpoint, &asked, fresh)
+                .await
+                .map_err(Failed::settled)?;
+            let resp = {
+                let _permit = host.slot().await.map_err(Failed::settled)?;
                 let mut req = build(&host.http, &endpoint.base);
                 if let Some(a) = &auth {
                     req = req.header(AUTHORIZATION, a);
                 }
-                req.send().await
+                req.send().await.map_err(|e| RegistryError::Transport {
+                    what: what.to_string(),
+                    detail: flatten(&e),
+                })?
             };
-            match result {
-                Err(e) => {
-                    if attempt + 1 >= MAX_ATTEMPTS {
-                        return Err(RegistryError::Transport {
-                            what: what.to_string(),
-                            detail: flatten(&e),
-                        });
-                    }
-                    tracing::debug!(%what, error = %flatten(&e), attempt, "retrying");
-                    tokio::time::sleep(backoff(attempt, None)).await;
-                }
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status == StatusCode::UNAUTHORIZED {
-                        let challenge =
-                            header(resp.headers(), "www-authenticate").map(|h| parse_challenge(&h));
-                        if let (true, Some(Challenge::Bearer { scope, .. })) =
-                            (refreshes_left > 0, &challenge)
-                        {
-                            // Expired token or insufficient scope: fetch a new one with every scope asked.
-                            if let Some(s) = scope {
-                                for s in s.split(' ') {
-                                    if !scopes.iter().any(|x| x == s) {
-                                        scopes.push(s.to_string());
-                                    }
-                                }
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED {
+                let challenge = header(resp.headers(), "www-authenticate").map(|h| parse_challenge(&h));
+                if let (true, Some(Challenge::Bearer { scope, .. })) = (refreshes_left > 0, &challenge) {
+                    // Expired token or insufficient scope: fetch a new one with every scope asked.
+                    if let Some(s) = scope {
+                        let mut scopes = scopes.lock().unwrap_or_else(|e| e.into_inner());
+                        for s in s.split(' ') {
+                            if !scopes.iter().any(|x| x == s) {
+                                scopes.push(s.to_string());
                             }
-                            refreshes_left -= 1;
-                            fresh = true;
-                            continue;
                         }
-                        let cred = self.credential(&host).await;
-                        return Err(RegistryError::Unauthorized {
-                            host: host.name.clone(),
-                            user: cred.map(|c| c.username().to_string()),
-                            detail: body_text(resp).await,
-                        });
                     }
-                    if is_retry_status(status.as_u16()) && attempt + 1 < MAX_ATTEMPTS {
-                        let wait = backoff(attempt, retry_after(resp.headers()));
-                        if status == StatusCode::TOO_MANY_REQUESTS
-                            || status == StatusCode::SERVICE_UNAVAILABLE
-                        {
-                            host.pause(wait);
-                        }
-                        tracing::debug!(%what, %status, ?wait, "retrying");
-                        tokio::time::sleep(wait).await;
-                    } else if status == StatusCode::FORBIDDEN {
-                        return Err(RegistryError::Denied {
-                            what: what.to_string(),
-                            detail: body_text(resp).await,
-                        });
-                    } else {
-                        return Ok(resp);
-                    }
+                    refreshes_left -= 1;
+                    fresh = true;
+                    continue;
                 }
+                let cred = self.credential(host).await;
+                return Err(RegistryError::Unauthorized {
+                    host: host.name.clone(),
+                    user: cred.map(|c| c.username().to_string()),
+                    detail: body_text(resp).await,
+                }
+                .into());
             }
-            attempt += 1;
+            if is_retry_status(status.as_u16()) {
+                let retry_after = retry_after(resp.headers());
+                if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
+                    host.retry.pause(retry_after.unwrap_or(retry::BASE_BACKOFF));
+                }
+                return Err(Failed {
+                    error: RegistryError::Status {
+                        what: what.to_string(),
+                        status: status.as_u16(),
+                        detail: body_text(resp).await,
+                    },
+                    retry_after,
+                    settled: false,
+                });
+            }
+            if status == StatusCode::FORBIDDEN {
+                return Err(RegistryError::Denied {
+                    what: what.to_string(),
+                    detail: body_text(resp).await,
+                }
+                .into());
+            }
+            if let Some(e) = html_page(what, &resp) {
+                return Err(e.into());
+            }
+            return Ok(resp);
         }
     }
 
@@ -760,31 +864,31 @@ impl Client {
         }
     }
 
+    /// Retries made by this client so far, by kind of fault.
+    pub fn retries(&self) -> Retries {
+        self.inner.retries.snapshot()
+    }
+
     /// Checks that the registry answers and the credentials work, for pulling from `repo`.
     pub async fn ping(&self, repo: &Repository, push: bool) -> Result<(), RegistryError> {
-        let host = self.host(&repo.host)?;
-        let endpoint = self.endpoint(&host).await?;
         let access = if push { Access::Push } else { Access::Pull };
-        let scopes = Self::scopes(repo, access, None);
-        let auth = self.authorization(&host, &endpoint, &scopes, false).await?;
-        let mut req = host.http.get(format!("{}/v2/", endpoint.base));
-        if let Some(a) = &auth {
-            req = req.header(AUTHORIZATION, a);
-        }
         let what = format!("GET {}/v2/", repo.host);
-        let resp = req.send().await.map_err(|e| RegistryError::Transport {
-            what: what.clone(),
-            detail: flatten(&e),
-        })?;
-        match resp.status() {
-            s if s.is_success() => Ok(()),
-            StatusCode::UNAUTHORIZED => Err(RegistryError::Unauthorized {
-                host: repo.host.clone(),
-                user: self.credential(&host).await.map(|c| c.username().to_string()),
-                detail: body_text(resp).await,
-            }),
-            _ => Err(Self::unexpected(&what, resp).await),
-        }
+        let what_s = what.as_str();
+        self.request(
+            repo,
+            access,
+            None,
+            what_s,
+            |c, base| c.get(format!("{base}/v2/")),
+            move |resp| async move {
+                if resp.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(Self::unexpected(what_s, resp).await.into())
+                }
+            },
+        )
+        .await
     }
 
     /// `HEAD` a manifest; `None` when it does not exist.
@@ -795,42 +899,54 @@ impl Client {
     ) -> Result<Option<ManifestInfo>, RegistryError> {
         let what = format!("manifest {repo}:{reference}");
         let url = format!("/v2/{}/manifests/{reference}", repo.path);
-        let resp = self
-            .send(repo, Access::Pull, None, &what, |c, base| {
-                c.head(format!("{base}{url}")).header(ACCEPT, manifest::ACCEPT)
-            })
-            .await?;
-        match resp.status() {
-            StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() => {
-                let h = resp.headers();
-                let digest = header(h, "docker-content-digest");
-                let media_type = header(h, CONTENT_TYPE.as_str()).unwrap_or_default();
-                let size = header(h, CONTENT_LENGTH.as_str())
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                match digest {
-                    Some(digest) => Ok(Some(ManifestInfo {
-                        digest,
-                        media_type,
-                        size,
-                    })),
-                    // No digest header: fall back to reading it.
-                    None => {
-                        let m = self.get_manifest(repo, reference).await?;
-                        Ok(Some(ManifestInfo {
-                            digest: m.digest,
-                            media_type: m.media_type,
-                            size: m.bytes.len() as u64,
-                        }))
+        let what_s = what.as_str();
+        let found = self
+            .request(
+                repo,
+                Access::Pull,
+                None,
+                what_s,
+                |c, base| c.head(format!("{base}{url}")).header(ACCEPT, manifest::ACCEPT),
+                move |resp| async move {
+                    match resp.status() {
+                        StatusCode::NOT_FOUND => Ok(None),
+                        s if s.is_success() => {
+                            let h = resp.headers();
+                            let size = header(h, CONTENT_LENGTH.as_str())
+                                .and_then(|s| s.parse().ok())
+                                .unwrap_or(0);
+                            Ok(Some((
+                                header(h, "docker-content-digest"),
+                                header(h, CONTENT_TYPE.as_str()).unwrap_or_default(),
+                                size,
+                            )))
+                        }
+                        _ => Err(Self::unexpected(what_s, resp).await.into()),
                     }
-                }
+                },
+            )
+            .await?;
+        match found {
+            None => Ok(None),
+            Some((Some(digest), media_type, size)) => Ok(Some(ManifestInfo {
+                digest,
+                media_type,
+                size,
+            })),
+            // No digest header: fall back to reading it.
+            Some((None, _, _)) => {
+                let m = self.get_manifest(repo, reference).await?;
+                Ok(Some(ManifestInfo {
+                    digest: m.digest,
+                    media_type: m.media_type,
+                    size: m.bytes.len() as u64,
+                }))
             }
-            _ => Err(Self::unexpected(&what, resp).await),
         }
     }
 
-    /// `GET` a manifest's raw bytes, verifying them against the digest asked for or announced.
+    /// `GET` a manifest's raw bytes, verifying them against the digest asked for or announced. A body
+    /// cut short, bytes that do not match, or an answer that is not JSON are asked for again.
     pub async fn get_manifest(
         &self,
         repo: &Repository,
@@ -838,66 +954,21 @@ impl Client {
     ) -> Result<RawManifest, RegistryError> {
         let what = format!("manifest {repo}:{reference}");
         let url = format!("/v2/{}/manifests/{reference}", repo.path);
-        let mut resp = self
-            .send(repo, Access::Pull, None, &what, |c, base| {
-                c.get(format!("{base}{url}")).header(ACCEPT, manifest::ACCEPT)
-            })
-            .await?;
-        if !resp.status().is_success() {
-            return Err(Self::unexpected(&what, resp).await);
-        }
-        let announced = header(resp.headers(), "docker-content-digest");
-        let content_type = header(resp.headers(), CONTENT_TYPE.as_str());
-        let too_big = |what: String| RegistryError::BadManifest {
-            what,
-            detail: format!(
-                "larger than {} bytes (4 MiB, the most registries accept); refused",
-                manifest::MAX_MANIFEST_BYTES
-            ),
-        };
-        if resp
-            .content_length()
-            .is_some_and(|n| n > manifest::MAX_MANIFEST_BYTES as u64)
-        {
-            return Err(too_big(what));
-        }
-        let mut buf = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| RegistryError::Transport {
-            what: what.clone(),
-            detail: flatten(&e),
-        })? {
-            if buf.len() + chunk.len() > manifest::MAX_MANIFEST_BYTES {
-                return Err(too_big(what));
-            }
-            buf.extend_from_slice(&chunk);
-        }
-        let digest = sha256_digest(&buf);
-        let expected = if reference.contains(':') {
-            Some(reference.to_string())
-        } else {
-            announced.filter(|d| d.starts_with("sha256:"))
-        };
-        if let Some(expected) = expected
-            && expected != digest
-        {
-            return Err(RegistryError::DigestMismatch {
-                what,
-                expected,
-                actual: digest,
-            });
-        }
-        let view = manifest::ManifestView::parse(&buf).map_err(|e| RegistryError::BadManifest {
-            what: what.clone(),
-            detail: format!("not a manifest: {e}"),
-        })?;
-        Ok(RawManifest {
-            media_type: view.effective_media_type(content_type.as_deref()),
-            bytes: Bytes::from(buf),
-            digest,
-        })
+        let what_s = what.as_str();
+        self.request(
+            repo,
+            Access::Pull,
+            None,
+            what_s,
+            |c, base| c.get(format!("{base}{url}")).header(ACCEPT, manifest::ACCEPT),
+            move |resp| read_manifest(what_s, reference, resp),
+        )
+        .await
     }
 
     /// `PUT` raw manifest bytes under `reference` (tag or digest); returns the digest the registry reports.
+    /// The body is in memory, so a failed attempt is replayed whole (the same bytes under the same
+    /// reference: writing them twice changes nothing).
     pub async fn put_manifest(
         &self,
         repo: &Repository,
@@ -907,36 +978,51 @@ impl Client {
     ) -> Result<String, RegistryError> {
         let what = format!("pushing manifest {repo}:{reference}");
         let url = format!("/v2/{}/manifests/{reference}", repo.path);
-        let resp = self
-            .send(repo, Access::Push, None, &what, |c, base| {
+        let (what_s, bytes_r) = (what.as_str(), &bytes);
+        self.request(
+            repo,
+            Access::Push,
+            None,
+            what_s,
+            |c, base| {
                 c.put(format!("{base}{url}"))
                     .header(CONTENT_TYPE, media_type)
                     .body(bytes.clone())
-            })
-            .await?;
-        if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
-            return Err(Self::unexpected(&what, resp).await);
-        }
-        Ok(header(resp.headers(), "docker-content-digest").unwrap_or_else(|| sha256_digest(&bytes)))
+            },
+            move |resp| async move {
+                if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
+                    return Err(Self::unexpected(what_s, resp).await.into());
+                }
+                Ok(header(resp.headers(), "docker-content-digest").unwrap_or_else(|| sha256_digest(bytes_r)))
+            },
+        )
+        .await
     }
 
     /// `HEAD` a blob: does `repo` hold it?
     pub async fn blob_exists(&self, repo: &Repository, digest: &str) -> Result<bool, RegistryError> {
         let what = format!("blob {repo}@{digest}");
         let url = format!("/v2/{}/blobs/{digest}", repo.path);
-        let resp = self
-            .send(repo, Access::Pull, None, &what, |c, base| {
-                c.head(format!("{base}{url}"))
-            })
-            .await?;
-        match resp.status() {
-            StatusCode::NOT_FOUND => Ok(false),
-            s if s.is_success() => Ok(true),
-            _ => Err(Self::unexpected(&what, resp).await),
-        }
+        let what_s = what.as_str();
+        self.request(
+            repo,
+            Access::Pull,
+            None,
+            what_s,
+            |c, base| c.head(format!("{base}{url}")),
+            move |resp| async move {
+                match resp.status() {
+                    StatusCode::NOT_FOUND => Ok(false),
+                    s if s.is_success() => Ok(true),
+                    _ => Err(Self::unexpected(what_s, resp).await.into()),
+                }
+            },
+        )
+        .await
     }
 
-    /// `GET` a blob; the caller streams the body (`Response::bytes_stream`) and must verify it.
+    /// `GET` a blob; the caller streams the body (`Response::bytes_stream`) and must verify it (a body
+    /// that breaks off is the caller's to retry, see [`Client::retry_operation`]).
     pub async fn get_blob(
         &self,
         repo: &Repository,
@@ -944,15 +1030,22 @@ impl Client {
     ) -> Result<reqwest::Response, RegistryError> {
         let what = format!("blob {repo}@{digest}");
         let url = format!("/v2/{}/blobs/{digest}", repo.path);
-        let resp = self
-            .send(repo, Access::Pull, None, &what, |c, base| {
-                c.get(format!("{base}{url}"))
-            })
-            .await?;
-        if !resp.status().is_success() {
-            return Err(Self::unexpected(&what, resp).await);
-        }
-        Ok(resp)
+        let what_s = what.as_str();
+        self.request(
+            repo,
+            Access::Pull,
+            None,
+            what_s,
+            |c, base| c.get(format!("{base}{url}")),
+            move |resp| async move {
+                if resp.status().is_success() {
+                    Ok(resp)
+                } else {
+                    Err(Self::unexpected(what_s, resp).await.into())
+                }
+            },
+        )
+        .await
     }
 
     fn location(endpoint_base: &str, resp: &reqwest::Response, what: &str) -> Result<String, RegistryError> {
@@ -976,6 +1069,8 @@ impl Client {
     }
 
     /// Tries a cross-repository mount of `digest` from `from` (a path on the same registry) into `repo`.
+    /// Retried like a read: an attempt that opened an upload session and lost the answer leaves that
+    /// session unused, and the next attempt opens its own.
     pub async fn mount_blob(
         &self,
         repo: &Repository,
@@ -989,33 +1084,45 @@ impl Client {
             encode(digest),
             encode(from)
         );
-        let resp = self
-            .send(repo, Access::Push, Some(from), &what, |c, base| {
-                c.post(format!("{base}{url}")).header(CONTENT_LENGTH, "0")
-            })
-            .await?;
         let base = self.base(repo).await?;
-        match resp.status() {
-            StatusCode::CREATED => Ok(Mount::Mounted),
-            StatusCode::ACCEPTED => Ok(Mount::Upload(Self::location(&base, &resp, &what)?)),
-            _ => Err(Self::unexpected(&what, resp).await),
-        }
+        let (what_s, base) = (what.as_str(), base.as_str());
+        self.request(
+            repo,
+            Access::Push,
+            Some(from),
+            what_s,
+            |c, base| c.post(format!("{base}{url}")).header(CONTENT_LENGTH, "0"),
+            move |resp| async move {
+                match resp.status() {
+                    StatusCode::CREATED => Ok(Mount::Mounted),
+                    StatusCode::ACCEPTED => Ok(Mount::Upload(Self::location(base, &resp, what_s)?)),
+                    _ => Err(Self::unexpected(what_s, resp).await.into()),
+                }
+            },
+        )
+        .await
     }
 
-    /// Opens an upload session in `repo`; returns its location.
+    /// Opens an upload session in `repo`; returns its location. Each attempt opens a new session.
     pub async fn start_upload(&self, repo: &Repository) -> Result<String, RegistryError> {
         let what = format!("starting upload to {repo}");
         let url = format!("/v2/{}/blobs/uploads/", repo.path);
-        let resp = self
-            .send(repo, Access::Push, None, &what, |c, base| {
-                c.post(format!("{base}{url}")).header(CONTENT_LENGTH, "0")
-            })
-            .await?;
-        if resp.status() != StatusCode::ACCEPTED {
-            return Err(Self::unexpected(&what, resp).await);
-        }
         let base = self.base(repo).await?;
-        Self::location(&base, &resp, &what)
+        let (what_s, base) = (what.as_str(), base.as_str());
+        self.request(
+            repo,
+            Access::Push,
+            None,
+            what_s,
+            |c, base| c.post(format!("{base}{url}")).header(CONTENT_LENGTH, "0"),
+            move |resp| async move {
+                if resp.status() != StatusCode::ACCEPTED {
+                    return Err(Self::unexpected(what_s, resp).await.into());
+                }
+                Ok(Self::location(base, &resp, what_s)?)
+            },
+        )
+        .await
     }
 
     /// Finishes an upload session with `size` bytes: one monolithic `PUT`, or, for a registry that refused
@@ -1138,7 +1245,36 @@ impl Client {
                 detail: body_text(resp).await,
             });
         }
+        // An HTML page is not the registry's "created": the upload is restarted.
+        if let Some(e) = html_page(what, &resp) {
+            return Err(e);
+        }
         Ok(resp)
+    }
+
+    /// Runs an operation that cannot be resumed part-way (a streamed blob: `GET` at the source, a new
+    /// upload session, `PUT` at the target) under the retry policy, from the start on every attempt.
+    /// A failure names the host it is charged to; a [`Failed::settled`] one (a request below that was
+    /// retried already) ends the operation.
+    pub async fn retry_operation<T, F, Fut>(&self, mut op: F) -> Result<T, RegistryError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, (String, Failed)>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err((host, failed)) => {
+                    let host = self.host(&host)?;
+                    let wait = host
+                        .retry
+                        .after_failure(&host.name, &self.inner.retries, attempt, failed)?;
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     /// Uploads a blob held in memory (small blobs, tests); skips it when `repo` has it already.
@@ -1147,32 +1283,73 @@ impl Client {
         if self.blob_exists(repo, &digest).await? {
             return Ok(digest);
         }
-        let mut attempt = 0;
-        loop {
-            let location = self.start_upload(repo).await?;
-            match self
-                .finish_upload(repo, &location, &digest, data.len() as u64, data.clone().into())
+        let (digest_s, data) = (digest.as_str(), &data);
+        let charge = |e: RegistryError| (repo.host.clone(), Failed::from(e));
+        let settled = |e: RegistryError| (repo.host.clone(), Failed::settled(e));
+        self.retry_operation(move || async move {
+            let location = self.start_upload(repo).await.map_err(settled)?;
+            self.finish_upload(repo, &location, digest_s, data.len() as u64, data.clone().into())
                 .await
-            {
-                Err(e) if e.is_transient() && attempt + 1 < MAX_ATTEMPTS => {
-                    tokio::time::sleep(backoff(attempt, None)).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
-                Ok(()) => return Ok(digest),
-            }
-        }
+                .map_err(charge)
+        })
+        .await?;
+        Ok(digest)
     }
 }
 
-/// Delay before retry number `attempt` (0-based) of a whole operation, for callers that retry above the
-/// request level (a streamed blob).
+/// Reads and checks one manifest answer of [`Client::get_manifest`].
+async fn read_manifest(what: &str, reference: &str, resp: reqwest::Response) -> Result<RawManifest, Failed> {
+    if !resp.status().is_success() {
+        return Err(Client::unexpected(what, resp).await.into());
+    }
+    let announced = header(resp.headers(), "docker-content-digest");
+    let content_type = header(resp.headers(), CONTENT_TYPE.as_str());
+    let buf = read_body(what, resp, manifest::MAX_MANIFEST_BYTES, || {
+        RegistryError::BadManifest {
+            what: what.to_string(),
+            detail: format!(
+                "larger than {} bytes (4 MiB, the most registries accept); refused",
+                manifest::MAX_MANIFEST_BYTES
+            ),
+        }
+    })
+    .await?;
+    let digest = sha256_digest(&buf);
+    let expected = if reference.contains(':') {
+        Some(reference.to_string())
+    } else {
+        announced.filter(|d| d.starts_with("sha256:"))
+    };
+    if let Some(expected) = expected
+        && expected != digest
+    {
+        return Err(RegistryError::DigestMismatch {
+            what: what.to_string(),
+            expected,
+            actual: digest,
+        }
+        .into());
+    }
+    // Not JSON: spoiled on the way (or a page that is not the registry's); asked for again.
+    let view = manifest::ManifestView::parse(&buf).map_err(|e| RegistryError::Garbled {
+        what: what.to_string(),
+        detail: format!("not a manifest ({} bytes): {e}", buf.len()),
+    })?;
+    Ok(RawManifest {
+        media_type: view.effective_media_type(content_type.as_deref()),
+        bytes: Bytes::from(buf),
+        digest,
+    })
+}
+
+/// Delay before retry number `attempt` (0-based), for callers outside the registry client that retry
+/// their own downloads (node binaries) on the same schedule.
 pub fn retry_delay(attempt: u32) -> Duration {
-    backoff(attempt, None)
+    retry::backoff(attempt, None)
 }
 
 /// Attempts a caller should make for a whole operation.
-pub const OPERATION_ATTEMPTS: u32 = MAX_ATTEMPTS;
+pub const OPERATION_ATTEMPTS: u32 = retry::ATTEMPTS;
 
 #[cfg(test)]
 mod tests {
@@ -1204,24 +1381,5 @@ mod tests {
         assert!(is_loopback("[::1]:5000"));
         assert!(!is_loopback("quay.io"));
         assert!(!is_loopback("reg.local:5000"));
-    }
-
-    #[test]
-    fn retry_statuses() {
-        for s in [408, 429, 500, 502, 503, 504] {
-            assert!(is_retry_status(s), "{s}");
-        }
-        for s in [400, 401, 403, 404, 501] {
-            assert!(!is_retry_status(s), "{s}");
-        }
-    }
-
-    #[test]
-    fn backoff_grows_and_honours_retry_after() {
-        assert!(backoff(0, None) <= Duration::from_millis(600));
-        assert!(backoff(3, None) >= Duration::from_millis(3200));
-        assert!(backoff(20, None) <= MAX_BACKOFF.mul_f64(1.2));
-        assert_eq!(backoff(0, Some(Duration::from_secs(7))), Duration::from_secs(7));
-        assert_eq!(backoff(0, Some(Duration::from_secs(9999))), MAX_RETRY_AFTER);
     }
 }
