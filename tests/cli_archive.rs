@@ -409,7 +409,9 @@ fn one_image_archive(src: &Registry, dir: &Path, spec: &Spec) -> (PathBuf, Pushe
 fn corrupt_unsafe_or_incomplete_archives_are_refused_and_tag_nothing() {
     let src = Registry::start();
     let dst = Registry::start();
-    let work = tempfile::tempdir().unwrap();
+    // Nested, so that the `../x` an evil archive names is a path of this test alone.
+    let outer = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir_in(outer.path()).unwrap();
     let (file, pushed) = one_image_archive(&src, work.path(), &Spec::default());
     let push = |file: &Path| {
         mirror(&[
