@@ -599,6 +599,54 @@ fn one_compressed_archive_carries_images_and_binaries_and_one_command_restores_b
         let p = f["path"].as_str().unwrap();
         assert_eq!(std::fs::read(inside.join(p)).unwrap(), content[p], "{p}");
     }
+    // A direct copy with --binaries: images and files in one run (the downloads beside the copy).
+    let direct = tmp.path().join("direct");
+    let dst2 = Registry::start();
+    let mut both = args(direct.to_str().unwrap(), &srcs, &filter);
+    both.extend_from_slice(&[
+        &dst2.host,
+        "--image-list",
+        list.to_str().unwrap(),
+        "--insecure-registry",
+        &src.host,
+        "--insecure-registry",
+        &dst2.host,
+    ]);
+    let out = run(&both);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        dst2.skopeo_digest("app", "v1").as_deref(),
+        Some(pushed.digest.as_str())
+    );
+    assert_eq!(tree(&direct), tree(&inside));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{} files, {} downloaded", files.len(), files.len())),
+        "{stdout}"
+    );
+    // A DIR that cannot be written is refused before any image is pushed.
+    let blocker = tmp.path().join("a-file");
+    std::fs::write(&blocker, "").unwrap();
+    let dst3 = Registry::start();
+    let bad_dir = blocker.join("dir");
+    let mut bad = args(bad_dir.to_str().unwrap(), &srcs, &filter);
+    bad.extend_from_slice(&[
+        &dst3.host,
+        "--image-list",
+        list.to_str().unwrap(),
+        "--insecure-registry",
+        &src.host,
+        "--insecure-registry",
+        &dst3.host,
+    ]);
+    let out = run(&bad);
+    assert_ne!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot write there"),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(dst3.tag_link("app", "v1"), None, "nothing pushed");
     // Pushing without --binaries says what else the archive holds.
     let out = run(&[
         &dst.host,

@@ -819,8 +819,8 @@ fn progress_bar(total: usize) -> indicatif::ProgressBar {
 }
 
 /// A bar on a terminal (every 200 ms), else a line every 10 s.
-async fn progress(live: Arc<Live>, total: usize) {
-    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| progress_bar(total));
+async fn progress(live: Arc<Live>, total: usize, bar: bool) {
+    let bar = (bar && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| progress_bar(total));
     let every = Duration::from_millis(if bar.is_some() { 200 } else { 10_000 });
     loop {
         tokio::time::sleep(every).await;
@@ -846,6 +846,39 @@ pub fn run_download(
     copy: &crate::copy::CopyArgs,
     format: OutputFormat,
 ) -> Result<u8, BinariesError> {
+    download(prep, copy, true)?.finish(format)
+}
+
+/// What [`download`] did; [`Downloaded::finish`] prints its summary.
+pub struct Downloaded {
+    code: u8,
+    summary: Option<Summary>,
+}
+
+impl Downloaded {
+    /// Prints the summary (none after Ctrl-C) and returns the exit code.
+    pub fn finish(self, format: OutputFormat) -> Result<u8, BinariesError> {
+        if let Some(s) = &self.summary {
+            s.print(format)?;
+        }
+        Ok(self.code)
+    }
+}
+
+/// Checks that DIR takes files, before anything else happens.
+pub fn check_writable(prep: &Prepared) -> Result<(), BinariesError> {
+    check_dir(&prep.dir)
+}
+
+/// Downloads every missing file of the plan into DIR; failures are printed on stderr as they are
+/// known, the summary is left to [`Downloaded::finish`], so that a run beside the image copy prints it
+/// after the copy's report. `bar`: a progress bar on a terminal (off beside the copy's own display,
+/// which keeps the terminal; then a line every 10 s).
+pub fn download(
+    prep: &Prepared,
+    copy: &crate::copy::CopyArgs,
+    bar: bool,
+) -> Result<Downloaded, BinariesError> {
     check_dir(&prep.dir)?;
     let urls = prep
         .plan
@@ -863,7 +896,7 @@ pub fn run_download(
     let total = prep.plan.files.len();
     let started = std::time::Instant::now();
     let outcome = rt.block_on(async {
-        let ticker = tokio::spawn(progress(live.clone(), total));
+        let ticker = tokio::spawn(progress(live.clone(), total, bar));
         let all = futures::stream::iter(prep.plan.files.iter())
             .map(|f| {
                 let (http, live) = (&http, &live);
@@ -890,7 +923,10 @@ pub fn run_download(
             live.done.load(Ordering::Relaxed)
         );
         rt.shutdown_background();
-        return Ok(EXIT_INTERRUPTED);
+        return Ok(Downloaded {
+            code: EXIT_INTERRUPTED,
+            summary: None,
+        });
     };
     release_links(prep)?;
     let failed: Vec<&Failed> = results.iter().filter_map(|r| r.as_ref().err()).collect();
@@ -906,14 +942,16 @@ pub fn run_download(
         mib: live.bytes.load(Ordering::Relaxed) as f64 / (1024.0 * 1024.0),
         seconds: started.elapsed().as_secs_f64(),
     };
-    summary.print(format)?;
-    Ok(u8::from(!failed.is_empty()))
+    Ok(Downloaded {
+        code: u8::from(!failed.is_empty()),
+        summary: Some(summary),
+    })
 }
 
 /// What a download run did.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Summary {
+pub struct Summary {
     dir: String,
     files: usize,
     downloaded: usize,

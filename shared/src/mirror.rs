@@ -543,11 +543,22 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     // With a target and no --dry-run, the plan is executed by the copy engine, which prints its own
     // per-image report instead of the plan.
     if registry.is_some() && !args.common.is_dry_run() {
-        let mut code = crate::copy::run_plan(&plan, &args.copy, format)?;
-        if let Some(prep) = &binaries
-            && code != crate::binaries::EXIT_INTERRUPTED
-        {
-            code = code.max(crate::binaries::run_download(prep, &args.copy, format)?);
+        // The node binaries download beside the image copy (its display keeps the terminal); their
+        // summary follows the copy's report.
+        if let Some(prep) = &binaries {
+            crate::binaries::check_writable(prep)?;
+        }
+        let (copied, downloaded) = std::thread::scope(|s| {
+            let beside = binaries
+                .as_ref()
+                .map(|prep| s.spawn(|| crate::binaries::download(prep, &args.copy, false)));
+            let copied = crate::copy::run_plan(&plan, &args.copy, format);
+            let downloaded = beside.map(|h| h.join().expect("the node binaries download panicked"));
+            (copied, downloaded)
+        });
+        let mut code = copied?;
+        if let Some(downloaded) = downloaded {
+            code = code.max(downloaded?.finish(format)?);
         }
         return Ok(code.max(u8::from(chart_failures > 0)));
     }
