@@ -189,6 +189,7 @@ pack() {
   chmod 0644 "$stage/plugin.yaml"
 
   archive="$out_dir/$name.tar.gz"
+  # shellcheck disable=SC2012 # the staged names are ours: plain words
   files=$(cd "$stage" && ls -A | LC_ALL=C sort)
   if tar --version 2>/dev/null | grep -q 'GNU tar'; then
     # Same inputs, same bytes: fixed order, owner and time stamps.
