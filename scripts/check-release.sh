@@ -61,7 +61,7 @@ if command -v validate-krew-manifest >/dev/null && command -v krew >/dev/null; t
   krew_bin=$(command -v krew)
   ln -s "$krew_bin" "$work/kubectl-krew" # so `kubectl krew` is this krew
   export PATH="$work:$PATH"
-  say "krew: $("$krew_bin" version 2>/dev/null | awk '$1 == "GitTag" { print $2 }') at $krew_bin"
+  say "krew at $krew_bin (version tag: $("$krew_bin" version 2>/dev/null | awk '$1 == "GitTag" { print $2 }'))"
   validate-krew-manifest -manifest "$dist/kkp.yaml" -skip-install
   # The full check installs every platform from its uri: serve the archives on loopback and render a
   # manifest pointing there (KREW_OS/KREW_ARCH let krew install the arm64 archive here too).
@@ -92,9 +92,9 @@ fi
 export KREW_ROOT="$work/krew-root"
 archive="$dist/kubectl-kkp_${tag}_linux_amd64.tar.gz"
 if [ -n "$krew_bin" ]; then
-  kubectl krew install --manifest="$dist/kkp.yaml" --archive="$archive"
+  kubectl krew install --manifest="$dist/kkp.yaml" --archive="$archive" </dev/null
   [ -L "$KREW_ROOT/bin/kubectl-kkp" ] || die "krew did not link $KREW_ROOT/bin/kubectl-kkp"
-  how="krew $tag install"
+  how="kubectl krew install"
 else
   say "WARNING: no krew: unpacking into krew's layout (store/kkp/$tag, bin/kubectl-kkp symlink) by hand"
   mkdir -p "$KREW_ROOT/store/kkp/$tag" "$KREW_ROOT/bin"
