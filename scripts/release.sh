@@ -16,7 +16,7 @@
 # Linux and Windows binaries are built with `cargo zigbuild` (pip install cargo-zigbuild; it brings zig as
 # the cross linker) on any Linux or macOS machine: static musl binaries for Linux, x86_64-pc-windows-gnu
 # for Windows. Darwin binaries link against Apple's SDK and are built with plain cargo on macOS only.
-# Missing Rust targets are added with rustup. Every binary is checked with `file` (where installed) to
+# Missing Rust targets are added with rustup. Every binary is checked with `file` (required) to
 # be of the platform it is packed for, and the Linux ones to be statically linked.
 #
 # The archive kubectl-kkp_vX.Y.Z_<os>_<arch>.tar.gz holds, at its root, the four binaries, the
@@ -149,6 +149,8 @@ file_pattern() {
   esac
 }
 
+[ -n "$render_only" ] || command -v file >/dev/null ||
+  die "file is missing (it checks every binary is of the platform it is packed for): apt-get install file"
 mkdir -p "$out_dir"
 out_dir=$(cd "$out_dir" && pwd)
 stage_root=$(mktemp -d)
@@ -163,12 +165,10 @@ pack() {
   mkdir -p "$stage"
   for tool in $tools; do
     [ -f "$dir/$tool$exe" ] || die "$dir/$tool$exe is missing"
-    if command -v file >/dev/null; then
-      desc=$(file -b "$dir/$tool$exe")
-      grep -Eq "$(file_pattern "$plat")" <<<"$desc" || die "$dir/$tool$exe is not a $plat binary: $desc"
-      if [ -n "$static" ] && [[ $plat == linux/* ]] && ! grep -q 'static' <<<"$desc"; then
-        die "$dir/$tool$exe is not statically linked: $desc"
-      fi
+    desc=$(file -b "$dir/$tool$exe")
+    grep -Eq "$(file_pattern "$plat")" <<<"$desc" || die "$dir/$tool$exe is not a $plat binary: $desc"
+    if [ -n "$static" ] && [[ $plat == linux/* ]] && ! grep -q 'static' <<<"$desc"; then
+      die "$dir/$tool$exe is not statically linked: $desc"
     fi
     cp "$dir/$tool$exe" "$stage/"
     chmod 0755 "$stage/$tool$exe"
