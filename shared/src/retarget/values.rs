@@ -752,7 +752,9 @@ pub fn values_edits(
             KeyKind::GlobalRegistry { path, default } => {
                 let current = user_value(&docs, path).unwrap_or(default);
                 if !current.is_empty() {
-                    let new = if is_under(current, registry) {
+                    // Already the private registry itself, or below it: a rerun keeps it.
+                    let reg = registry.trim_end_matches('/');
+                    let new = if current.trim_end_matches('/') == reg || is_under(current, registry) {
                         current.to_string()
                     } else {
                         retarget_registry(current, registry)
@@ -889,6 +891,24 @@ data:
             ]
             .map(|(p, v)| (p.to_string(), v.to_string()))
         );
+        // A rerun on the result changes nothing, for every shape of registry (issue 18: a registry-only
+        // key equal to the private registry was taken for a source and became `REG/kkp`).
+        for reg in [
+            "reg.local",
+            "reg.local:5000",
+            "reg.local:5000/kkp",
+            "reg.local/deep/path",
+        ] {
+            let first = values_edits(&keys, &[], reg).unwrap();
+            let text = super::super::apply_edits(Path::new("values.yaml"), "", &first).unwrap();
+            let again = values_edits(&keys, &[(PathBuf::from("values.yaml"), text.clone())], reg).unwrap();
+            let pairs = |e: &[Intended]| -> Vec<(String, String)> {
+                e.iter().map(|e| (e.path.to_string(), e.value.clone())).collect()
+            };
+            assert_eq!(pairs(&again), pairs(&first), "rerun with {reg}");
+            let text2 = super::super::apply_edits(Path::new("values.yaml"), &text, &again).unwrap();
+            assert_eq!(text2, text, "rerun with {reg} rewrote the file");
+        }
         // Rendered with the result, every image is where `kubectl kkp mirror` puts it.
         let text = super::super::apply_edits(Path::new("values.yaml"), "", &edits).unwrap();
         let values = root.join("values.yaml");
