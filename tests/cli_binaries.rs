@@ -601,18 +601,22 @@ fn one_compressed_archive_carries_images_and_binaries_and_one_command_restores_b
     }
     // A direct copy with --binaries: images and files in one run (the downloads beside the copy).
     let direct = tmp.path().join("direct");
+    // Images from `src` to `dst` and the files below `dir`, in one run.
+    let copy_with = |dir: &Path, dst: &Registry| {
+        let mut a = args(dir.to_str().unwrap(), &srcs, &filter);
+        a.extend_from_slice(&[
+            &dst.host,
+            "--image-list",
+            list.to_str().unwrap(),
+            "--insecure-registry",
+            &src.host,
+            "--insecure-registry",
+            &dst.host,
+        ]);
+        run(&a)
+    };
     let dst2 = Registry::start();
-    let mut both = args(direct.to_str().unwrap(), &srcs, &filter);
-    both.extend_from_slice(&[
-        &dst2.host,
-        "--image-list",
-        list.to_str().unwrap(),
-        "--insecure-registry",
-        &src.host,
-        "--insecure-registry",
-        &dst2.host,
-    ]);
-    let out = run(&both);
+    let out = copy_with(&direct, &dst2);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(
         dst2.skopeo_digest("app", "v1").as_deref(),
@@ -628,18 +632,7 @@ fn one_compressed_archive_carries_images_and_binaries_and_one_command_restores_b
     let blocker = tmp.path().join("a-file");
     std::fs::write(&blocker, "").unwrap();
     let dst3 = Registry::start();
-    let bad_dir = blocker.join("dir");
-    let mut bad = args(bad_dir.to_str().unwrap(), &srcs, &filter);
-    bad.extend_from_slice(&[
-        &dst3.host,
-        "--image-list",
-        list.to_str().unwrap(),
-        "--insecure-registry",
-        &src.host,
-        "--insecure-registry",
-        &dst3.host,
-    ]);
-    let out = run(&bad);
+    let out = copy_with(&blocker.join("dir"), &dst3);
     assert_ne!(out.status.code(), Some(0), "{}", show(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("cannot write there"),
