@@ -115,6 +115,19 @@ pub const REPOSITORY_FIELDS: &[RepositoryField] = &[
     ),
 ];
 
+/// Where KKP's system Applications (Cilium, the cluster autoscaler) and the default application catalog
+/// take their Helm charts from: KKP v2.31.0 `pkg/applicationdefinitions/system-applications/*.yaml` name
+/// `oci://quay.io/kubermatic-mirror/helm-charts`, and `application_catalog.go` replaces that URL with
+/// `helmRepository` when set. `mirror` copies those charts to `REG/kubermatic-mirror/helm-charts/<chart>`.
+pub const SYSTEM_APPLICATIONS_CHARTS: &str = "quay.io/kubermatic-mirror/helm-charts";
+
+/// `spec.userCluster.systemApplications.helmRepository` (`SystemApplicationsConfiguration`), always set.
+pub const SYSTEM_APPLICATIONS_HELM_REPOSITORY: &str = "spec.userCluster.systemApplications.helmRepository";
+
+/// `spec.applications.defaultApplicationCatalog` (`DefaultApplicationCatalogSettings`): its
+/// `helmRepository` is set only when the configuration has this block.
+pub const DEFAULT_APPLICATION_CATALOG: &str = "spec.applications.defaultApplicationCatalog";
+
 /// Path of `overwriteRegistry`, which rewrites the registry of every user-cluster image at run time.
 pub const OVERWRITE_REGISTRY: &str = "spec.userCluster.overwriteRegistry";
 
@@ -131,6 +144,11 @@ pub fn retarget_repository(source: &str, registry: &str) -> Result<String, Retar
 pub fn is_under(value: &str, registry: &str) -> bool {
     let reg = registry.trim_end_matches('/');
     value.len() > reg.len() && value.starts_with(reg) && value.as_bytes()[reg.len()] == b'/'
+}
+
+fn has_path(doc: &YamlDoc, index: usize, path: &str) -> Result<bool, RetargetError> {
+    let path = YamlPath::parse(path).map_err(|e| RetargetError::Usage(e.to_string()))?;
+    Ok(doc.contains(index, &path))
 }
 
 /// Index of the KubermaticConfiguration document in a stream: the one with that `kind`, else the only one.
@@ -156,7 +174,8 @@ pub fn detect_edition(doc: &YamlDoc) -> Edition {
 }
 
 /// The edits that point a KubermaticConfiguration at `registry`: every repository field set to
-/// `REG/<default path>` (added when missing), `overwriteRegistry: REG`.
+/// `REG/<default path>` (added when missing), the system Applications' chart repository (and the default
+/// application catalog's, where configured) `oci://REG/kubermatic-mirror/helm-charts`, `overwriteRegistry: REG`.
 pub fn config_edits(doc: &YamlDoc, registry: &str, edition: Edition) -> Result<Vec<Intended>, RetargetError> {
     let index = find_document(doc).ok_or_else(|| {
         RetargetError::Usage(
@@ -184,6 +203,30 @@ pub fn config_edits(doc: &YamlDoc, registry: &str, edition: Edition) -> Result<V
             doc: index,
             path,
             value,
+        });
+    }
+    let charts = format!(
+        "oci://{}",
+        retarget_repository(SYSTEM_APPLICATIONS_CHARTS, registry)?
+    );
+    let catalog = format!("{DEFAULT_APPLICATION_CATALOG}.helmRepository");
+    for (field, wanted) in [
+        (SYSTEM_APPLICATIONS_HELM_REPOSITORY, true),
+        (
+            catalog.as_str(),
+            has_path(doc, index, DEFAULT_APPLICATION_CATALOG)?,
+        ),
+    ] {
+        let path = YamlPath::parse(field).map_err(|e| RetargetError::Usage(e.to_string()))?;
+        let current = doc.get_str(index, &path).unwrap_or_default();
+        // A repository the user already put below the registry (with or without `oci://`) is kept.
+        if !wanted || is_under(current.strip_prefix("oci://").unwrap_or(current), registry) {
+            continue;
+        }
+        edits.push(Intended {
+            doc: index,
+            path,
+            value: charts.clone(),
         });
     }
     edits.push(Intended {

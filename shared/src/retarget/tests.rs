@@ -380,3 +380,36 @@ fn diff_context_does_not_print_credentials() {
         "--- a/v.yaml\n+++ b/v.yaml\n@@ -3,4 +3,5 @@\n   ***\n image:\n   tag: v1\n+  repository: reg.local/x\n password: '***'\n"
     );
 }
+
+#[test]
+fn system_application_charts_come_from_where_mirror_put_them_and_a_rerun_keeps_them() {
+    let p = |s| YamlPath::parse(s).unwrap();
+    let old = fixture("kubermatic.yaml");
+    let new = retarget_config_text(&old, Edition::Ce);
+    let doc = YamlDoc::parse(new.as_str()).unwrap();
+    assert_eq!(
+        doc.get_str(0, &p("spec.userCluster.systemApplications.helmRepository")),
+        Some("oci://reg.local:5000/kkp/kubermatic-mirror/helm-charts")
+    );
+    // No default application catalog in the file: none is added.
+    assert!(!doc.contains(0, &p("spec.applications")));
+    assert_eq!(retarget_config_text(&new, Edition::Ce), new);
+
+    // With a default application catalog, its charts move too; the user's other settings stay.
+    let with_catalog = old.replacen(
+        "spec:\n",
+        "spec:\n  applications:\n    defaultApplicationCatalog:\n      enable: true\n      helmRepository: oci://quay.io/kubermatic-mirror/helm-charts\n",
+        1,
+    );
+    let new = retarget_config_text(&with_catalog, Edition::Ce);
+    let doc = YamlDoc::parse(new.as_str()).unwrap();
+    assert_eq!(
+        doc.get_str(
+            0,
+            &p("spec.applications.defaultApplicationCatalog.helmRepository")
+        ),
+        Some("oci://reg.local:5000/kkp/kubermatic-mirror/helm-charts")
+    );
+    assert!(new.contains("      enable: true\n"));
+    assert_eq!(retarget_config_text(&new, Edition::Ce), new);
+}
