@@ -801,7 +801,7 @@ fn helm_chart_artefacts_are_copied_like_images() {
     let dst = Registry::start();
     let client = client_for(&[&src, &dst]);
     let repo = Repository::new(&src.host, "kubermatic-mirror/helm-charts/cilium");
-    let digest = block_on(async {
+    let (digest, chart_digest) = block_on(async {
         let chart = crate::support::addons::layer(&[(
             "cilium/Chart.yaml".into(),
             b"name: cilium\nversion: 1.19.4\n".to_vec(),
@@ -831,7 +831,7 @@ fn helm_chart_artefacts_are_copied_like_images() {
             )
             .await
             .unwrap();
-        digest
+        (digest, chart_digest)
     });
     let list = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(
@@ -857,6 +857,52 @@ fn helm_chart_artefacts_are_copied_like_images() {
             .as_deref(),
         Some(digest.as_str())
     );
+
+    // The retargeted configuration names exactly that repository: a real helm pulls the chart from it.
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("kubermatic.yaml");
+    std::fs::copy(
+        crate::support::fixtures().join("retarget/kubermatic.yaml"),
+        &config,
+    )
+    .unwrap();
+    let out = run(
+        "kubectl-kkp-retarget",
+        &[
+            "--registry",
+            &dst.host,
+            "--config",
+            config.to_str().unwrap(),
+            "--yes",
+        ],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&config).unwrap();
+    let repo_line = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("helmRepository: "))
+        .expect("helmRepository set");
+    assert_eq!(
+        repo_line,
+        format!("oci://{}/kubermatic-mirror/helm-charts", dst.host)
+    );
+    let home = work.path().join("helm");
+    let env = |k: &str| home.join(k).to_str().unwrap().to_string();
+    let pulled = std::process::Command::new("helm")
+        .args(["pull", &format!("{repo_line}/cilium"), "--version", "1.19.4"])
+        .args(["--plain-http", "--destination", work.path().to_str().unwrap()])
+        .env("HELM_CACHE_HOME", env("cache"))
+        .env("HELM_CONFIG_HOME", env("config"))
+        .env("HELM_DATA_HOME", env("data"))
+        .output()
+        .expect("helm runs");
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
+    let got = std::fs::read(work.path().join("cilium-1.19.4.tgz")).unwrap();
+    assert_eq!(kkp_shared::registry::sha256_digest(&got), chart_digest);
 }
 
 /// An upgrade window plans the union of the releases' sets: nothing lost, nothing twice, and each
