@@ -413,3 +413,144 @@ fn system_application_charts_come_from_where_mirror_put_them_and_a_rerun_keeps_t
     assert!(new.contains("      enable: true\n"));
     assert_eq!(retarget_config_text(&new, Edition::Ce), new);
 }
+
+/// Issue 18: `retarget(retarget(x)) == retarget(x)` for every key kind the chart learning knows, every
+/// shape of private registry, and chart defaults or user values of every reference shape; on the values
+/// file and on the `-o set` pairs.
+mod idempotence {
+    use super::*;
+    use crate::reference::ImageRef;
+    use crate::retarget::values::{ImageKey, KeyKind, set_key, set_value, values_edits};
+    use proptest::prelude::*;
+
+    fn sources() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("nginx".to_string()),
+            Just("library/nginx:1.27".to_string()),
+            Just("docker.io/grafana/grafana:12.0.1".to_string()),
+            Just("quay.io/kubermatic/dashboard:v2.31.0".to_string()),
+            Just("registry.k8s.io/sig/deep/image:v1@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".to_string()),
+            Just("localhost:5000/team/app".to_string()),
+        ]
+    }
+
+    fn registries() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("reg.local"),
+            Just("reg.local:5000"),
+            Just("reg.local:5000/kkp"),
+            Just("reg.local/deep/path"),
+        ]
+    }
+
+    fn registry_defaults() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("docker.io".to_string()),
+            Just("quay.io/jetstack".to_string()),
+            Just("docker.io/kubeovn".to_string()),
+            Just("registry.k8s.io".to_string()),
+        ]
+    }
+
+    fn path(s: &str) -> YamlPath {
+        YamlPath::parse(s).unwrap()
+    }
+
+    /// One key of each kind, under distinct paths, with generated defaults.
+    fn keys(
+        whole: String,
+        repo: String,
+        split_reg: String,
+        split_repo: String,
+        global: String,
+    ) -> Vec<ImageKey> {
+        let key = |kind| ImageKey {
+            chart: "c".into(),
+            kind,
+        };
+        let split_repo = ImageRef::parse(&split_repo).unwrap().repository;
+        let repo = repo.split(['@']).next().unwrap().to_string();
+        let repo = match repo.rsplit_once(':') {
+            Some((n, t)) if !t.contains('/') => n.to_string(),
+            _ => repo,
+        };
+        vec![
+            key(KeyKind::Whole {
+                path: path("sidecar.image"),
+                image: whole,
+            }),
+            key(KeyKind::Repository {
+                map: path("app.image"),
+                repo_key: "repository".into(),
+                registry: None,
+                repository: repo,
+            }),
+            key(KeyKind::Repository {
+                map: path("split.image"),
+                repo_key: "repository".into(),
+                registry: Some(split_reg.clone()),
+                repository: split_repo.clone(),
+            }),
+            key(KeyKind::Repository {
+                map: path("imagemap.images.proxy"),
+                repo_key: "image".into(),
+                registry: Some(split_reg),
+                repository: split_repo,
+            }),
+            key(KeyKind::GlobalRegistry {
+                path: path("global.imageRegistry"),
+                default: global,
+            }),
+        ]
+    }
+
+    fn pairs(e: &[Intended]) -> Vec<(String, String)> {
+        e.iter()
+            .map(|e| (set_key(&e.path), set_value(&e.value)))
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+        #[test]
+        fn a_second_run_changes_nothing(
+            whole in sources(), repo in sources(), split_reg in registry_defaults(),
+            split_repo in sources(), global in registry_defaults(), reg in registries(),
+            user_whole in proptest::option::of(sources()),
+            user_global in proptest::option::of(registry_defaults()),
+        ) {
+            let keys = keys(whole, repo, split_reg, split_repo, global);
+            let mut user_text = String::from("# the user's values\n");
+            if let Some(w) = &user_whole {
+                user_text.push_str(&format!("sidecar:\n  image: {w}   # pinned\n"));
+            }
+            if let Some(g) = &user_global {
+                user_text.push_str(&format!("global:\n  imageRegistry: {g}\n"));
+            }
+            let file = Path::new("values.yaml");
+            let user = vec![(file.to_path_buf(), user_text.clone())];
+            let first = values_edits(&keys, &user, reg).unwrap();
+            // Registry keys name the registry (or a path below it); whole images and registry-less
+            // repositories are below it; a repository beside a registry key is a path without host.
+            let r = reg.trim_end_matches('/');
+            for e in &first {
+                let p = e.path.to_string();
+                let ok = match p.as_str() {
+                    "split.image.repository" | "imagemap.images.proxy.image" => !e.value.starts_with(r),
+                    "split.image.registry" | "imagemap.images.proxy.registry" => e.value == r,
+                    "global.imageRegistry" => e.value == r || config::is_under(&e.value, r),
+                    _ => config::is_under(&e.value, r),
+                };
+                prop_assert!(ok, "{} = {} with {}", p, e.value, reg);
+            }
+            let text = apply_edits(file, &user_text, &first).unwrap();
+            prop_assert!(text.contains("# the user's values\n"));
+            let again = values_edits(&keys, &[(file.to_path_buf(), text.clone())], reg).unwrap();
+            // `-o set` output of the rerun equals the first run's.
+            prop_assert_eq!(pairs(&again), pairs(&first), "rerun with {}", reg);
+            // And the file is not rewritten.
+            let text2 = apply_edits(file, &text, &again).unwrap();
+            prop_assert_eq!(text2, text, "rerun with {} rewrote the file", reg);
+        }
+    }
+}
