@@ -6,7 +6,8 @@
 #     with the images of KKP's own golden renders (`<chart>/test/*.yaml.out`) of the tests that use that
 #     same values file, and with the three images KKP's mirror-images misses (cert-manager's acmesolver,
 #     the Envoy Gateway data-plane envoy, envoy ratelimit);
-#  2. retarget: `kubectl-kkp-retarget --registry REG` on a copy of VALUES_FILE, then every chart rendered
+#  2. retarget: `kubectl-kkp-retarget --registry REG` with the whole charts dir on a copy of VALUES_FILE, a
+#     rerun on the result that must change nothing, then every chart of the values file's stack rendered
 #     with the result by plain `helm template`; every image outside REG must be one the leak check named.
 #
 # Usage: scripts/check-kkp-release.sh KKP_CHARTS_DIR VALUES_FILE
@@ -15,8 +16,8 @@
 #   HELM          helm binary (default: helm)
 #   REG           private registry used for the plan and retarget (default: reg.example:5000)
 #   CHECK_CHARTS  space-separated chart paths below KKP_CHARTS_DIR to leave out of the retarget step
-#                 (default: `mla` for any values file but KKP's MLA one, where only `mla` is kept: the MLA
-#                 charts read values.example.mla.yaml and share keys such as `grafana` with the others)
+#                 (default: none; retarget keeps the charts of the values file's stack by itself: mla/*
+#                 and iap for KKP's MLA values file, told by its `mlaSecrets`, all but mla/ otherwise)
 #   KEEP_WORK     set to keep the work directory (printed at the end)
 # Exit status: 0 when nothing is missing and every rendered non-REG image was named by the leak check;
 # 1 otherwise; 2 on bad usage.
@@ -110,22 +111,22 @@ else
 fi
 
 # --- 2. retarget and leak check ------------------------------------------------------------------------
+# The whole charts dir, as a user types it after unpacking the release: retarget itself keeps the charts
+# of the stack the values file belongs to (KKP's MLA values file: mla/* and iap; any other: all but mla/).
 skip=${CHECK_CHARTS-}
-if [[ -z ${CHECK_CHARTS+x} ]]; then
-  skip=mla
-fi
+mla_values=false
+grep -q '^mlaSecrets:' "$values" && mla_values=true
+in_stack() { # chart path below charts/ -> 0 when the values file's stack installs it
+  if $mla_values; then [[ $1 == mla/* || $1 == iap ]]; else [[ $1 != mla/* ]]; fi
+}
 mkdir -p "$work/charts"
 cp -a "$charts/." "$work/charts/"
 # KKP's test/test.sh links point outside the charts directory; helm refuses dangling links.
 find "$work/charts" -xtype l -delete
-if [[ $(basename "$values") == *mla* && -z ${CHECK_CHARTS+x} ]]; then
-  find "$work/charts" -mindepth 1 -maxdepth 1 ! -name mla -exec rm -rf {} +
-else
-  for c in $skip; do rm -rf "${work:?}/charts/$c"; done
-fi
+for c in $skip; do rm -rf "${work:?}/charts/$c"; done
 cp "$values" "$work/values.yaml"
 echo
-echo "== retarget to $reg (charts: $(find "$work/charts" -name Chart.yaml | grep -vc '/charts/.*/charts/') with their vendored subcharts; left out: $(if [[ $(basename "$values") == *mla* && -z ${CHECK_CHARTS+x} ]]; then echo 'all but mla'; else echo "${skip:-none}"; fi))"
+echo "== retarget to $reg (the whole charts dir, stack: $($mla_values && echo usercluster-mla || echo main); left out by CHECK_CHARTS: ${skip:-none})"
 retarget() {
   "$bin/kubectl-kkp-retarget" --registry "$reg" --charts-path "$work/charts" \
     --helm-values "$work/values.yaml" --helm-binary "$(command -v "$helm")" "$@"
@@ -148,6 +149,16 @@ retarget -o "$work/out.yaml" --yes --allow-leak '*' >/dev/null 2>"$work/retarget
   echo "RETARGET FAILED:" && cat "$work/retarget.err"
   exit 1
 }
+# A rerun on the result changes nothing (issue 18: registry keys became REG/kkp).
+rerun=0
+"$bin/kubectl-kkp-retarget" --registry "$reg" --charts-path "$work/charts" --helm-values "$work/out.yaml" \
+  --helm-binary "$(command -v "$helm")" --allow-leak '*' --diff >"$work/rerun.diff" 2>"$work/rerun.err" || rerun=$?
+if ((rerun != 0)); then
+  echo "RERUN WOULD CHANGE THE RESULT (exit $rerun):" && cat "$work/rerun.diff" "$work/rerun.err"
+  status=1
+else
+  echo "rerun on the result: no change (retarget --diff exit 0)"
+fi
 mkdir -p "$work/rendered"
 : >"$work/outside.txt"
 : >"$work/grep-outside.txt"
@@ -155,6 +166,7 @@ while IFS= read -r chart; do
   rel=${chart#"$work/charts/"}
   [[ $chart == "$work/charts" ]] && rel=$(basename "$charts")
   case /$rel/ in */charts/*) continue ;; esac
+  in_stack "$rel" || continue
   file="$work/rendered/${rel//\//_}.yaml"
   if ! "$helm" template "$(basename "$chart")" "$chart" --values "$work/out.yaml" >"$file" 2>"$file.err"; then
     echo "  RENDER FAILED $rel: $(head -c 300 "$file.err")"

@@ -480,3 +480,104 @@ fn mirror_warns_once_about_a_retargeted_values_file() {
         "{err}"
     );
 }
+
+/// Issue 18: KKP's whole `charts/` dir with one values file, as `kubermatic-installer deploy` uses it.
+/// `monitoring/grafana` (main values) and `mla/grafana` (MLA values) share the key `grafana.image` with
+/// different defaults; each values file edits and checks only its own stack, a rerun changes nothing.
+#[test]
+fn the_whole_kkp_charts_dir_is_retargeted_per_values_file_and_reruns_are_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let charts = dir.path().join("charts");
+    let chart = |path: &str, repo: &str| {
+        let d = charts.join(path);
+        std::fs::create_dir_all(d.join("templates")).unwrap();
+        std::fs::write(
+            d.join("Chart.yaml"),
+            "apiVersion: v2\nname: grafana\nversion: 1.0.0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("values.yaml"),
+            format!("grafana:\n  image:\n    repository: {repo}\n    tag: \"12.0\"\n"),
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("templates/deploy.yaml"),
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: grafana\nspec:\n  template:\n    spec:\n      containers:\n        - name: grafana\n          image: \"{{ .Values.grafana.image.repository }}:{{ .Values.grafana.image.tag }}\"\n",
+        )
+        .unwrap();
+    };
+    chart("monitoring/grafana", "docker.io/grafana/grafana-oss");
+    chart("mla/grafana", "docker.io/grafana/grafana");
+    let main = dir.path().join("values.yaml");
+    let mla = dir.path().join("values.mla.yaml");
+    std::fs::write(&main, "# main\ndex: {}\n").unwrap();
+    std::fs::write(&mla, "# MLA\nmlaSecrets:\n  minio:\n    enabled: true\n").unwrap();
+
+    for (values, want, left) in [
+        (&main, "reg.local:5000/kkp/grafana/grafana-oss", "mla/grafana"),
+        (&mla, "reg.local:5000/kkp/grafana/grafana", "monitoring/grafana"),
+    ] {
+        let args = ["--helm-values", s(values), "--charts-path", s(&charts)];
+        let out = retarget(&[&args[..], &["--yes"]].concat());
+        assert_ok(&out);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("left out 1 chart(s)") && stderr.contains(left),
+            "{stderr}"
+        );
+        let text = read(values);
+        assert!(text.contains(&format!("repository: {want}")), "{text}");
+        assert!(text.starts_with("# "), "comment kept: {text}");
+        // The rerun: nothing to change (exit 0 under --diff) and the file stays byte for byte.
+        let again = retarget(&[&args[..], &["--diff"]].concat());
+        assert_eq!(
+            again.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&again.stdout)
+        );
+        assert_eq!(read(values), text);
+    }
+    // Both kinds of file in one run are refused, naming both; nothing is written.
+    let before = read(&main);
+    let out = retarget(&[
+        "--helm-values",
+        s(&main),
+        "--helm-values",
+        s(&mla),
+        "--charts-path",
+        s(&charts),
+        "--yes",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("values.yaml") && err.contains("values.mla.yaml"),
+        "{err}"
+    );
+    assert_eq!(read(&main), before);
+    // --stack all takes both, and on a stock file the shared key is the real conflict it is.
+    let stock = dir.path().join("stock.yaml");
+    std::fs::write(&stock, "dex: {}\n").unwrap();
+    let out = retarget(&[
+        "--helm-values",
+        s(&stock),
+        "--charts-path",
+        s(&charts),
+        "--stack",
+        "all",
+        "--diff",
+    ]);
+    assert!(
+        out.status.code().unwrap_or(0) > 1,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("grafana.image.repository"));
+}

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod leak;
 pub mod live;
+pub mod stacks;
 pub mod values;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -37,6 +38,11 @@ pub struct RetargetArgs {
     /// Directory of Helm charts whose image keys are learned and whose renders are checked for leaks.
     #[arg(long, value_name = "DIR")]
     pub charts_path: Option<PathBuf>,
+    /// Which of KKP's charts below --charts-path are edited and checked: those installed with the
+    /// given values file (main: all but `mla/`; usercluster-mla: `mla/*` and `iap`, for KKP's MLA values
+    /// file, told by its `mlaSecrets`), or all [default: from the values file].
+    #[arg(long, value_enum, value_name = "STACK", requires = "charts_path")]
+    pub stack: Option<stacks::Stack>,
     /// Print what would change and write nothing; exit 0 when nothing would change, 1 when something
     /// would, >1 on error.
     #[arg(long, conflicts_with = "yes")]
@@ -391,13 +397,35 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
     // Values as they would be passed to helm after retargeting (for the leak check).
     let mut leak_values: Option<(Vec<PathBuf>, String)> = None;
     let mut set_flags = Vec::new();
+    let mut chart_selection: Vec<PathBuf> = Vec::new();
     if let Some(charts) = &args.charts_path {
-        let keys = values::learn_charts(charts, &args.helm_values, args.helm_binary.as_deref(), timeout)?;
         let user: Vec<(PathBuf, String)> = args
             .helm_values
             .iter()
             .map(|p| read(p).map(|t| (p.clone(), t)))
             .collect::<Result<_, _>>()?;
+        let stack = match args.stack {
+            Some(s) => s,
+            None => stacks::detect(&user)?,
+        };
+        let (dirs, left_out) = stacks::select(charts, stack)?;
+        if !left_out.is_empty() {
+            tracing::warn!(
+                "left out {} chart(s) that KKP installs with another values file than the {} charts' \
+                 (--stack all takes them): {}",
+                left_out.len(),
+                stack.name(),
+                left_out.join(", ")
+            );
+        }
+        let keys = values::learn_charts_in(
+            charts,
+            &dirs,
+            &args.helm_values,
+            args.helm_binary.as_deref(),
+            timeout,
+        )?;
+        chart_selection = dirs;
         let edits = values::values_edits(&keys, &user, &registry)?;
         if set_mode {
             // The flags act as one more values file after the user's.
@@ -472,8 +500,9 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
         let mut tmp = tempfile::NamedTempFile::new().map_err(io_err(Path::new("temporary values file")))?;
         tmp.write_all(text.as_bytes()).map_err(io_err(tmp.path()))?;
         files.push(tmp.path().to_path_buf());
-        let leaks = leak::check(
+        let leaks = leak::check_in(
             charts,
+            &chart_selection,
             &files,
             &registry,
             &args.allow_leak,

@@ -200,10 +200,30 @@ pub fn check(
     helm: Option<&Path>,
     timeout: Duration,
 ) -> Result<Vec<Leak>, RetargetError> {
+    check_in(
+        charts,
+        &chart_dirs(charts)?,
+        values,
+        registry,
+        allow,
+        helm,
+        timeout,
+    )
+}
+
+/// [`check`] for the chart directories `dirs` below `charts` (named relative to `charts`).
+pub fn check_in(
+    charts: &Path,
+    dirs: &[PathBuf],
+    values: &[PathBuf],
+    registry: &str,
+    allow: &[String],
+    helm: Option<&Path>,
+    timeout: Duration,
+) -> Result<Vec<Leak>, RetargetError> {
     let mut leaks = Vec::new();
     let mut failed = Vec::new();
-    let dirs = chart_dirs(charts)?;
-    let renders = par_map(&dirs, |dir| render(dir, values, helm, timeout));
+    let renders = par_map(dirs, |dir| render(dir, values, helm, timeout));
     for (dir, rendered) in dirs.iter().zip(renders) {
         let chart = chart_name(charts, dir);
         let text = match rendered {

@@ -128,8 +128,18 @@ pub fn learn_charts(
     helm: Option<&Path>,
     timeout: Duration,
 ) -> Result<Vec<ImageKey>, RetargetError> {
-    let dirs = chart_dirs(root)?;
-    let per_chart = par_map(&dirs, |dir| {
+    learn_charts_in(root, &chart_dirs(root)?, user_values, helm, timeout)
+}
+
+/// [`learn_charts`] for the chart directories `dirs` below `root` (named relative to `root`).
+pub fn learn_charts_in(
+    root: &Path,
+    dirs: &[PathBuf],
+    user_values: &[PathBuf],
+    helm: Option<&Path>,
+    timeout: Duration,
+) -> Result<Vec<ImageKey>, RetargetError> {
+    let per_chart = par_map(dirs, |dir| {
         let mut learned = learn_chart(dir, helm)?;
         let name = chart_name(root, dir);
         for key in &mut learned {
