@@ -713,19 +713,14 @@ fn release_archive_and_manifest_pass_krew_validation() {
     let manifest = out_dir.path().join("kkp.yaml");
     let bin_dir = bin("kubectl-kkp").parent().unwrap().to_path_buf();
     let version = env!("CARGO_PKG_VERSION");
-    let out = exec(
-        repo().join("scripts/release.sh"),
-        &[
-            version,
-            "--bin-dir",
-            bin_dir.to_str().unwrap(),
-            "--out-dir",
-            out_dir.path().to_str().unwrap(),
-            "--manifest",
-            manifest.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let out = release_sh(&[
+        "--bin-dir",
+        bin_dir.to_str().unwrap(),
+        "--out-dir",
+        out_dir.path().to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+    ]);
     ok(out, "scripts/release.sh");
 
     let text = std::fs::read_to_string(&manifest).unwrap();

@@ -411,7 +411,7 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
         let (dirs, left_out) = stacks::select(charts, stack)?;
         if !left_out.is_empty() {
             tracing::warn!(
-                "left out {} chart(s) that KKP installs with another values file than the {} charts' \
+                "left out {} chart(s) that KKP installs with another values file than the {} stack's \
                  (--stack all takes them): {}",
                 left_out.len(),
                 stack.name(),
