@@ -564,6 +564,11 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     }
     // ---- end of copy --------------------------------------------------------------------------------
 
+    // ---- attachments in the printed plan (issue 14, copy::attachments): asked for with --attachments,
+    // as it reads every source registry; --offline never does.
+    if args.copy.attachments.is_some() && !args.copy.skip_attachments && !args.offline {
+        crate::copy::list_attachments(&mut plan, &args.copy)?;
+    }
     let listing = match format {
         // --live: the facts the plan rests on, and where each came from, next to the images (and the
         // node binaries, with --binaries).
