@@ -91,6 +91,15 @@ pub struct ArchiveArgs {
     /// nothing is copied. Exit code 1 when any image is missing or different.
     #[arg(long)]
     pub verify: bool,
+    /// With --verify: check, offline, each image's cosign signature at REGISTRY under this public key
+    /// (PEM, ECDSA P-256 or ed25519, as `cosign generate-key-pair` writes cosign.pub); repeatable, any
+    /// key may have signed. One line per image: verified, unsigned, bad signature, digest mismatch.
+    #[arg(long = "key", value_name = "FILE", requires = "verify")]
+    pub keys: Vec<PathBuf>,
+    /// With --verify --key: the sigstore trusted root for keyless (Fulcio/Rekor) signatures; without
+    /// it they are listed as not verifiable offline.
+    #[arg(long, value_name = "FILE", requires = "keys")]
+    pub trusted_root: Option<PathBuf>,
 }
 
 /// Why an archive could not be written, read or pushed.

@@ -14,6 +14,7 @@ mod args;
 pub mod attachments;
 pub mod homes;
 mod report;
+pub mod signatures;
 mod slots;
 pub mod verify;
 
