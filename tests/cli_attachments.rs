@@ -136,6 +136,17 @@ pub async fn push_signature(
 ) -> String {
     let payload = simplesigning(&repo.to_string(), payload_digest);
     let sig = sign(&payload);
+    push_signature_layer(client, repo, digest, payload, sig).await
+}
+
+/// A cosign signature manifest at `sha256-<hex>.sig` for `digest` with this payload and signature.
+async fn push_signature_layer(
+    client: &Client,
+    repo: &Repository,
+    digest: &str,
+    payload: Vec<u8>,
+    sig: String,
+) -> String {
     let config = Bytes::from(
         serde_json::to_vec(&json!({"architecture": "", "os": "", "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&payload)]}, "config": {}}))
             .unwrap(),
@@ -672,4 +683,179 @@ fn referrers_api_path_against_a_loopback_stub() {
         ]));
         assert_eq!(r["images"][0]["status"], "up-to-date", "{r}");
     }
+}
+
+/// A P-256 signer (DER signatures, as cosign writes them) and its PEM public key.
+fn p256_signer() -> (Box<Signer>, String) {
+    use base64::Engine as _;
+    use p256::ecdsa::signature::Signer as _;
+    use p256::pkcs8::EncodePublicKey as _;
+    let key = p256::ecdsa::SigningKey::from_slice(&random_bytes(32)).unwrap();
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(p256::pkcs8::LineEnding::LF)
+        .unwrap();
+    let sign = move |p: &[u8]| {
+        let sig: p256::ecdsa::Signature = key.sign(p);
+        base64::engine::general_purpose::STANDARD.encode(sig.to_der().as_bytes())
+    };
+    (Box::new(sign), pem)
+}
+
+/// An ed25519 signer and its PEM public key.
+fn ed25519_signer() -> (Box<Signer>, String) {
+    use base64::Engine as _;
+    use ed25519_dalek::pkcs8::EncodePublicKey as _;
+    let bytes: [u8; 32] = random_bytes(32).as_ref().try_into().unwrap();
+    let key = ed25519_dalek::SigningKey::from_bytes(&bytes);
+    let pem = key
+        .verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .unwrap();
+    let sign = move |p: &[u8]| {
+        base64::engine::general_purpose::STANDARD.encode(ed25519_dalek::Signer::sign(&key, p).to_bytes())
+    };
+    (Box::new(sign), pem)
+}
+
+#[test]
+fn signatures_verify_offline_at_the_target_and_tampering_fails_naming_the_image() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let client = client_for(&[&src, &dst]);
+    let (ec, ec_pem) = p256_signer();
+    let (ed, ed_pem) = ed25519_signer();
+    let spec = Spec {
+        layers: 1,
+        layer_size: 1024,
+        ..Spec::default()
+    };
+    let names = ["good-ec", "good-ed", "flipped", "other-digest", "unsigned"];
+    block_on(async {
+        let mut digests = Vec::new();
+        for name in names {
+            let path = format!("sig/{name}");
+            let image = push_image(&client, &src, &path, "v1", &spec).await;
+            digests.push(image.digest);
+        }
+        let repo = |name: &str| Repository::new(&src.host, format!("sig/{name}"));
+        push_signature(&client, &repo("good-ec"), &digests[0], &digests[0], &*ec).await;
+        push_signature(&client, &repo("good-ed"), &digests[1], &digests[1], &*ed).await;
+        // Signed, then one byte of the payload flipped.
+        let r = repo("flipped");
+        let payload = simplesigning(&r.to_string(), &digests[2]);
+        let sig = ec(&payload);
+        let mut tampered = payload.clone();
+        let at = tampered.len() / 2;
+        tampered[at] ^= 0x01;
+        push_signature_layer(&client, &r, &digests[2], tampered, sig).await;
+        // A valid signature of another image's digest, under this image's signature tag.
+        push_signature(&client, &repo("other-digest"), &digests[3], &digests[0], &*ec).await;
+    });
+    let keys = tempfile::tempdir().unwrap();
+    let (ec_file, ed_file) = (keys.path().join("cosign.pub"), keys.path().join("ed.pub"));
+    std::fs::write(&ec_file, &ec_pem).unwrap();
+    std::fs::write(&ed_file, &ed_pem).unwrap();
+    let all: Vec<String> = names.iter().map(|n| format!("{}/sig/{n}:v1", src.host)).collect();
+    let list = image_list(&all);
+    ok_json(&mirror(&[
+        &dst.host,
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    let verify = |list: &std::path::Path| {
+        mirror(&[
+            &dst.host,
+            "--image-list",
+            list.to_str().unwrap(),
+            "--verify",
+            "--key",
+            ec_file.to_str().unwrap(),
+            "--key",
+            ed_file.to_str().unwrap(),
+            "-o",
+            "json",
+        ])
+    };
+    let out = verify(list.path());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let status: Vec<(&str, &str)> = report["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| (i["target"].as_str().unwrap(), i["status"].as_str().unwrap()))
+        .collect();
+    let want = [
+        ("good-ec", "verified"),
+        ("good-ed", "verified"),
+        ("flipped", "bad-signature"),
+        ("other-digest", "digest-mismatch"),
+        ("unsigned", "unsigned"),
+    ];
+    for (name, st) in want {
+        let target = format!("{}/sig/{name}:v1", dst.host);
+        assert!(status.contains(&(target.as_str(), st)), "{name}: {status:?}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for name in ["flipped", "other-digest", "unsigned"] {
+        assert!(
+            stderr.lines().any(|l| l.contains(&format!("/sig/{name}:v1"))),
+            "{name} not named: {stderr}"
+        );
+    }
+    // Only the good ones: exit 0, one text line per image.
+    let good = image_list(&all[..2]);
+    let out = mirror(&[
+        &dst.host,
+        "--image-list",
+        good.path().to_str().unwrap(),
+        "--verify",
+        "--key",
+        ec_file.to_str().unwrap(),
+        "--key",
+        ed_file.to_str().unwrap(),
+        "-o",
+        "text",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(text.lines().all(|l| l.contains(" verified ")), "{text}");
+    // The ed25519 image under the P-256 key alone is a bad signature, never a pass.
+    let out = mirror(&[
+        &dst.host,
+        "--image-list",
+        good.path().to_str().unwrap(),
+        "--verify",
+        "--key",
+        ec_file.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("sig/good-ed:v1"));
+    // A key file that is not a key is named.
+    let junk = keys.path().join("junk.pub");
+    std::fs::write(&junk, "not a key").unwrap();
+    let out = mirror(&[
+        &dst.host,
+        "--image-list",
+        good.path().to_str().unwrap(),
+        "--verify",
+        "--key",
+        junk.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junk.pub"));
 }

@@ -409,7 +409,6 @@ mod tests {
     fn p256_and_ed25519_keys_verify_their_own_signatures_only() {
         use ed25519_dalek::pkcs8::EncodePublicKey as _;
         use p256::ecdsa::signature::Signer as _;
-        use p256::pkcs8::EncodePublicKey as _;
         let payload = br#"{"critical":{"image":{"docker-manifest-digest":"sha256:aa"}}}"#;
         let ec = p256::ecdsa::SigningKey::from_slice(&[7u8; 32]).unwrap();
         let ec_pem = ec
