@@ -257,7 +257,16 @@ impl Finder {
         let first = Mutex::new(None);
         let supported = *probe
             .get_or_try_init(|| async {
-                let answer = client.referrers(repo, digest).await?;
+                // A registry that refuses the endpoint (401/403 for a path it does not know) has no
+                // referrers API for us; only a fault worth retrying is an error.
+                let answer = match client.referrers(repo, digest).await {
+                    Ok(a) => a,
+                    Err(e) if !e.is_transient() && !e.gave_up() => {
+                        tracing::debug!(host = %repo.host, error = %e, "referrers probe refused; using the fallback tag");
+                        None
+                    }
+                    Err(e) => return Err(e),
+                };
                 let has = answer.is_some();
                 *first.lock().unwrap_or_else(|e| e.into_inner()) = answer;
                 tracing::debug!(host = %repo.host, referrers_api = has, "referrers API probed");

@@ -474,8 +474,16 @@ impl Engine {
         top: Option<RawManifest>,
         tally: &ImageTally,
     ) -> Result<bool, RegistryError> {
-        if !self.finder.may_have(&self.client, src).await? {
-            return Ok(false);
+        // A source that will not list its tags (some refuse) still has its images copied; the image
+        // says so in its warnings.
+        match self.finder.may_have(&self.client, src).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(e) if !e.is_transient() && !e.gave_up() => {
+                tally.warn(format!("attachments not looked for: {e}"));
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
         }
         let top = match top {
             Some(t) => t,
