@@ -529,6 +529,60 @@ fn skip_attachments_copies_none_and_attachments_selects_kinds() {
     for img in sel["images"].as_array().unwrap() {
         assert_eq!(img["attachments_copied"], 3, "{img}");
     }
+    // --verify compares attachments with the source's: the skipped ones are reported missing.
+    let skip_target = format!("{}/skip", dst.host);
+    let out = mirror(&[
+        &skip_target,
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "--verify",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (img, a) in v["images"].as_array().unwrap().iter().zip(&attached) {
+        assert_eq!(img["status"], "missing-attachments", "{img}");
+        let missing: Vec<&str> = img["missing_attachments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_str().unwrap())
+            .collect();
+        assert!(
+            missing.contains(&format!("sig {}", a.sig).as_str()),
+            "{missing:?}"
+        );
+        assert!(
+            missing.contains(&format!("referrer {}", a.referrer).as_str()),
+            "{missing:?}"
+        );
+        assert_eq!(missing.len(), 5, "{missing:?}");
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing attachments"));
+    let out = mirror(&[
+        &skip_target,
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "--verify",
+        "--skip-attachments",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The fully mirrored target verifies with its attachments.
+    let out = mirror(&[
+        &format!("{}/sel", dst.host),
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "--verify",
+        "--attachments",
+        "sig,referrers",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     // A bad kind is a usage error naming it.
     let out = mirror(&[
         &dst.host,
