@@ -913,3 +913,60 @@ fn signatures_verify_offline_at_the_target_and_tampering_fails_naming_the_image(
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("junk.pub"));
 }
+
+#[test]
+fn the_fallback_tag_merge_survives_another_writer_and_keeps_every_entry() {
+    use std::sync::{Arc, Mutex};
+
+    use crate::support::scripted::{Resp, Scripted};
+    let subject = sha256_digest(b"subject");
+    let tag = tag_of(&subject, None);
+    let entry = |d: &str| json!({"mediaType": OCI_MANIFEST, "digest": d, "size": 1});
+    let index = |list: Vec<Value>| {
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": list})).unwrap()
+    };
+    let (a, b, ours) = (sha256_digest(b"a"), sha256_digest(b"b"), sha256_digest(b"ours"));
+    // The tag lists A; our first write is overwritten by another run's [A, B]; the second sticks.
+    let stored = Arc::new(Mutex::new((index(vec![entry(&a)]), 0usize)));
+    let (state, other) = (stored.clone(), index(vec![entry(&a), entry(&b)]));
+    let path = format!("/v2/r/manifests/{tag}");
+    let server = Scripted::start(move |req| {
+        let mut st = state.lock().unwrap();
+        match (req.method.as_str(), req.path()) {
+            ("GET", "/v2/") => Resp::new(200),
+            ("GET", p) if p == path => Resp::new(200)
+                .header("Content-Type", OCI_INDEX)
+                .body(st.0.clone()),
+            ("PUT", p) if p == path => {
+                st.1 += 1;
+                st.0 = if st.1 == 1 {
+                    other.clone()
+                } else {
+                    req.body.clone()
+                };
+                Resp::new(201).header("Docker-Content-Digest", sha256_digest(&req.body))
+            }
+            _ => Resp::new(404),
+        }
+    });
+    let client = client_for(&[]);
+    let wrote = block_on(kkp_shared::copy::attachments::merge_fallback(
+        &client,
+        &Repository::new(&server.host, "r"),
+        &subject,
+        &[entry(&ours)],
+        None,
+    ))
+    .unwrap();
+    assert!(wrote);
+    let (last, puts) = stored.lock().unwrap().clone();
+    assert_eq!(puts, 2, "{:?}", server.lines());
+    let doc: Value = serde_json::from_slice(&last).unwrap();
+    let listed: Vec<&str> = doc["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, vec![a.as_str(), b.as_str(), ours.as_str()]);
+}
