@@ -970,3 +970,92 @@ fn the_fallback_tag_merge_survives_another_writer_and_keeps_every_entry() {
         .collect();
     assert_eq!(listed, vec![a.as_str(), b.as_str(), ours.as_str()]);
 }
+
+#[test]
+fn archives_carry_attachments_to_the_air_gapped_side() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let bare = Registry::start();
+    let client = client_for(&[&src, &dst, &bare]);
+    let attached = block_on(push_attached(&client, &src.host, &src, 2, &*no_signer()));
+    let list = image_list(&sources(&src.host, &attached));
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("kkp.tar");
+    let out = mirror(&[
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "--archive",
+        archive.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("10 attachments"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Pushed on the other side: no source registry, everything attached arrives with its digest.
+    let report = ok_json(&mirror(&[
+        &dst.host,
+        "--from-archive",
+        archive.to_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    for img in report["images"].as_array().unwrap() {
+        assert_eq!(img["attachments_copied"], 5, "{img}");
+    }
+    block_on(async {
+        for a in &attached {
+            let at = |r: String| digest_at(&client, &dst.host, &a.repo, r);
+            assert_eq!(
+                at(tag_of(&a.image.digest, Some("sig"))).await,
+                Some(a.sig.clone())
+            );
+            assert_eq!(
+                at(tag_of(&a.image.digest, Some("att"))).await,
+                Some(a.att.clone())
+            );
+            assert_eq!(
+                at(tag_of(&a.image.digest, Some("sbom"))).await,
+                Some(a.sbom.clone())
+            );
+            assert_eq!(
+                at(tag_of(&a.image.manifests[0], Some("sig"))).await,
+                Some(a.child_sig.clone())
+            );
+            assert_eq!(at(a.referrer.clone()).await, Some(a.referrer.clone()));
+            assert_eq!(
+                fallback_list(&client, &dst.host, &a.repo, &a.image.digest).await,
+                vec![a.referrer.clone()]
+            );
+        }
+    });
+    // A rerun is a no-op; --skip-attachments pushes the images only.
+    let again = ok_json(&mirror(&[
+        &dst.host,
+        "--from-archive",
+        archive.to_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    for img in again["images"].as_array().unwrap() {
+        assert_eq!(img["status"], "up-to-date", "{img}");
+    }
+    ok_json(&mirror(&[
+        &bare.host,
+        "--from-archive",
+        archive.to_str().unwrap(),
+        "-o",
+        "json",
+        "--skip-attachments",
+    ]));
+    block_on(async {
+        for a in &attached {
+            let tags = client
+                .list_tags(&Repository::new(&bare.host, &a.repo))
+                .await
+                .unwrap();
+            assert_eq!(tags, vec!["v1".to_string()]);
+        }
+    });
+}

@@ -21,7 +21,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
@@ -29,7 +29,7 @@ use crate::registry::manifest::{self, ManifestView};
 use crate::registry::{Client, RawManifest, RegistryError, Repository};
 
 /// What an attachment is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// cosign signature tag `sha256-<hex>.sig`.
@@ -138,7 +138,7 @@ impl Kinds {
 }
 
 /// One thing attached to an image.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Attachment {
     /// What it is.
@@ -158,6 +158,42 @@ pub struct Attachment {
     /// The referrer's descriptor as the source listed it (for the target's fallback tag).
     #[serde(skip)]
     pub descriptor: Option<Value>,
+}
+
+/// The index annotation of an archived image listing what is attached to it (a JSON array of
+/// [`Attachment`]s with their referrer descriptors); their manifests and blobs are in the archive.
+pub const ARCHIVE_ANNOTATION: &str = "io.kubermatic.kkp.attachments";
+
+#[derive(Serialize, Deserialize)]
+struct Archived {
+    #[serde(flatten)]
+    attachment: Attachment,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    descriptor: Option<Value>,
+}
+
+/// The [`ARCHIVE_ANNOTATION`] value for `items`.
+pub fn to_annotation(items: &[Attachment]) -> String {
+    let list: Vec<Archived> = items
+        .iter()
+        .map(|a| Archived {
+            attachment: a.clone(),
+            descriptor: a.descriptor.clone(),
+        })
+        .collect();
+    serde_json::to_string(&list).unwrap_or_default()
+}
+
+/// The attachments an [`ARCHIVE_ANNOTATION`] value lists; `Err` says what is wrong.
+pub fn from_annotation(value: &str) -> Result<Vec<Attachment>, String> {
+    let list: Vec<Archived> = serde_json::from_str(value).map_err(|e| e.to_string())?;
+    Ok(list
+        .into_iter()
+        .map(|a| Attachment {
+            descriptor: a.descriptor,
+            ..a.attachment
+        })
+        .collect())
 }
 
 /// Everything attached to one image.

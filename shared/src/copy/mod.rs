@@ -139,6 +139,8 @@ pub(crate) enum Origin {
         layout: Arc<Layout>,
         /// The top manifest digest of each job, in job order.
         digests: Vec<String>,
+        /// What the archive carries attached to each job's image, in job order.
+        attachments: Vec<Vec<attachments::Attachment>>,
         /// Blobs an incremental archive left out → target repositories of this run that reference
         /// them, where the base archive put them (to mount from).
         left_out: HashMap<String, Vec<Repository>>,
@@ -451,15 +453,34 @@ impl Engine {
         tally: &ImageTally,
     ) -> Result<(ImageState, String), RegistryError> {
         let (state, digest, top) = self.copy_image_only(i, job, tally).await?;
-        if self.opts.attachments.is_empty() || matches!(self.origin, Origin::Archive { .. }) {
+        if self.opts.attachments.is_empty() {
             return Ok((state, digest));
         }
         let src = mirrored_source(&job.source, &self.opts.source_mirrors);
         let dst = Repository::of(&job.target);
-        let wrote = self
-            .copy_attachments(&src, &dst, &digest, top, tally)
-            .await
-            .map_err(|e| attachment_error(&job.source, e))?;
+        let carried = match &self.origin {
+            Origin::Registry => None,
+            Origin::Archive { attachments, .. } => Some(
+                attachments
+                    .get(i)
+                    .into_iter()
+                    .flatten()
+                    .filter(|a| self.opts.attachments.has(a.kind))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            ),
+        };
+        let wrote = match carried {
+            None => self.copy_attachments(&src, &dst, &digest, top, tally).await,
+            Some(items) => {
+                let found = attachments::Found {
+                    items,
+                    ..attachments::Found::default()
+                };
+                self.place_attachments(&src, &dst, found, tally).await
+            }
+        }
+        .map_err(|e| attachment_error(&job.source, e))?;
         Ok((if wrote { ImageState::Copied } else { state }, digest))
     }
 
@@ -495,6 +516,18 @@ impl Engine {
             subjects.remove(0);
         }
         let found = self.finder.find(&self.client, src, &subjects).await?;
+        self.place_attachments(src, dst, found, tally).await
+    }
+
+    /// Writes `found` (read from the origin) to `dst`, the fallback tags last. Returns whether anything
+    /// was written.
+    async fn place_attachments(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        found: attachments::Found,
+        tally: &ImageTally,
+    ) -> Result<bool, RegistryError> {
         if found.items.is_empty() {
             return Ok(false);
         }
