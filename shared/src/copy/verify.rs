@@ -82,8 +82,12 @@ async fn missing_attachments(
     dst: &Repository,
     digest: &str,
 ) -> Result<Vec<String>, crate::registry::RegistryError> {
-    if !finder.may_have(client, src).await? {
-        return Ok(Vec::new());
+    // A source that refuses to list its tags is not held against the target (the copy only warns).
+    match finder.may_have(client, src).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(Vec::new()),
+        Err(e) if !e.is_transient() && !e.gave_up() => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     }
     let top = client.get_manifest(src, digest).await?;
     let found = finder.find(client, src, &subjects_of(&top)).await?;
