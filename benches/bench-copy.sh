@@ -128,7 +128,7 @@ echo "== copies (wall time; CPU seconds of the tool and of each registry meanwhi
 ROUNDS=${ROUNDS:-3}
 HAVE_CRANE=$(command -v crane >/dev/null && echo 1 || true)
 [ -n "$HAVE_CRANE" ] || echo "crane not installed: skipped (see /work/shared/tools/install-crane.sh or go install)"
-: >"$WORK/cold" ; : >"$WORK/warm"
+: >"$WORK/cold" ; : >"$WORK/warm" ; : >"$WORK/attach-cold" ; : >"$WORK/attach-warm"
 for round in $(seq "$ROUNDS"); do
   echo "-- round $round"
   start_registry "kkp$round"; DST=$REG DPID=$REG_PID
@@ -138,6 +138,18 @@ for round in $(seq "$ROUNDS"); do
   timed "kubectl-kkp-mirror rerun (no-op)" "$DPID" sh -c "XDG_CACHE_HOME='$WORK/cache-kkp$round' '$KKP' '$DST' --image-list '$WORK/images.txt' -o json >/dev/null 2>&1"
   KKP_WARM=$(cat "$WORK/last")
   stop_registry "$DPID" "kkp$round"
+  # The same copy without attachment discovery (issue 14: one tag listing per repository and one
+  # referrers probe per registry must cost <= 5 % when no image has attachments).
+  start_registry "skip$round"; DST=$REG DPID=$REG_PID
+  timed "kubectl-kkp-mirror --skip-attachments" "$DPID" sh -c "XDG_CACHE_HOME='$WORK/cache-skip$round' '$KKP' '$DST' --image-list '$WORK/images.txt' --skip-attachments -o json >/dev/null 2>&1"
+  SKIP_COLD=$(cat "$WORK/last")
+  timed "kubectl-kkp-mirror --skip-attachments rerun" "$DPID" sh -c "XDG_CACHE_HOME='$WORK/cache-skip$round' '$KKP' '$DST' --image-list '$WORK/images.txt' --skip-attachments -o json >/dev/null 2>&1"
+  SKIP_WARM=$(cat "$WORK/last")
+  stop_registry "$DPID" "skip$round"
+  echo "$KKP_COLD / $SKIP_COLD" | bc -l >>"$WORK/attach-cold"
+  echo "$KKP_WARM / $SKIP_WARM" | bc -l >>"$WORK/attach-warm"
+  printf 'attachment discovery overhead, round %s: cold %.3f, rerun %.3f (with / --skip-attachments)\n' "$round" \
+    "$(tail -1 "$WORK/attach-cold")" "$(tail -1 "$WORK/attach-warm")"
   if [ -n "${KKP_BASE:-}" ]; then
     start_registry "base$round"; DST=$REG DPID=$REG_PID
     timed "KKP_BASE build" "$DPID" sh -c "XDG_CACHE_HOME='$WORK/cache-base$round' '$KKP_BASE' '$DST' --image-list '$WORK/images.txt' -o json >/dev/null 2>&1"
@@ -157,6 +169,9 @@ for round in $(seq "$ROUNDS"); do
       "$(tail -1 "$WORK/cold")" "$(tail -1 "$WORK/warm")"
   fi
 done
+printf '== attachment discovery over %s rounds (with / --skip-attachments; goal cold <= 1.05): cold median %.3f (%s), rerun median %.3f (%s)\n' "$ROUNDS" \
+  "$(median <"$WORK/attach-cold")" "$(xargs printf '%.3f ' <"$WORK/attach-cold" | sed 's/ $//')" \
+  "$(median <"$WORK/attach-warm")" "$(xargs printf '%.3f ' <"$WORK/attach-warm" | sed 's/ $//')"
 if [ -n "$HAVE_CRANE" ]; then
   printf '== kubectl-kkp-mirror / crane per image over %s rounds: cold median %.2f (%s), rerun median %.2f (%s)\n' "$ROUNDS" \
     "$(median <"$WORK/cold")" "$(xargs printf '%.2f ' <"$WORK/cold" | sed 's/ $//')" \

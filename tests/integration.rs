@@ -5,6 +5,7 @@ mod support;
 mod cli_addons;
 mod cli_addons_image;
 mod cli_archive;
+mod cli_attachments;
 mod cli_binaries;
 mod cli_candidates;
 mod cli_copy;

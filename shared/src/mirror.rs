@@ -290,7 +290,7 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         if args.archive.verify {
             if let Some(registry) = registry {
                 let images = crate::copy::archive::archived_expectations(file, registry)?;
-                code = crate::copy::verify::run_verify(&images, &args.copy, format)?;
+                code = verify_images(&images, args, format)?;
             }
             if let Some(prep) = &binaries {
                 let layout = crate::copy::archive::Layout::open(file, false)?;
@@ -531,7 +531,7 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
             .iter()
             .filter_map(|e| Some((e.source.clone(), e.target.clone()?, None)))
             .collect();
-        let mut code = crate::copy::verify::run_verify(&images, &args.copy, format)?;
+        let mut code = verify_images(&images, args, format)?;
         if let Some(prep) = &binaries {
             code = code.max(crate::binaries::run_verify(prep, format)?);
         }
@@ -564,6 +564,11 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     }
     // ---- end of copy --------------------------------------------------------------------------------
 
+    // ---- attachments in the printed plan (issue 14, copy::attachments): asked for with --attachments,
+    // as it reads every source registry; --offline never does.
+    if args.copy.attachments.is_some() && !args.copy.skip_attachments && !args.offline {
+        crate::copy::list_attachments(&mut plan, &args.copy)?;
+    }
     let listing = match format {
         // --live: the facts the plan rests on, and where each came from, next to the images (and the
         // node binaries, with --binaries).
@@ -588,6 +593,25 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
     };
     crate::output::print(&listing).map_err(MirrorError::Output)?;
     Ok(if chart_failures > 0 { 1 } else { 0 })
+}
+
+/// `--verify`: digests against the source's (or the archive's); with `--key`, the images' cosign
+/// signatures at the target, offline (issue 14, `copy::signatures`).
+fn verify_images(
+    images: &[crate::copy::verify::Expectation],
+    args: &MirrorArgs,
+    format: crate::cli::OutputFormat,
+) -> Result<u8, crate::copy::archive::ArchiveError> {
+    if args.archive.keys.is_empty() {
+        return crate::copy::verify::run_verify(images, &args.copy, format);
+    }
+    crate::copy::signatures::run_verify_signatures(
+        images,
+        &args.archive.keys,
+        args.archive.trusted_root.as_deref(),
+        &args.copy,
+        format,
+    )
 }
 
 /// A values file `kubectl kkp retarget` already pointed at the target registry makes the charts render

@@ -52,6 +52,10 @@ pub struct PlanEntry {
     pub target: Option<ImageRef>,
     /// Every place the image was found.
     pub origins: Vec<Origin>,
+    /// What is attached to it at its source (signatures, attestations, SBOMs, referrers), when looked
+    /// up (`--dry-run --attachments …`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::copy::attachments::Attachment>,
 }
 
 /// The whole plan: images sorted by source, plus warnings and unconfirmed candidates.
@@ -128,6 +132,7 @@ fn group(findings: &[Finding], target: Option<&str>) -> Result<Vec<PlanEntry>, P
             source,
             target,
             origins: origins.into_iter().collect(),
+            attachments: Vec::new(),
         });
     }
     Ok(entries)
@@ -191,6 +196,30 @@ impl Plan {
                     .collect();
                 let mut out = crate::output::table(&["SOURCE", "TARGET", "FROM"], &rows);
                 out.push_str(&format!("{} images\n", self.images.len()));
+                let attached: Vec<&PlanEntry> =
+                    self.images.iter().filter(|e| !e.attachments.is_empty()).collect();
+                if !attached.is_empty() {
+                    let rows: Vec<Vec<String>> = attached
+                        .iter()
+                        .flat_map(|e| {
+                            e.attachments.iter().map(|a| {
+                                vec![
+                                    e.source.to_string(),
+                                    a.kind.as_str().to_string(),
+                                    a.digest.clone(),
+                                    a.artifact_type.clone().unwrap_or_else(|| "-".into()),
+                                    a.subject.clone(),
+                                ]
+                            })
+                        })
+                        .collect();
+                    out.push('\n');
+                    out.push_str(&crate::output::table(
+                        &["IMAGE", "ATTACHMENT", "DIGEST", "ARTIFACT TYPE", "SUBJECT"],
+                        &rows,
+                    ));
+                    out.push_str(&format!("{} attachments\n", rows.len()));
+                }
                 for w in &self.warnings {
                     out.push_str(&format!("warning: {w}\n"));
                 }

@@ -5,6 +5,7 @@ pub mod apiserver;
 pub mod fileserver;
 pub mod helm;
 pub mod images;
+pub mod referrers;
 pub mod registry;
 pub mod scripted;
 pub mod yaml_property;

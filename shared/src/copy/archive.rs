@@ -91,6 +91,15 @@ pub struct ArchiveArgs {
     /// nothing is copied. Exit code 1 when any image is missing or different.
     #[arg(long)]
     pub verify: bool,
+    /// With --verify: check, offline, each image's cosign signature at REGISTRY under this public key
+    /// (PEM, ECDSA P-256 or ed25519, as `cosign generate-key-pair` writes cosign.pub); repeatable, any
+    /// key may have signed. One line per image: verified, unsigned, bad signature, digest mismatch.
+    #[arg(long = "key", value_name = "FILE", requires = "verify")]
+    pub keys: Vec<PathBuf>,
+    /// With --verify --key: the sigstore trusted root for keyless (Fulcio/Rekor) signatures; without
+    /// it they are listed as not verifiable offline.
+    #[arg(long, value_name = "FILE", requires = "keys")]
+    pub trusted_root: Option<PathBuf>,
 }
 
 /// Why an archive could not be written, read or pushed.
@@ -293,6 +302,8 @@ pub struct ArchiveSummary {
     pub extras: usize,
     /// Bytes of extra files' data written (files on disk only).
     pub extra_bytes: u64,
+    /// Attachments (signatures, attestations, SBOMs, referrers) written with the images.
+    pub attachments: usize,
     /// Notes (foreign layers).
     pub warnings: Vec<String>,
 }
@@ -413,6 +424,7 @@ pub async fn write_archive(
     since: Option<&Path>,
     source_mirrors: &[(String, String)],
     extra_files: &dyn ExtraFiles,
+    attachments: super::attachments::Kinds,
 ) -> Result<ArchiveSummary, ArchiveError> {
     let mut index_annotations = serde_json::Map::new();
     let (base, extras) = match since {
@@ -436,7 +448,7 @@ pub async fn write_archive(
         index_annotations,
         extras,
     };
-    let result = write_to(client, images, &partial, start, source_mirrors, path).await;
+    let result = write_to(client, images, &partial, start, source_mirrors, path, attachments).await;
     match result {
         Ok(summary) => {
             std::fs::rename(&partial, path).map_err(ArchiveError::io(path))?;
@@ -464,7 +476,9 @@ async fn write_to(
     start: Start,
     source_mirrors: &[(String, String)],
     path: &Path,
+    attachments: super::attachments::Kinds,
 ) -> Result<ArchiveSummary, ArchiveError> {
+    let finder = super::attachments::Finder::new(attachments);
     let Start {
         base,
         index_annotations,
@@ -526,6 +540,28 @@ async fn write_to(
             annotations.insert(REF_NAME.into(), json!(tag));
         }
         annotations.insert(SOURCE_ANNOTATION.into(), json!(image.to_string()));
+        // What is attached to it, with their manifests and blobs (issue 14, `attachments`).
+        if finder.may_have(client, &src).await.map_err(fail)? {
+            let top = client.get_manifest(&src, &digest).await.map_err(fail)?;
+            let subjects = super::attachments::subjects_of(&top);
+            let found = finder.find(client, &src, &subjects).await.map_err(fail)?;
+            for a in &found.items {
+                w.manifest(&src, &a.digest).await.map_err(|e| match e {
+                    Step::Source(e) => fail(e),
+                    Step::File(e) => ArchiveError::Io {
+                        path: partial.to_path_buf(),
+                        source: e,
+                    },
+                })?;
+            }
+            if !found.items.is_empty() {
+                annotations.insert(
+                    super::attachments::ARCHIVE_ANNOTATION.into(),
+                    json!(super::attachments::to_annotation(&found.items)),
+                );
+                w.summary.attachments += found.items.len();
+            }
+        }
         descriptors.push(json!({
             "mediaType": media_type,
             "digest": digest,
@@ -1008,6 +1044,7 @@ pub fn run_write(
         since,
         &opts.source_mirrors,
         extras,
+        opts.attachments,
     ))?;
     for w in &summary.warnings {
         eprintln!("warning: {w}");
@@ -1021,6 +1058,13 @@ pub fn run_write(
     } else {
         String::new()
     };
+    if summary.attachments > 0 {
+        eprintln!(
+            "{}: {} attachments (signatures, attestations, SBOMs, referrers)",
+            file.display(),
+            summary.attachments
+        );
+    }
     eprintln!(
         "{}: {} images, {} blobs written ({:.1} MiB), {} blobs left out (in the --since archive){carried}",
         file.display(),
@@ -1047,7 +1091,27 @@ pub fn run_from_archive(
         .unwrap_or_default();
     let opts = args.copy_options()?;
     let (client, rt) = client_and_runtime(args, &target_host)?;
+    let attachments = pushes
+        .iter()
+        .map(|p| {
+            match p
+                .image
+                .descriptor
+                .annotations
+                .get(super::attachments::ARCHIVE_ANNOTATION)
+            {
+                None => Ok(Vec::new()),
+                Some(v) => super::attachments::from_annotation(v).map_err(|e| {
+                    ArchiveError::layout(
+                        &layout.path,
+                        format!("index.json: {}: {e}", super::attachments::ARCHIVE_ANNOTATION),
+                    )
+                }),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let origin = Origin::Archive {
+        attachments,
         left_out: left_out_blobs(&layout, &pushes),
         digests: pushes.iter().map(|p| p.image.descriptor.digest.clone()).collect(),
         layout,

@@ -44,6 +44,13 @@ pub struct CopyArgs {
     /// uploading them again).
     #[arg(long)]
     pub no_blob_cache: bool,
+    /// Copy nothing attached to the images (cosign signatures, attestations, SBOMs, OCI referrers).
+    #[arg(long, conflicts_with = "attachments")]
+    pub skip_attachments: bool,
+    /// Copy only these attachments of each image (comma-separated: sig, att, sbom, referrers) [default:
+    /// all]. With --dry-run, the plan lists them (this asks the source registries).
+    #[arg(long, value_name = "KINDS", value_delimiter = ',')]
+    pub attachments: Option<Vec<String>>,
 }
 
 /// Why copying could not start, or did not complete.
@@ -100,7 +107,20 @@ impl CopyArgs {
             } else {
                 super::homes::default_dir()
             },
+            attachments: self.attachment_kinds()?,
         })
+    }
+
+    /// The attachments these flags ask for: all by default, none with --skip-attachments.
+    pub fn attachment_kinds(&self) -> Result<super::attachments::Kinds, CopyError> {
+        use super::attachments::Kinds;
+        if self.skip_attachments {
+            return Ok(Kinds::none());
+        }
+        match &self.attachments {
+            None => Ok(Kinds::all()),
+            Some(list) => Kinds::parse(list).map_err(CopyError::Usage),
+        }
     }
 
     /// The client options these flags ask for; `password` is the one read from stdin, if any.
@@ -147,6 +167,56 @@ impl CopyArgs {
             no_config_files: false,
         })
     }
+}
+
+/// `--dry-run --attachments …`: looks up what is attached to every planned image at its source and
+/// lists it in the plan (`images[].attachments`). An image whose source cannot be asked gets a warning
+/// in the plan, not an error; nothing is written anywhere.
+pub fn list_attachments(plan: &mut Plan, args: &CopyArgs) -> Result<(), CopyError> {
+    use futures::StreamExt;
+
+    use super::attachments::{Finder, subjects_of};
+    let opts = args.copy_options()?;
+    if opts.attachments.is_empty() {
+        return Ok(());
+    }
+    // Target credentials are not for source registries: reading sources uses the login files only.
+    let sources_only = CopyArgs {
+        username: None,
+        password_stdin: false,
+        ..args.clone()
+    };
+    let client = Client::new(sources_only.client_options("", None)?)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CopyError::Runtime)?;
+    let finder = Finder::new(opts.attachments);
+    let found: Vec<Result<Vec<super::attachments::Attachment>, RegistryError>> = rt.block_on(
+        futures::stream::iter(plan.images.iter())
+            .map(|e| {
+                let (client, finder, mirrors) = (&client, &finder, &opts.source_mirrors);
+                async move {
+                    let src = super::mirrored_source(&e.source, mirrors);
+                    if !finder.may_have(client, &src).await? {
+                        return Ok(Vec::new());
+                    }
+                    let top = client.get_manifest(&src, e.source.identifier()).await?;
+                    Ok(finder.find(client, &src, &subjects_of(&top)).await?.items)
+                }
+            })
+            .buffered(opts.parallel * 2)
+            .collect(),
+    );
+    for (entry, result) in plan.images.iter_mut().zip(found) {
+        match result {
+            Ok(items) => entry.attachments = items,
+            Err(e) => plan
+                .warnings
+                .push(format!("attachments of {} not listed: {e}", entry.source)),
+        }
+    }
+    Ok(())
 }
 
 /// Exit code after Ctrl-C (128 + SIGINT, as a shell reports it).

@@ -11,8 +11,10 @@
 
 pub mod archive;
 mod args;
+pub mod attachments;
 pub mod homes;
 mod report;
+pub mod signatures;
 mod slots;
 pub mod verify;
 
@@ -26,7 +28,7 @@ use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 
-pub use args::{CopyArgs, CopyError, run_plan};
+pub use args::{CopyArgs, CopyError, list_attachments, run_plan};
 pub use report::{CopyReport, ImageReport, ImageStatus};
 
 use crate::reference::ImageRef;
@@ -70,6 +72,8 @@ pub struct CopyOptions {
     /// Where to read and record which repository holds each blob on a target, across runs
     /// ([`homes`]); `None` remembers nothing.
     pub blob_homes_dir: Option<std::path::PathBuf>,
+    /// What attached to each image is copied with it ([`attachments`]); the default copies none.
+    pub attachments: attachments::Kinds,
 }
 
 /// Where a source image is actually read from, after `--source-mirror` rewriting.
@@ -135,6 +139,8 @@ pub(crate) enum Origin {
         layout: Arc<Layout>,
         /// The top manifest digest of each job, in job order.
         digests: Vec<String>,
+        /// What the archive carries attached to each job's image, in job order.
+        attachments: Vec<Vec<attachments::Attachment>>,
         /// Blobs an incremental archive left out → target repositories of this run that reference
         /// them, where the base archive put them (to mount from).
         left_out: HashMap<String, Vec<Repository>>,
@@ -160,6 +166,8 @@ struct Engine {
     /// Live byte counts for progress lines.
     live: Arc<Counters>,
     images_done: AtomicUsize,
+    /// Finds what is attached to each image at its source.
+    finder: attachments::Finder,
 }
 
 fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Cell<T>>>, key: K) -> Cell<T> {
@@ -175,6 +183,9 @@ fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Cell<T>>>, key: K) ->
 struct ImageTally {
     counters: Counters,
     warnings: Mutex<Vec<String>>,
+    /// Attachments written in this run / already at the target.
+    attachments_copied: AtomicU64,
+    attachments_present: AtomicU64,
 }
 
 impl ImageTally {
@@ -213,6 +224,7 @@ pub(crate) async fn run(client: &Client, jobs: &[CopyJob], opts: &CopyOptions, o
         mount_support: Mutex::default(),
         live: Arc::default(),
         images_done: AtomicUsize::new(0),
+        finder: attachments::Finder::new(opts.attachments),
     });
     // A bar on a terminal, plain periodic lines otherwise (logs, CI).
     let bar = (opts.progress && std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -427,6 +439,8 @@ impl Engine {
             bytes_mounted: c.mounted.load(Ordering::Relaxed),
             bytes_skipped: c.skipped.load(Ordering::Relaxed),
             retries: retries.snapshot(),
+            attachments_copied: tally.attachments_copied.load(Ordering::Relaxed),
+            attachments_present: tally.attachments_present.load(Ordering::Relaxed),
             warnings,
             error,
         }
@@ -438,6 +452,168 @@ impl Engine {
         job: &CopyJob,
         tally: &ImageTally,
     ) -> Result<(ImageState, String), RegistryError> {
+        let (state, digest, top) = self.copy_image_only(i, job, tally).await?;
+        if self.opts.attachments.is_empty() {
+            return Ok((state, digest));
+        }
+        let src = mirrored_source(&job.source, &self.opts.source_mirrors);
+        let dst = Repository::of(&job.target);
+        let carried = match &self.origin {
+            Origin::Registry => None,
+            Origin::Archive { attachments, .. } => Some(
+                attachments
+                    .get(i)
+                    .into_iter()
+                    .flatten()
+                    .filter(|a| self.opts.attachments.has(a.kind))
+                    .cloned()
+                    .collect::<Vec<_>>(),
+            ),
+        };
+        let wrote = match carried {
+            None => self.copy_attachments(&src, &dst, &digest, top, tally).await,
+            Some(items) => {
+                let found = attachments::Found {
+                    items,
+                    ..attachments::Found::default()
+                };
+                self.place_attachments(&src, &dst, found, tally).await
+            }
+        }
+        .map_err(|e| attachment_error(&job.source, e))?;
+        Ok((if wrote { ImageState::Copied } else { state }, digest))
+    }
+
+    /// Copies what is attached to the image `digest` (written to `dst` already: the subject before
+    /// anything that refers to it) and to its per-platform manifests. Returns whether anything was
+    /// written.
+    async fn copy_attachments(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        digest: &str,
+        top: Option<RawManifest>,
+        tally: &ImageTally,
+    ) -> Result<bool, RegistryError> {
+        // A source that will not list its tags (some refuse) still has its images copied; the image
+        // says so in its warnings.
+        match self.finder.may_have(&self.client, src).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(false),
+            Err(e) if !e.is_transient() && !e.gave_up() => {
+                tally.warn(format!("attachments not looked for: {e}"));
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        let top = match top {
+            Some(t) => t,
+            None => self.read_manifest(src, digest).await?,
+        };
+        let mut subjects = attachments::subjects_of(&top);
+        if !self.opts.platforms.is_empty() {
+            // A rewritten index is not what the source signed; its children are.
+            subjects.remove(0);
+        }
+        let found = self.finder.find(&self.client, src, &subjects).await?;
+        self.place_attachments(src, dst, found, tally).await
+    }
+
+    /// Writes `found` (read from the origin) to `dst`, the fallback tags last. Returns whether anything
+    /// was written.
+    async fn place_attachments(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        found: attachments::Found,
+        tally: &ImageTally,
+    ) -> Result<bool, RegistryError> {
+        if found.items.is_empty() {
+            return Ok(false);
+        }
+        let copies = found
+            .items
+            .iter()
+            .map(|a| self.copy_attachment(src, dst, a, tally));
+        let answers = futures::future::try_join_all(copies).await?;
+        let mut wrote = answers.iter().any(|(w, _)| *w);
+        // Referrers per subject, for the target's fallback tag unless the target indexed them itself.
+        let mut by_subject: Vec<(String, Vec<serde_json::Value>, bool)> = Vec::new();
+        for (a, (_, confirmed)) in found.items.iter().zip(&answers) {
+            let Some(d) = &a.descriptor else { continue };
+            match by_subject.iter_mut().find(|(s, _, _)| *s == a.subject) {
+                Some((_, list, all)) => {
+                    list.push(d.clone());
+                    *all &= *confirmed;
+                }
+                None => by_subject.push((a.subject.clone(), vec![d.clone()], *confirmed)),
+            }
+        }
+        for (subject, wanted, confirmed) in by_subject {
+            if confirmed
+                || self
+                    .finder
+                    .api_referrers(&self.client, dst, &subject)
+                    .await?
+                    .is_some()
+            {
+                continue;
+            }
+            wrote |= attachments::merge_fallback(
+                &self.client,
+                dst,
+                &subject,
+                &wanted,
+                found.fallback_indexes.get(&subject),
+            )
+            .await?;
+        }
+        Ok(wrote)
+    }
+
+    /// One attachment: a cosign tag (written under its tag unless the target has it on the same
+    /// digest) or a referrer (written by digest). Returns (written, the target confirmed the referrer's
+    /// subject with `OCI-Subject`).
+    async fn copy_attachment(
+        &self,
+        src: &Repository,
+        dst: &Repository,
+        a: &attachments::Attachment,
+        tally: &ImageTally,
+    ) -> Result<(bool, bool), RegistryError> {
+        let reference = a.tag.clone().unwrap_or_else(|| a.digest.clone());
+        let have = self.client.head_manifest(dst, &reference).await?;
+        if have.is_some_and(|h| h.digest == a.digest) {
+            tally.attachments_present.fetch_add(1, Ordering::Relaxed);
+            return Ok((false, false));
+        }
+        let raw = self.read_manifest(src, &a.digest).await?;
+        self.copy_contents(src, dst, &raw, tally).await?;
+        let answer = self
+            .client
+            .put_manifest_answer(dst, &reference, &raw.media_type, raw.bytes.clone())
+            .await?;
+        if answer.digest != raw.digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("{} {dst}:{reference} as stored by the target", a.kind.as_str()),
+                expected: raw.digest,
+                actual: answer.digest,
+            });
+        }
+        tally.attachments_copied.fetch_add(1, Ordering::Relaxed);
+        Ok((
+            true,
+            a.tag.is_none() && answer.subject.as_deref() == Some(a.subject.as_str()),
+        ))
+    }
+
+    /// The image itself; the top manifest is returned when it was read.
+    async fn copy_image_only(
+        &self,
+        i: usize,
+        job: &CopyJob,
+        tally: &ImageTally,
+    ) -> Result<(ImageState, String, Option<RawManifest>), RegistryError> {
         let src = mirrored_source(&job.source, &self.opts.source_mirrors);
         let pinned = match &self.origin {
             Origin::Registry => job.source.digest.clone(),
@@ -453,7 +629,7 @@ impl Engine {
         let mut top = match (pinned, &have) {
             (Some(d), have) => {
                 if !filtering && have.as_ref() == Some(&d) {
-                    return Ok((ImageState::UpToDate, d));
+                    return Ok((ImageState::UpToDate, d, None));
                 }
                 self.read_manifest(&src, &d).await?
             }
@@ -465,7 +641,7 @@ impl Engine {
                     });
                 };
                 if info.digest == *have {
-                    return Ok((ImageState::UpToDate, info.digest));
+                    return Ok((ImageState::UpToDate, info.digest, None));
                 }
                 self.read_manifest(&src, &info.digest).await?
             }
@@ -476,7 +652,7 @@ impl Engine {
                 top = self.filter_index(&top, &src, tally)?;
             }
             if have.as_ref() == Some(&top.digest) {
-                return Ok((ImageState::UpToDate, top.digest));
+                return Ok((ImageState::UpToDate, top.digest.clone(), Some(top)));
             }
         }
         self.copy_contents(&src, &dst, &top, tally).await?;
@@ -491,7 +667,7 @@ impl Engine {
                 actual: put,
             });
         }
-        Ok((ImageState::Copied, top.digest))
+        Ok((ImageState::Copied, top.digest.clone(), Some(top)))
     }
 
     /// A manifest's bytes from the origin, verified against `digest`.
@@ -931,6 +1107,20 @@ impl Engine {
 enum ImageState {
     UpToDate,
     Copied,
+}
+
+/// An attachment's failure names the image it belongs to.
+fn attachment_error(image: &ImageRef, e: RegistryError) -> RegistryError {
+    match e {
+        RegistryError::NotFound { what } => RegistryError::NotFound {
+            what: format!("attachments of {image}: {what}"),
+        },
+        RegistryError::BadManifest { what, detail } => RegistryError::BadManifest {
+            what: format!("attachments of {image}: {what}"),
+            detail,
+        },
+        other => other,
+    }
 }
 
 #[cfg(test)]

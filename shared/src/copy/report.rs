@@ -48,6 +48,12 @@ pub struct ImageReport {
     /// Requests and transfers made again for this image, by kind of fault (left out when none).
     #[serde(skip_serializing_if = "Retries::is_empty")]
     pub retries: Retries,
+    /// Signatures, attestations, SBOMs and referrers written in this run (left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub attachments_copied: u64,
+    /// Attachments the target already had (left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub attachments_present: u64,
     /// Notes (foreign layers, rewritten index).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -84,6 +90,10 @@ pub struct CopyReport {
     pub images: Vec<ImageReport>,
     /// Totals.
     pub summary: Summary,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 fn mib(b: u64) -> String {
@@ -224,6 +234,8 @@ mod tests {
             bytes_mounted: 0,
             bytes_skipped: 0,
             retries,
+            attachments_copied: 0,
+            attachments_present: 0,
             warnings: Vec::new(),
             error: None,
         }

@@ -6,6 +6,7 @@
 use futures::StreamExt;
 use serde::Serialize;
 
+use super::attachments::{Finder, Kinds, subjects_of};
 use super::{CopyArgs, mirrored_source};
 use crate::cli::OutputFormat;
 use crate::reference::ImageRef;
@@ -21,6 +22,9 @@ pub enum VerifyStatus {
     Missing,
     /// At the target with another digest.
     Different,
+    /// At the target with the expected digest, but something attached to it at the source is not
+    /// (issue 14: signatures, attestations, SBOMs, referrers; see `missing_attachments`).
+    MissingAttachments,
     /// Could not be checked (source or target unreachable).
     Error,
 }
@@ -31,6 +35,7 @@ impl VerifyStatus {
             VerifyStatus::Ok => "ok",
             VerifyStatus::Missing => "missing",
             VerifyStatus::Different => "different",
+            VerifyStatus::MissingAttachments => "missing-attachments",
             VerifyStatus::Error => "error",
         }
     }
@@ -54,6 +59,9 @@ pub struct VerifyEntry {
     /// Why it could not be checked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Attachments at the source that the target lacks (`kind digest`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_attachments: Vec<String>,
 }
 
 /// All results.
@@ -66,10 +74,39 @@ pub struct VerifyReport {
 /// One image to check: source, target, and the expected digest when already known (an archive's).
 pub type Expectation = (ImageRef, ImageRef, Option<String>);
 
+/// Attachments of the image `digest` at the source that the target does not hold.
+async fn missing_attachments(
+    client: &Client,
+    finder: &Finder,
+    src: &Repository,
+    dst: &Repository,
+    digest: &str,
+) -> Result<Vec<String>, crate::registry::RegistryError> {
+    // A source that refuses to list its tags is not held against the target (the copy only warns).
+    match finder.may_have(client, src).await {
+        Ok(true) => {}
+        Ok(false) => return Ok(Vec::new()),
+        Err(e) if !e.is_transient() && !e.gave_up() => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    }
+    let top = client.get_manifest(src, digest).await?;
+    let found = finder.find(client, src, &subjects_of(&top)).await?;
+    let mut missing = Vec::new();
+    for a in &found.items {
+        let reference = a.tag.as_deref().unwrap_or(&a.digest);
+        let at = client.head_manifest(dst, reference).await?;
+        if at.is_none_or(|i| i.digest != a.digest) {
+            missing.push(format!("{} {}", a.kind.as_str(), a.digest));
+        }
+    }
+    Ok(missing)
+}
+
 async fn check(
     client: &Client,
     (source, target, expected): &Expectation,
     mirrors: &[(String, String)],
+    finder: Option<&Finder>,
 ) -> VerifyEntry {
     let mut entry = VerifyEntry {
         source: source.to_string(),
@@ -78,6 +115,7 @@ async fn check(
         actual: None,
         status: VerifyStatus::Error,
         error: None,
+        missing_attachments: Vec::new(),
     };
     if entry.expected.is_none() {
         let src = mirrored_source(source, mirrors);
@@ -107,18 +145,39 @@ async fn check(
         }
         Err(e) => entry.error = Some(format!("target: {e}")),
     }
+    // Attachments are compared with the source's; an archive's images (no source) are not.
+    if let (VerifyStatus::Ok, Some(finder), None, Some(digest)) =
+        (entry.status, finder, expected, entry.actual.clone())
+    {
+        let src = mirrored_source(source, mirrors);
+        match missing_attachments(client, finder, &src, &dst, &digest).await {
+            Ok(m) if m.is_empty() => {}
+            Ok(m) => {
+                entry.status = VerifyStatus::MissingAttachments;
+                entry.missing_attachments = m;
+            }
+            Err(e) => {
+                entry.status = VerifyStatus::Error;
+                entry.error = Some(format!("attachments: {e}"));
+            }
+        }
+    }
     entry
 }
 
-/// Checks every expectation, `parallel` at a time, in order.
+/// Checks every expectation, `parallel` at a time, in order; with `attachments`, also that what is
+/// attached to each image at its source is at the target.
 pub async fn verify(
     client: &Client,
     images: &[Expectation],
     mirrors: &[(String, String)],
     parallel: usize,
+    attachments: Kinds,
 ) -> VerifyReport {
+    let finder = (!attachments.is_empty()).then(|| Finder::new(attachments));
+    let finder = finder.as_ref();
     let images = futures::stream::iter(images)
-        .map(|e| check(client, e, mirrors))
+        .map(|e| check(client, e, mirrors, finder))
         .buffered(parallel.max(1))
         .collect()
         .await;
@@ -186,20 +245,35 @@ pub fn run_verify(
         );
     }
     let (client, rt) = super::archive::client_and_runtime(args, &target_host)?;
-    let report = rt.block_on(verify(&client, images, &opts.source_mirrors, opts.parallel * 2));
+    let report = rt.block_on(verify(
+        &client,
+        images,
+        &opts.source_mirrors,
+        opts.parallel * 2,
+        opts.attachments,
+    ));
     crate::output::print(&report.render(format)).map_err(super::CopyError::Output)?;
     let bad: Vec<&VerifyEntry> = report
         .images
         .iter()
         .filter(|i| i.status != VerifyStatus::Ok)
         .collect();
+    let attachments = bad
+        .iter()
+        .filter(|i| i.status == VerifyStatus::MissingAttachments)
+        .count();
     eprintln!(
-        "{} images verified: {} ok, {} missing, {} different, {} not checked",
+        "{} images verified: {} ok, {} missing, {} different, {} not checked{}",
         report.images.len(),
         report.images.len() - bad.len(),
         bad.iter().filter(|i| i.status == VerifyStatus::Missing).count(),
         bad.iter().filter(|i| i.status == VerifyStatus::Different).count(),
         bad.iter().filter(|i| i.status == VerifyStatus::Error).count(),
+        if attachments > 0 {
+            format!(", {attachments} missing attachments")
+        } else {
+            String::new()
+        }
     );
     for i in &bad {
         eprintln!(
@@ -207,6 +281,9 @@ pub fn run_verify(
             i.status.as_str(),
             i.target,
             i.error.clone().unwrap_or_else(|| match (&i.expected, &i.actual) {
+                _ if !i.missing_attachments.is_empty() => {
+                    format!("lacks {}", i.missing_attachments.join(", "))
+                }
                 (Some(e), Some(a)) => format!("has {a}, expected {e}"),
                 (Some(e), None) => format!("expected {e}"),
                 _ => String::new(),

@@ -99,6 +99,12 @@ pub struct Descriptor {
     /// External URLs (foreign / non-distributable layers).
     #[serde(default)]
     pub urls: Vec<String>,
+    /// Artifact type (entries of a referrers index).
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 impl Descriptor {
@@ -127,6 +133,9 @@ pub struct ManifestView {
     /// Subject (referrers), if any.
     #[serde(default)]
     pub subject: Option<Descriptor>,
+    /// Artifact type (OCI 1.1 artifacts), if any.
+    #[serde(default)]
+    pub artifact_type: Option<String>,
 }
 
 impl ManifestView {

@@ -248,6 +248,29 @@ pub struct RawManifest {
     pub digest: String,
 }
 
+/// What a manifest `PUT` answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutAnswer {
+    /// The digest the registry reports (else the bytes' own).
+    pub digest: String,
+    /// `OCI-Subject`: the subject the registry indexed for its referrers API, if it has one.
+    pub subject: Option<String>,
+}
+
+/// The `rel="next"` target of a `Link` header (`</v2/x/tags/list?last=a&n=1000>; rel="next"`), as a
+/// path on the same registry.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        if !params.contains("rel=\"next\"") && !params.contains("rel=next") {
+            return None;
+        }
+        let target = target.trim().trim_start_matches('<').trim_end_matches('>');
+        // Only a path: an absolute URL to another host is not followed with our credentials.
+        target.starts_with('/').then(|| target.to_string())
+    })
+}
+
 /// Result of a cross-repository mount attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mount {
@@ -976,6 +999,22 @@ impl Client {
         media_type: &str,
         bytes: Bytes,
     ) -> Result<String, RegistryError> {
+        Ok(self
+            .put_manifest_answer(repo, reference, media_type, bytes)
+            .await?
+            .digest)
+    }
+
+    /// [`Client::put_manifest`], with the `OCI-Subject` answer: a registry with the referrers API names
+    /// the subject of a manifest that has one; one without it says nothing (the client then keeps the
+    /// referrers fallback tag itself).
+    pub async fn put_manifest_answer(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        media_type: &str,
+        bytes: Bytes,
+    ) -> Result<PutAnswer, RegistryError> {
         let what = format!("pushing manifest {repo}:{reference}");
         let url = format!("/v2/{}/manifests/{reference}", repo.path);
         let (what_s, bytes_r) = (what.as_str(), &bytes);
@@ -993,7 +1032,103 @@ impl Client {
                 if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
                     return Err(Self::unexpected(what_s, resp).await.into());
                 }
-                Ok(header(resp.headers(), "docker-content-digest").unwrap_or_else(|| sha256_digest(bytes_r)))
+                Ok(PutAnswer {
+                    digest: header(resp.headers(), "docker-content-digest")
+                        .unwrap_or_else(|| sha256_digest(bytes_r)),
+                    subject: header(resp.headers(), "oci-subject"),
+                })
+            },
+        )
+        .await
+    }
+
+    /// Every tag of `repo` (`GET /v2/<name>/tags/list`, following `Link` pages); empty when the
+    /// repository does not exist.
+    pub async fn list_tags(&self, repo: &Repository) -> Result<Vec<String>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let what = format!("tags of {repo}");
+        let mut url = format!("/v2/{}/tags/list?n=1000", repo.path);
+        let mut tags = Vec::new();
+        // A registry that pages for ever is not followed for ever.
+        for _ in 0..1000 {
+            let (what_s, url_s) = (what.as_str(), url.as_str());
+            let (page, next) = self
+                .request(
+                    repo,
+                    Access::Pull,
+                    None,
+                    what_s,
+                    |c, base| c.get(format!("{base}{url_s}")),
+                    move |resp| async move {
+                        if resp.status() == StatusCode::NOT_FOUND {
+                            return Ok((Vec::new(), None));
+                        }
+                        if !resp.status().is_success() {
+                            return Err(Self::unexpected(what_s, resp).await.into());
+                        }
+                        let next = header(resp.headers(), "link").and_then(|l| next_link(&l));
+                        let body = read_body(what_s, resp, 16 << 20, || RegistryError::Garbled {
+                            what: what_s.to_string(),
+                            detail: "a tag list larger than 16 MiB".into(),
+                        })
+                        .await?;
+                        let page: Page =
+                            serde_json::from_slice(&body).map_err(|e| RegistryError::Garbled {
+                                what: what_s.to_string(),
+                                detail: format!("not a tag list ({} bytes): {e}", body.len()),
+                            })?;
+                        Ok((page.tags.unwrap_or_default(), next))
+                    },
+                )
+                .await?;
+            let empty = page.is_empty();
+            tags.extend(page);
+            match next {
+                Some(n) if !empty && n != url => url = n,
+                _ => break,
+            }
+        }
+        Ok(tags)
+    }
+
+    /// The OCI referrers API answer for `digest` in `repo` (an image index of descriptors), or `None`
+    /// when the registry does not answer that endpoint (404, 405, 400 or 501, or no index: Debian's
+    /// docker-registry 2.8 is one). A registry with the API answers an index even when nothing refers
+    /// to the digest.
+    pub async fn referrers(&self, repo: &Repository, digest: &str) -> Result<Option<Bytes>, RegistryError> {
+        let what = format!("referrers of {repo}@{digest}");
+        let url = format!("/v2/{}/referrers/{digest}", repo.path);
+        let what_s = what.as_str();
+        self.request(
+            repo,
+            Access::Pull,
+            None,
+            what_s,
+            |c, base| c.get(format!("{base}{url}")).header(ACCEPT, manifest::OCI_INDEX),
+            move |resp| async move {
+                match resp.status().as_u16() {
+                    400 | 404 | 405 | 501 => return Ok(None),
+                    s if !(200..300).contains(&s) => {
+                        return Err(Self::unexpected(what_s, resp).await.into());
+                    }
+                    _ => {}
+                }
+                let body = read_body(what_s, resp, manifest::MAX_MANIFEST_BYTES, || {
+                    RegistryError::BadManifest {
+                        what: what_s.to_string(),
+                        detail: "a referrers index larger than 4 MiB".into(),
+                    }
+                })
+                .await?;
+                // Some servers answer 200 with something else for a path they do not know.
+                Ok(serde_json::from_slice::<manifest::ManifestView>(&body)
+                    .ok()
+                    .filter(|v| v.config.is_none())
+                    .map(|_| Bytes::from(body)))
             },
         )
         .await
@@ -1366,6 +1501,19 @@ mod tests {
             Client::scopes(&repo, Access::Push, Some("team/base")),
             ["repository:team/app:pull,push", "repository:team/base:pull"]
         );
+    }
+
+    #[test]
+    fn tag_list_pages_follow_the_next_link_on_the_same_registry_only() {
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?last=x&n=1000>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?last=x&n=1000")
+        );
+        assert_eq!(
+            next_link(r#"<https://evil.example/v2/a/tags/list>; rel="next""#),
+            None
+        );
+        assert_eq!(next_link(r#"</v2/a/tags/list?last=x>; rel="prev""#), None);
     }
 
     #[test]
