@@ -65,6 +65,10 @@ pub mod dispatch {
             "Point a KKP install at the private registry the images were mirrored to",
         ),
         ("seedproxy", "Give seed clusters a proxy to the private registry"),
+        (
+            "audit",
+            "Prove a running install is offline: every image comes from the mirror and is there",
+        ),
     ];
 
     /// `kubectl-kkp v<version>`: what `kubectl kkp version` prints.

@@ -5,6 +5,7 @@
 //! (printed, copied to a registry, archived). Each module opens with a note on why it exists and what it
 //! must not know about.
 
+pub mod audit;
 pub mod binaries;
 pub mod cli;
 pub mod copy;

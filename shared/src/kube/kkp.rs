@@ -146,33 +146,69 @@ pub async fn seed_cluster(
     seed_name: &str,
     r: &KubeconfigRef,
 ) -> Result<Cluster, SeedClusterError> {
+    cluster_from_secret(master, &r.namespace, &r.name, &r.key)
+        .await
+        .map_err(|e| match e {
+            SecretKubeconfigError::Kube(e) => SeedClusterError::Kube(e),
+            SecretKubeconfigError::Content { message, .. } => SeedClusterError::SeedKubeconfig {
+                seed: seed_name.to_string(),
+                secret: r.secret(),
+                message,
+            },
+        })
+}
+
+/// Why a kubeconfig kept in a Secret could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretKubeconfigError {
+    /// The API server refused or failed the `get secrets`.
+    #[error(transparent)]
+    Kube(#[from] KubeError),
+    /// The Secret lacks the key or does not hold a usable kubeconfig (never its contents).
+    #[error("Secret {secret} {message}")]
+    Content {
+        /// `namespace/name` of the Secret.
+        secret: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Reads the kubeconfig under `key` of Secret `namespace/name` through `via` and builds a client from it
+/// (its current context; the cluster's namespace stays `via`'s). Used for seed clusters (the Seed's
+/// kubeconfig Secret) and user clusters (`admin-kubeconfig` in `cluster-<id>`); in memory only.
+pub async fn cluster_from_secret(
+    via: &Cluster,
+    namespace: &str,
+    name: &str,
+    key: &str,
+) -> Result<Cluster, SecretKubeconfigError> {
     let in_ns = Cluster {
-        namespace: r.namespace.clone(),
-        ..master.clone()
+        namespace: namespace.to_string(),
+        ..via.clone()
     };
     let secret = Objects::new(&in_ns, ("", "v1", "Secret"), "secrets", "")
-        .get(&r.name)
+        .get(name)
         .await?;
-    let bad = |message: String| SeedClusterError::SeedKubeconfig {
-        seed: seed_name.to_string(),
-        secret: r.secret(),
+    let bad = |message: String| SecretKubeconfigError::Content {
+        secret: format!("{namespace}/{name}"),
         message,
     };
     let encoded = secret
-        .pointer(&format!("/data/{}", r.key.replace('~', "~0").replace('/', "~1")))
+        .pointer(&format!("/data/{}", key.replace('~', "~0").replace('/', "~1")))
         .and_then(Value::as_str)
-        .ok_or_else(|| bad(format!("has no key {:?}", r.key)))?;
+        .ok_or_else(|| bad(format!("has no key {key:?}")))?;
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(encoded)
-        .map_err(|_| bad(format!("key {:?} is not base64", r.key)))?;
-    let text = String::from_utf8(bytes).map_err(|_| bad(format!("key {:?} is not text", r.key)))?;
+        .map_err(|_| bad(format!("key {key:?} is not base64")))?;
+    let text = String::from_utf8(bytes).map_err(|_| bad(format!("key {key:?} is not text")))?;
     // kube-rs's YAML errors may quote the document; only say that it failed.
     let kc = kube::config::Kubeconfig::from_yaml(&text)
-        .map_err(|_| bad(format!("key {:?} is not a kubeconfig", r.key)))?;
+        .map_err(|_| bad(format!("key {key:?} is not a kubeconfig")))?;
     super::install_crypto_provider();
     let config = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
         .await
-        .map_err(|_| bad(format!("key {:?}: the kubeconfig has no usable context", r.key)))?;
+        .map_err(|_| bad(format!("key {key:?}: the kubeconfig has no usable context")))?;
     let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
     let client = kube::Client::try_from(config).map_err(|source| KubeError::Client {
         server: server.clone(),
@@ -180,7 +216,7 @@ pub async fn seed_cluster(
     })?;
     Ok(Cluster {
         client,
-        namespace: master.namespace.clone(),
+        namespace: via.namespace.clone(),
         server,
     })
 }

@@ -1,0 +1,471 @@
+//! Which knob moves an image: the KubermaticConfiguration repository field (KKP's defaults applied, the
+//! same table `retarget` edits), `spec.userCluster.overwriteRegistry` for what KKP deploys into user
+//! clusters, the Helm release and the values key `retarget` sets (learned from the charts as retarget
+//! learns them), the addon, or nothing: a user workload, "not managed by KKP". Also the configuration's
+//! own repository fields, which are findings even before anything is rolled out.
+//!
+//! Pure: no cluster, no registry. Knows the knob tables through `retarget`'s modules.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::AuditError;
+use super::report::{Row, Status};
+use super::walk::{ImageUse, Scope};
+use crate::reference::ImageRef;
+use crate::retarget::config::{
+    Edition, OVERWRITE_REGISTRY, REPOSITORY_FIELDS, SYSTEM_APPLICATIONS_CHARTS,
+    SYSTEM_APPLICATIONS_HELM_REPOSITORY, is_under,
+};
+use crate::retarget::leak::glob_match;
+use crate::retarget::values::{ImageKey, KeyKind, learn_charts, set_key};
+
+/// The image keys learned from `--charts-path` (empty without it).
+#[derive(Debug, Clone, Default)]
+pub struct ChartKeys(pub Vec<ImageKey>);
+
+impl ChartKeys {
+    /// Learns every chart's image keys below `root` with the values files, as `retarget` does.
+    pub fn learn(root: &Path, values: &[PathBuf], helm: Option<&Path>) -> Result<ChartKeys, AuditError> {
+        learn_charts(root, values, helm, Duration::from_secs(300))
+            .map(ChartKeys)
+            .map_err(|e| AuditError::Charts(e.to_string()))
+    }
+
+    /// The values key of chart `chart` (directory name) that decides `image`.
+    pub fn key_for(&self, chart: &str, image: &ImageRef) -> Option<String> {
+        let repo = format!("{}/{}", image.registry, image.repository);
+        let norm = |s: &str| {
+            ImageRef::parse(s)
+                .ok()
+                .map(|r| format!("{}/{}", r.registry, r.repository))
+        };
+        let ours = self
+            .0
+            .iter()
+            .filter(|k| k.chart.rsplit('/').next() == Some(chart) || k.chart == chart);
+        let mut registry_key = None;
+        for k in ours {
+            match &k.kind {
+                KeyKind::Repository {
+                    map,
+                    repo_key,
+                    registry,
+                    repository,
+                } => {
+                    let full = match registry {
+                        Some(r) => format!("{r}/{repository}"),
+                        None => repository.clone(),
+                    };
+                    if norm(&full).as_deref() == Some(repo.as_str()) {
+                        return Some(format!("{}.{repo_key}", set_key(map)));
+                    }
+                }
+                KeyKind::Whole { path, image: default } => {
+                    if norm(default).as_deref() == Some(repo.as_str()) {
+                        return Some(set_key(path));
+                    }
+                }
+                KeyKind::GlobalRegistry { path, default } => {
+                    let d = default.trim_end_matches('/');
+                    if !d.is_empty() && (repo.starts_with(&format!("{d}/")) || image.registry == d) {
+                        registry_key.get_or_insert_with(|| set_key(path));
+                    }
+                }
+            }
+        }
+        registry_key
+    }
+}
+
+/// What classification needs besides the image.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The private registry.
+    pub registry: String,
+    /// The KubermaticConfiguration, when it was read.
+    pub config: Option<Value>,
+    /// Learned chart keys.
+    pub keys: ChartKeys,
+    /// `--charts-path`, for the fixing command.
+    pub charts_path: Option<PathBuf>,
+    /// `--helm-values`, for the fixing command.
+    pub helm_values: Vec<PathBuf>,
+}
+
+fn lookup<'a>(v: &'a Value, dotted: &str) -> Option<&'a Value> {
+    dotted.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+/// The edition a configuration is for: `status.kubermaticEdition`, else `-ee` in any repository field.
+pub fn edition_of(config: &Value) -> Edition {
+    let status = config
+        .pointer("/status/kubermaticEdition")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let ee_repo = REPOSITORY_FIELDS
+        .iter()
+        .filter_map(|f| lookup(config, f.path).and_then(Value::as_str))
+        .any(|v| v.ends_with("-ee"));
+    if status.eq_ignore_ascii_case("ee") || ee_repo {
+        Edition::Ee
+    } else {
+        Edition::Ce
+    }
+}
+
+/// Every repository field of the configuration with its effective value: what it says, else KKP's
+/// default for `always` fields (fields empty by default are left out unless set).
+pub fn effective_fields(config: &Value) -> Vec<(&'static str, String)> {
+    let edition = edition_of(config);
+    REPOSITORY_FIELDS
+        .iter()
+        .filter_map(|f| {
+            let set = lookup(config, f.path)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty());
+            match (set, f.always) {
+                (Some(v), _) => Some((f.path, v.to_string())),
+                (None, true) => Some((
+                    f.path,
+                    match edition {
+                        Edition::Ce => f.ce,
+                        Edition::Ee => f.ee,
+                    }
+                    .to_string(),
+                )),
+                (None, false) => None,
+            }
+        })
+        .collect()
+}
+
+fn live_fix(registry: &str) -> String {
+    format!("kubectl kkp retarget --registry {registry} --live")
+}
+
+/// Findings about the configuration itself: every repository field, `overwriteRegistry` and
+/// `systemApplications.helmRepository` that is not under the registry.
+pub fn configuration_rows(config: &Value, registry: &str) -> Vec<Row> {
+    let name = config
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let ns = config
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let row = |field: &str, value: String| Row {
+        status: Status::Leak,
+        cluster: "master".into(),
+        namespace: ns.to_string(),
+        object: format!("KubermaticConfiguration/{name}"),
+        container: field.to_string(),
+        image: value,
+        knob: format!("KubermaticConfiguration {field}"),
+        fix: Some(live_fix(registry)),
+        message: None,
+    };
+    let mut rows = Vec::new();
+    for (field, value) in effective_fields(config) {
+        if !is_under(&value, registry) {
+            rows.push(row(field, value));
+        }
+    }
+    let ow = lookup(config, OVERWRITE_REGISTRY)
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    if ow.trim_end_matches('/') != registry && !is_under(ow, registry) {
+        rows.push(row(
+            OVERWRITE_REGISTRY,
+            if ow.is_empty() {
+                "(unset)".into()
+            } else {
+                ow.into()
+            },
+        ));
+    }
+    let helm = lookup(config, SYSTEM_APPLICATIONS_HELM_REPOSITORY)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("oci://{SYSTEM_APPLICATIONS_CHARTS}"));
+    let bare = helm.strip_prefix("oci://").unwrap_or(&helm);
+    if !is_under(bare, registry) {
+        rows.push(row(SYSTEM_APPLICATIONS_HELM_REPOSITORY, helm));
+    }
+    rows
+}
+
+/// Which KubermaticConfiguration field `repo` (`host/path`) comes from, preferring the one whose
+/// component the object's name suggests when several fields share a default.
+fn field_for(
+    fields: &[(&'static str, String)],
+    repo: &str,
+    object: &str,
+    scope: Scope,
+) -> Option<&'static str> {
+    let norm = |s: &str| {
+        ImageRef::parse(s)
+            .ok()
+            .map(|r| format!("{}/{}", r.registry, r.repository))
+    };
+    let matches: Vec<&'static str> = fields
+        .iter()
+        .filter(|(_, v)| norm(v).as_deref() == Some(repo))
+        .map(|(f, _)| *f)
+        .collect();
+    let hint = |f: &str| {
+        let o = object.to_ascii_lowercase();
+        match f {
+            "spec.api.dockerRepository" => o.contains("api"),
+            "spec.ui.dockerRepository" => o.contains("dashboard") || o.contains("ui"),
+            "spec.masterController.dockerRepository" => o.contains("master-controller"),
+            "spec.seedController.dockerRepository" => o.contains("seed-controller"),
+            "spec.webhook.dockerRepository" => o.contains("webhook"),
+            "spec.userCluster.kubermaticDockerRepository" => scope != Scope::Master,
+            _ => false,
+        }
+    };
+    matches
+        .iter()
+        .copied()
+        .find(|f| hint(f))
+        .or(matches.first().copied())
+}
+
+/// The knob and fixing command of one image outside the registry.
+pub fn knob_of(u: &ImageUse, ctx: &Context) -> (String, Option<String>) {
+    let reg = &ctx.registry;
+    let parsed = ImageRef::parse(&u.image).ok();
+    let repo = parsed
+        .as_ref()
+        .map(|r| format!("{}/{}", r.registry, r.repository))
+        .unwrap_or_default();
+    if let Some(release) = &u.release {
+        let chart_label = u.chart.clone().unwrap_or_default();
+        // `helm.sh/chart` is `<name>-<version>`: the name is what precedes the last `-<digit…>`.
+        let chart = match chart_label.rfind('-') {
+            Some(i) if chart_label[i + 1..].starts_with(|c: char| c.is_ascii_digit() || c == 'v') => {
+                &chart_label[..i]
+            }
+            _ => chart_label.as_str(),
+        };
+        let key = parsed.as_ref().and_then(|p| ctx.keys.key_for(chart, p));
+        let charts = ctx
+            .charts_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "CHARTS".into());
+        let values = if ctx.helm_values.is_empty() {
+            " --helm-values VALUES".to_string()
+        } else {
+            ctx.helm_values
+                .iter()
+                .map(|v| format!(" --helm-values {}", v.display()))
+                .collect()
+        };
+        let chart_part = if chart.is_empty() {
+            String::new()
+        } else {
+            format!(" (chart {chart})")
+        };
+        let knob = match key {
+            Some(k) => format!("Helm release {release}{chart_part}, values key {k}"),
+            None if ctx.keys.0.is_empty() => {
+                format!(
+                    "Helm release {release}{chart_part}: its image values (give --charts-path for the exact key)"
+                )
+            }
+            None => format!(
+                "Helm release {release}{chart_part}: no values key sets this image (hard-coded in a template): a \
+                 containerd registry mirror on the nodes, or --allow"
+            ),
+        };
+        return (
+            knob,
+            Some(format!(
+                "kubectl kkp retarget --registry {reg} --charts-path {charts}{values} --yes, then helm upgrade {release}"
+            )),
+        );
+    }
+    let fields = ctx.config.as_ref().map(effective_fields).unwrap_or_default();
+    let kkp_place = match u.scope {
+        Scope::Master => u.namespace == crate::kube::DEFAULT_NAMESPACE,
+        Scope::Seed => u.namespace == crate::kube::DEFAULT_NAMESPACE || u.namespace.starts_with("cluster-"),
+        Scope::User => {
+            u.addon.is_some() || u.namespace == "kube-system" || u.namespace.starts_with("kubermatic")
+        }
+    };
+    if let Some(addon) = &u.addon {
+        return (
+            format!("addon {addon}: KubermaticConfiguration {OVERWRITE_REGISTRY}"),
+            Some(live_fix(reg)),
+        );
+    }
+    if kkp_place {
+        if let Some(f) = field_for(&fields, &repo, &u.object, u.scope) {
+            return (format!("KubermaticConfiguration {f}"), Some(live_fix(reg)));
+        }
+        if u.scope != Scope::Master {
+            return (
+                format!("KubermaticConfiguration {OVERWRITE_REGISTRY}"),
+                Some(live_fix(reg)),
+            );
+        }
+        return (
+            "deployed by the KKP operator; no configuration field sets this image: a containerd registry mirror on \
+             the nodes, or --allow"
+                .into(),
+            None,
+        );
+    }
+    (
+        "not managed by KKP (a user workload): change its image, or --allow".into(),
+        None,
+    )
+}
+
+/// True when an `--allow` pattern matches the image as written or normalised.
+pub fn allowed(allow: &[String], image: &str) -> bool {
+    let normalised = ImageRef::parse(image)
+        .map(|r| r.to_string())
+        .unwrap_or_else(|_| image.to_string());
+    allow
+        .iter()
+        .any(|p| glob_match(p, image) || glob_match(p, &normalised))
+}
+
+/// True when the image is under the registry (as written or normalised).
+pub fn under(image: &str, registry: &str) -> bool {
+    is_under(image, registry) || ImageRef::parse(image).is_ok_and(|r| is_under(&r.to_string(), registry))
+}
+
+/// The leak rows of every image outside the registry (and the configuration's), and the number of
+/// distinct images.
+pub fn classify(uses: &[ImageUse], ctx: &Context, allow: &[String]) -> (Vec<Row>, usize) {
+    let mut rows = Vec::new();
+    if let Some(c) = &ctx.config {
+        rows.extend(
+            configuration_rows(c, &ctx.registry)
+                .into_iter()
+                .filter(|r| !allowed(allow, &r.image)),
+        );
+    }
+    let mut images = std::collections::BTreeSet::new();
+    for u in uses {
+        images.insert(u.image.as_str());
+        if under(&u.image, &ctx.registry) {
+            continue;
+        }
+        if allowed(allow, &u.image) {
+            tracing::info!(
+                "{} {} {}: {} allowed by --allow",
+                u.cluster,
+                u.namespace,
+                u.object,
+                u.image
+            );
+            continue;
+        }
+        let (knob, fix) = knob_of(u, ctx);
+        rows.push(Row {
+            status: Status::Leak,
+            cluster: u.cluster.clone(),
+            namespace: u.namespace.clone(),
+            object: u.object.clone(),
+            container: u.container.clone(),
+            image: u.image.clone(),
+            knob,
+            fix,
+            message: u.pull_error.clone(),
+        });
+    }
+    (rows, images.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn image_use(scope: Scope, namespace: &str, object: &str, image: &str) -> ImageUse {
+        ImageUse {
+            cluster: "c".into(),
+            scope,
+            namespace: namespace.into(),
+            object: object.into(),
+            container: "x".into(),
+            image: image.into(),
+            release: None,
+            chart: None,
+            addon: None,
+            pull_error: None,
+        }
+    }
+
+    #[test]
+    fn configuration_defaults_are_leaks_until_retargeted() {
+        let cfg = json!({"metadata": {"name": "kkp", "namespace": "kubermatic"},
+            "spec": {"ui": {"dockerRepository": "reg/kkp/kubermatic/dashboard"}, "userCluster": {"overwriteRegistry": "reg/kkp"}}});
+        let rows = configuration_rows(&cfg, "reg/kkp");
+        let fields: Vec<&str> = rows.iter().map(|r| r.container.as_str()).collect();
+        assert!(fields.contains(&"spec.api.dockerRepository"), "{fields:?}");
+        assert!(!fields.contains(&"spec.ui.dockerRepository"), "{fields:?}");
+        assert!(!fields.contains(&OVERWRITE_REGISTRY), "{fields:?}");
+        assert!(
+            fields.contains(&SYSTEM_APPLICATIONS_HELM_REPOSITORY),
+            "{fields:?}"
+        );
+    }
+
+    #[test]
+    fn knobs_follow_where_the_image_runs() {
+        let ctx = Context {
+            registry: "reg/kkp".into(),
+            config: Some(json!({"spec": {}})),
+            ..Default::default()
+        };
+        let k = |u: ImageUse| knob_of(&u, &ctx).0;
+        assert_eq!(
+            k(image_use(
+                Scope::Master,
+                "kubermatic",
+                "Deployment/kubermatic-api",
+                "quay.io/kubermatic/dashboard:v2.31.0"
+            )),
+            "KubermaticConfiguration spec.api.dockerRepository"
+        );
+        assert_eq!(
+            k(image_use(
+                Scope::Seed,
+                "cluster-abc",
+                "Deployment/etcd",
+                "quay.io/kubermatic/etcd-launcher:v2.31.0"
+            )),
+            "KubermaticConfiguration spec.userCluster.etcdLauncherDockerRepository"
+        );
+        assert_eq!(
+            k(image_use(
+                Scope::Seed,
+                "cluster-abc",
+                "Deployment/apiserver",
+                "registry.k8s.io/kube-apiserver:v1.33.0"
+            )),
+            "KubermaticConfiguration spec.userCluster.overwriteRegistry"
+        );
+        assert!(
+            k(image_use(Scope::User, "shop", "Deployment/web", "nginx")).starts_with("not managed by KKP")
+        );
+    }
+
+    #[test]
+    fn allow_patterns_match_written_and_normalised_images() {
+        assert!(allowed(&["docker.io/library/*".into()], "nginx:1.27"));
+        assert!(!allowed(&["quay.io/*".into()], "nginx:1.27"));
+        assert!(under("reg/kkp/x:1", "reg/kkp"));
+        assert!(!under("reg/kkpx/x:1", "reg/kkp"));
+    }
+}
