@@ -426,3 +426,55 @@ fn a_multi_line_plain_value_is_replaced_within_its_span() {
     d.set(0, &p("a"), "v").unwrap();
     assert_eq!(d.text(), "a:\n v\nb: 1\n");
 }
+
+/// Sets a boolean and returns the text, checking it reads back.
+fn set_bool(text: &str, path: &str, b: bool) -> (String, bool) {
+    let mut d = YamlDoc::parse(text).unwrap();
+    let changed = d.set_value(0, &p(path), &Scalar::Bool(b)).unwrap();
+    assert_eq!(d.get_bool(0, &p(path)), Some(b));
+    (d.into_text(), changed)
+}
+
+#[test]
+fn booleans_are_written_plain_and_a_rerun_keeps_them() {
+    // Missing: inserted beside its siblings, plain, comments kept.
+    let text = "spec:\n  # the charts\n  helmRepository: oci://reg/charts # ours\n";
+    let (out, changed) = set_bool(text, "spec.plainHTTP", true);
+    assert!(changed);
+    assert_eq!(
+        out,
+        "spec:\n  # the charts\n  helmRepository: oci://reg/charts # ours\n  plainHTTP: true\n"
+    );
+    let loaded = load_data(&out).unwrap();
+    assert_eq!(loaded[0]["spec"]["plainHTTP"], serde_json::Value::Bool(true));
+    // Already so: nothing changes.
+    assert_eq!(set_bool(&out, "spec.plainHTTP", true), (out.clone(), false));
+    // Another spelling of the same boolean is kept too.
+    let upper = "a: True\n";
+    assert_eq!(set_bool(upper, "a", true), (upper.to_string(), false));
+    // The other boolean, a quoted string and a null become the plain boolean.
+    assert_eq!(set_bool("a: false # no\n", "a", true).0, "a: true # no\n");
+    assert_eq!(set_bool("a: \"true\"\n", "a", true).0, "a: true\n");
+    assert_eq!(set_bool("a:\nb: 1\n", "a", false).0, "a: false\nb: 1\n");
+    // Whole parents are created.
+    assert_eq!(
+        set_bool("x: 1\n", "s.u.p", true).0,
+        "x: 1\ns:\n  u:\n    p: true\n"
+    );
+}
+
+#[test]
+fn booleans_refuse_what_strings_refuse() {
+    let mut d = YamlDoc::parse("a: &x false\nb: *x\n").unwrap();
+    assert!(matches!(
+        d.set_value(0, &p("a"), &Scalar::Bool(true)),
+        Err(EditError::Anchored { .. })
+    ));
+    let mut d = YamlDoc::parse("a: |\n  false\n").unwrap();
+    assert!(matches!(
+        d.set_value(0, &p("a"), &Scalar::Bool(true)),
+        Err(EditError::BlockScalar { .. })
+    ));
+    let mut d = YamlDoc::parse("a: {b: 1}\n").unwrap();
+    assert!(d.set_value(0, &p("a"), &Scalar::Bool(true)).is_err());
+}
