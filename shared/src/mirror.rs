@@ -215,6 +215,7 @@ pub fn read_image_list(path: &Path) -> Result<Vec<Finding>, MirrorError> {
                     object: None,
                     field: Some(format!("line {}", i + 1)),
                     template: None,
+                    values: Vec::new(),
                 },
             })
         })
