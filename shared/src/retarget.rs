@@ -6,11 +6,10 @@
 //! KubermaticConfiguration is the object in the cluster ([`live`]). Knows nothing of registries on the
 //! wire.
 
-pub mod config;
+pub use crate::knobs::charts as values;
+pub use crate::knobs::{config, stacks};
 pub mod leak;
 pub mod live;
-pub mod stacks;
-pub mod values;
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use crate::yamledit::{YamlDoc, YamlPath};
 
-use super::RetargetError;
-use super::values::{chart_dirs, chart_name};
+use super::charts::{chart_dirs, chart_name};
+use crate::retarget::RetargetError;
 
 /// A group of KKP's charts that read the same values file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

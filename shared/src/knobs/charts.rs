@@ -20,8 +20,8 @@ use serde_json::Value;
 use crate::reference::ImageRef;
 use crate::yamledit::{Intended, Seg, YamlDoc, YamlPath};
 
-use super::RetargetError;
 use super::config::is_under;
+use crate::retarget::RetargetError;
 
 /// How one image of a chart is decided by its values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -237,7 +237,7 @@ pub fn confirm_by_render(
         };
         edits.push(Intended { doc: 0, path, value });
     }
-    let text = super::apply_edits(Path::new("sentinel values"), "", &edits)?;
+    let text = crate::retarget::apply_edits(Path::new("sentinel values"), "", &edits)?;
     let mut tmp = tempfile::NamedTempFile::new().map_err(|source| RetargetError::Io {
         path: PathBuf::from("temporary values file"),
         source,
@@ -248,10 +248,12 @@ pub fn confirm_by_render(
     })?;
     let mut files = user_values.to_vec();
     files.push(tmp.path().to_path_buf());
-    let rendered = match super::leak::render(dir, &files, helm, timeout) {
+    let rendered = match crate::retarget::leak::render(dir, &files, helm, timeout) {
         Ok(r) => r,
         // A hang is not a template that validates its values: nothing later would render either.
-        Err(RetargetError::Chart { chart, message }) if message.starts_with(super::leak::TIMED_OUT) => {
+        Err(RetargetError::Chart { chart, message })
+            if message.starts_with(crate::retarget::leak::TIMED_OUT) =>
+        {
             return Err(RetargetError::Chart { chart, message });
         }
         Err(e) => {
@@ -314,7 +316,7 @@ pub fn confirm_by_render(
 /// Its candidates (a bare image-shaped string in a ConfigMap) are not: a file name or URL that merely
 /// looks like an image must not be rewritten.
 fn rendered_images(rendered: &str) -> Vec<String> {
-    let mut images: Vec<String> = super::leak::images_in_render(rendered)
+    let mut images: Vec<String> = crate::retarget::leak::images_in_render(rendered)
         .into_iter()
         .map(|(_, _, image)| image)
         .collect();
@@ -910,22 +912,22 @@ data:
             "reg.local/deep/path",
         ] {
             let first = values_edits(&keys, &[], reg).unwrap();
-            let text = super::super::apply_edits(Path::new("values.yaml"), "", &first).unwrap();
+            let text = crate::retarget::apply_edits(Path::new("values.yaml"), "", &first).unwrap();
             let again = values_edits(&keys, &[(PathBuf::from("values.yaml"), text.clone())], reg).unwrap();
             let pairs = |e: &[Intended]| -> Vec<(String, String)> {
                 e.iter().map(|e| (e.path.to_string(), e.value.clone())).collect()
             };
             assert_eq!(pairs(&again), pairs(&first), "rerun with {reg}");
-            let text2 = super::super::apply_edits(Path::new("values.yaml"), &text, &again).unwrap();
+            let text2 = crate::retarget::apply_edits(Path::new("values.yaml"), &text, &again).unwrap();
             assert_eq!(text2, text, "rerun with {reg} rewrote the file");
         }
         // Rendered with the result, every image is where `kubectl kkp mirror` puts it.
-        let text = super::super::apply_edits(Path::new("values.yaml"), "", &edits).unwrap();
+        let text = crate::retarget::apply_edits(Path::new("values.yaml"), "", &edits).unwrap();
         let values = root.join("values.yaml");
         std::fs::write(&values, text).unwrap();
         let charts = root.join("regs");
         let rendered =
-            super::super::leak::render(&charts, std::slice::from_ref(&values), helm, timeout).unwrap();
+            crate::retarget::leak::render(&charts, std::slice::from_ref(&values), helm, timeout).unwrap();
         let mut images = rendered_images(&rendered);
         images.retain(|i| !i.starts_with("kkp-"));
         assert_eq!(
@@ -944,7 +946,7 @@ data:
         ] {
             assert_eq!(&retarget_text(src, REG).unwrap(), image);
         }
-        let leaks = super::super::leak::check(root, &[values], REG, &[], helm, timeout).unwrap();
+        let leaks = crate::retarget::leak::check(root, &[values], REG, &[], helm, timeout).unwrap();
         assert!(leaks.is_empty(), "{leaks:?}");
     }
 

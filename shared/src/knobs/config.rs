@@ -6,7 +6,7 @@
 use crate::reference::ImageRef;
 use crate::yamledit::{Intended, YamlDoc, YamlPath};
 
-use super::RetargetError;
+use crate::retarget::RetargetError;
 
 /// Which KKP edition's default repositories are used (`dashboard` vs `dashboard-ee` …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
