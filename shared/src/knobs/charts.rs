@@ -1,5 +1,5 @@
-//! The Helm side of `retarget`: learn from each chart which values keys decide its images, and compute the
-//! overrides that make `helm template` render private-registry images.
+//! Which values keys decide a chart's images: learned from the chart itself and proved by a sentinel
+//! render, so that `retarget` can set them and `audit` can name the key behind a leaked image.
 //!
 //! Keys are learned from the chart itself (its `values.yaml` and those of its subcharts, prefixed with the
 //! dependency alias), not from a hand-kept table: maps with `repository` (+ `registry`, `tag`, `digest`),
@@ -8,8 +8,7 @@
 //! ingress-nginx, `global.registry.address` as in kube-ovn). A sentinel render decides which keys really
 //! make the images: a registry key only when an image starts with its sentinel host, and a repository or
 //! image string that renders behind a registry prefix from elsewhere is left to that registry key.
-//! Targets follow [`ImageRef::retarget`]: the private registry plus the source repository path, so the
-//! result is exactly what `kubectl kkp mirror REG` pushed. Knows nothing of files being written or diffs.
+//! Knows nothing of the values a key is set to, of files being written or diffs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,10 +17,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::reference::ImageRef;
-use crate::yamledit::{Intended, Seg, YamlDoc, YamlPath};
+use crate::yamledit::{Intended, Seg, YamlDoc, YamlPath, verify_edits};
 
-use super::config::is_under;
-use crate::retarget::RetargetError;
+use super::KnobsError;
 
 /// How one image of a chart is decided by its values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,15 +74,15 @@ impl ImageKey {
     }
 }
 
-fn chart_err(chart: &Path, message: impl Into<String>) -> RetargetError {
-    RetargetError::Chart {
+fn chart_err(chart: &Path, message: impl Into<String>) -> KnobsError {
+    KnobsError::Chart {
         chart: chart.display().to_string(),
         message: message.into(),
     }
 }
 
 /// Every directory below `root` (or `root` itself) holding a `Chart.yaml`, not descending into charts.
-pub fn chart_dirs(root: &Path) -> Result<Vec<PathBuf>, RetargetError> {
+pub fn chart_dirs(root: &Path) -> Result<Vec<PathBuf>, KnobsError> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -92,7 +90,7 @@ pub fn chart_dirs(root: &Path) -> Result<Vec<PathBuf>, RetargetError> {
             out.push(dir);
             continue;
         }
-        let entries = std::fs::read_dir(&dir).map_err(|source| RetargetError::Io {
+        let entries = std::fs::read_dir(&dir).map_err(|source| KnobsError::Io {
             path: dir.clone(),
             source,
         })?;
@@ -127,7 +125,7 @@ pub fn learn_charts(
     user_values: &[PathBuf],
     helm: Option<&Path>,
     timeout: Duration,
-) -> Result<Vec<ImageKey>, RetargetError> {
+) -> Result<Vec<ImageKey>, KnobsError> {
     learn_charts_in(root, &chart_dirs(root)?, user_values, helm, timeout)
 }
 
@@ -138,7 +136,7 @@ pub fn learn_charts_in(
     user_values: &[PathBuf],
     helm: Option<&Path>,
     timeout: Duration,
-) -> Result<Vec<ImageKey>, RetargetError> {
+) -> Result<Vec<ImageKey>, KnobsError> {
     let per_chart = par_map(dirs, |dir| {
         let mut learned = learn_chart(dir, helm)?;
         let name = chart_name(root, dir);
@@ -156,7 +154,7 @@ pub fn learn_charts_in(
 
 /// Maps `f` over `items` on up to as many threads as there are CPUs (charts render in separate helm
 /// processes); results keep the order of `items`.
-pub(crate) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+pub fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let jobs = std::thread::available_parallelism()
@@ -205,6 +203,21 @@ fn named_image_registry(path: &YamlPath) -> bool {
     path.0.last() == Some(&Seg::Key("imageRegistry".into()))
 }
 
+/// The sentinel values file: every edit spliced into an empty document and verified by re-parse.
+fn sentinel_values(edits: &[Intended]) -> Result<String, KnobsError> {
+    let edit_err = |source| KnobsError::Edit {
+        path: PathBuf::from("sentinel values"),
+        source,
+    };
+    let mut doc = YamlDoc::parse("").map_err(edit_err)?;
+    for e in edits {
+        doc.set(e.doc, &e.path, &e.value).map_err(edit_err)?;
+    }
+    let text = doc.into_text();
+    verify_edits("", &text, edits).map_err(edit_err)?;
+    Ok(text)
+}
+
 /// Renders the chart once with every learned key set to a unique sentinel and keeps only what the render
 /// proves: a whole-reference string is kept when its sentinel shows up in an `image` field (a string that
 /// merely looks like an image — a URL, a file name — is not rewritten); a repository map is kept when its
@@ -221,7 +234,7 @@ pub fn confirm_by_render(
     user_values: &[PathBuf],
     helm: Option<&Path>,
     timeout: Duration,
-) -> Result<Vec<ImageKey>, RetargetError> {
+) -> Result<Vec<ImageKey>, KnobsError> {
     if keys.is_empty() {
         return Ok(keys);
     }
@@ -237,24 +250,22 @@ pub fn confirm_by_render(
         };
         edits.push(Intended { doc: 0, path, value });
     }
-    let text = crate::retarget::apply_edits(Path::new("sentinel values"), "", &edits)?;
-    let mut tmp = tempfile::NamedTempFile::new().map_err(|source| RetargetError::Io {
+    let text = sentinel_values(&edits)?;
+    let mut tmp = tempfile::NamedTempFile::new().map_err(|source| KnobsError::Io {
         path: PathBuf::from("temporary values file"),
         source,
     })?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|source| RetargetError::Io {
+    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(|source| KnobsError::Io {
         path: tmp.path().to_path_buf(),
         source,
     })?;
     let mut files = user_values.to_vec();
     files.push(tmp.path().to_path_buf());
-    let rendered = match crate::retarget::leak::render(dir, &files, helm, timeout) {
+    let rendered = match super::render::render(dir, &files, helm, timeout) {
         Ok(r) => r,
         // A hang is not a template that validates its values: nothing later would render either.
-        Err(RetargetError::Chart { chart, message })
-            if message.starts_with(crate::retarget::leak::TIMED_OUT) =>
-        {
-            return Err(RetargetError::Chart { chart, message });
+        Err(KnobsError::Chart { chart, message }) if message.starts_with(super::render::TIMED_OUT) => {
+            return Err(KnobsError::Chart { chart, message });
         }
         Err(e) => {
             tracing::warn!("{e}; using the keys read from values.yaml without a sentinel check");
@@ -269,7 +280,7 @@ pub fn confirm_by_render(
                 .collect());
         }
     };
-    let images = rendered_images(&rendered);
+    let images = super::render::rendered_images(&rendered);
     let shows = |hay: &str, i: usize| hay.contains(&sentinel(i));
     let starts = |i: usize| images.iter().any(|img| img.starts_with(&sentinel(i)));
     let behind_prefix = |i: usize| images.iter().any(|img| shows(img, i)) && !starts(i);
@@ -311,30 +322,7 @@ pub fn confirm_by_render(
         .collect())
 }
 
-/// Every image string of a render: `image` fields, and the images the discovery scanner is certain of
-/// (image flags and env, `image` keys in ConfigMap configuration, `{registry, repository, tag}` maps).
-/// Its candidates (a bare image-shaped string in a ConfigMap) are not: a file name or URL that merely
-/// looks like an image must not be rewritten.
-fn rendered_images(rendered: &str) -> Vec<String> {
-    let mut images: Vec<String> = crate::retarget::leak::images_in_render(rendered)
-        .into_iter()
-        .map(|(_, _, image)| image)
-        .collect();
-    let ctx = crate::discover::manifest::ScanContext {
-        source: crate::discover::SourceKind::Chart,
-        name: "sentinel render".to_string(),
-        include_tests: true,
-    };
-    match crate::discover::manifest::scan_stream(rendered, &ctx) {
-        Ok(d) => images.extend(d.images.into_iter().map(|f| f.image)),
-        Err(e) => tracing::debug!("scanning the sentinel render: {e}"),
-    }
-    images.sort();
-    images.dedup();
-    images
-}
-
-fn load_yaml(chart: &Path, what: &str, text: &str) -> Result<Value, RetargetError> {
+fn load_yaml(chart: &Path, what: &str, text: &str) -> Result<Value, KnobsError> {
     if text.trim().is_empty() {
         return Ok(Value::Null);
     }
@@ -346,17 +334,17 @@ fn load_yaml(chart: &Path, what: &str, text: &str) -> Result<Value, RetargetErro
     })
 }
 
-fn read_yaml(chart: &Path, file: &str) -> Result<Value, RetargetError> {
+fn read_yaml(chart: &Path, file: &str) -> Result<Value, KnobsError> {
     let path = chart.join(file);
     match std::fs::read_to_string(&path) {
         Ok(t) => load_yaml(chart, file, &t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Value::Null),
-        Err(source) => Err(RetargetError::Io { path, source }),
+        Err(source) => Err(KnobsError::Io { path, source }),
     }
 }
 
 /// `helm show <what> <packaged chart>`: reads a `.tgz` subchart without unpacking it ourselves.
-fn helm_show(helm: Option<&Path>, what: &str, tgz: &Path) -> Result<Value, RetargetError> {
+fn helm_show(helm: Option<&Path>, what: &str, tgz: &Path) -> Result<Value, KnobsError> {
     let helm = crate::discover::helm::Helm::locate(helm)?;
     let bin = helm.binary();
     let timeout = crate::discover::helm::DEFAULT_TIMEOUT;
@@ -385,7 +373,7 @@ fn helm_show(helm: Option<&Path>, what: &str, tgz: &Path) -> Result<Value, Retar
 }
 
 /// Learns the image keys of one chart: its subcharts' (prefixed with alias or name) overlaid by its own.
-pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, RetargetError> {
+pub fn learn_chart(dir: &Path, helm: Option<&Path>) -> Result<Vec<ImageKey>, KnobsError> {
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -633,394 +621,75 @@ fn walk(v: &Value, path: &mut Vec<Seg>, out: &mut Vec<KeyKind>) {
     }
 }
 
-/// `REG/<path>` keeping the source's explicit tag and digest (and adding none it did not have).
-pub fn retarget_text(src: &str, registry: &str) -> Result<String, String> {
-    let r = ImageRef::parse(src).map_err(|e| e.to_string())?;
-    let t = r.retarget(registry).map_err(|e| e.to_string())?;
-    let (name_part, digest) = match src.split_once('@') {
-        Some((n, _)) => (n, true),
-        None => (src, false),
-    };
-    let tagged = name_part
-        .rsplit('/')
-        .next()
-        .is_some_and(|last| last.contains(':'));
-    let mut out = t.name();
-    if tagged && let Some(tag) = &t.tag {
-        out.push(':');
-        out.push_str(tag);
-    }
-    if digest && let Some(d) = &t.digest {
-        out.push('@');
-        out.push_str(d);
-    }
-    Ok(out)
-}
-
-/// A registry prefix moved below the private registry as `kubectl kkp mirror` moves images: the host is
-/// dropped, any path below it kept (`quay.io` → `REG`, `docker.io/kubeovn` → `REG/kubeovn`).
-pub fn retarget_registry(current: &str, registry: &str) -> String {
-    let current = current.trim_end_matches('/');
-    let rest = match current.split_once('/') {
-        Some((_, rest)) => rest,
-        None => "",
-    };
-    if rest.is_empty() {
-        registry.to_string()
-    } else {
-        format!("{registry}/{rest}")
-    }
-}
-
-/// The user's value at `path`: from the last values file that sets it (helm's precedence).
-fn user_value<'a>(docs: &'a [YamlDoc], path: &YamlPath) -> Option<&'a str> {
-    docs.iter()
-        .rev()
-        .find_map(|d| d.get_str(0, path))
-        .filter(|v| !v.is_empty())
-}
-
-/// The overrides for the user's values (document 0 of the last file) so that every learned key renders a
-/// private-registry image. The user's own overrides are the sources when they are set (they are what
-/// `kubectl kkp mirror` mirrored); values already below `registry` are kept, so a second run changes nothing.
-pub fn values_edits(
-    keys: &[ImageKey],
-    user: &[(PathBuf, String)],
-    registry: &str,
-) -> Result<Vec<Intended>, RetargetError> {
-    let docs: Vec<YamlDoc> = user
-        .iter()
-        .map(|(p, t)| {
-            YamlDoc::parse(t.as_str()).map_err(|source| RetargetError::Edit {
-                path: p.clone(),
-                source,
-            })
-        })
-        .collect::<Result<_, _>>()?;
-    let mut wanted: BTreeMap<YamlPath, (String, String)> = BTreeMap::new();
-    let mut want = |chart: &str, path: YamlPath, value: String| -> Result<(), RetargetError> {
-        match wanted.get(&path) {
-            Some((c, v)) if *v != value => Err(RetargetError::Conflict {
-                path: path.to_string(),
-                chart_a: c.clone(),
-                value_a: v.clone(),
-                chart_b: chart.to_string(),
-                value_b: value,
-            }),
-            Some(_) => Ok(()),
-            None => {
-                wanted.insert(path, (chart.to_string(), value));
-                Ok(())
-            }
-        }
-    };
-    for key in keys {
-        let bad = |path: &YamlPath, why: String| RetargetError::Chart {
-            chart: key.chart.clone(),
-            message: format!("{path}: {why}"),
-        };
-        match &key.kind {
-            KeyKind::Repository {
-                map,
-                repo_key,
-                registry: default_registry,
-                repository,
-            } => {
-                let repo_path = map.child(repo_key);
-                let repo = user_value(&docs, &repo_path).unwrap_or(repository);
-                match default_registry {
-                    Some(default_registry) => {
-                        let reg_path = map.child("registry");
-                        let reg = user_value(&docs, &reg_path).unwrap_or(default_registry);
-                        let new_repo = if reg.trim_end_matches('/') == registry {
-                            repo.to_string()
-                        } else {
-                            let src = ImageRef::parse(&format!("{reg}/{repo}"))
-                                .map_err(|e| bad(&repo_path, e.to_string()))?;
-                            src.repository
-                        };
-                        want(&key.chart, reg_path, registry.to_string())?;
-                        want(&key.chart, repo_path, new_repo)?;
-                    }
-                    None => {
-                        let new = if is_under(repo, registry) {
-                            repo.to_string()
-                        } else {
-                            retarget_text(repo, registry).map_err(|e| bad(&repo_path, e))?
-                        };
-                        want(&key.chart, repo_path, new)?;
-                    }
-                }
-            }
-            KeyKind::Whole { path, image } => {
-                let src = user_value(&docs, path).unwrap_or(image);
-                let new = if is_under(src, registry) {
-                    src.to_string()
-                } else {
-                    retarget_text(src, registry).map_err(|e| bad(path, e))?
-                };
-                want(&key.chart, path.clone(), new)?;
-            }
-            KeyKind::GlobalRegistry { path, default } => {
-                let current = user_value(&docs, path).unwrap_or(default);
-                if !current.is_empty() {
-                    // Already the private registry itself, or below it: a rerun keeps it.
-                    let reg = registry.trim_end_matches('/');
-                    let new = if current.trim_end_matches('/') == reg || is_under(current, registry) {
-                        current.to_string()
-                    } else {
-                        retarget_registry(current, registry)
-                    };
-                    want(&key.chart, path.clone(), new)?;
-                }
-            }
-        }
-    }
-    Ok(wanted
-        .into_iter()
-        .map(|(path, (_, value))| Intended { doc: 0, path, value })
-        .collect())
-}
-
-/// A path as helm's `--set` writes it: dots between keys, `\.` inside keys, `[n]` for indices.
-pub fn set_key(path: &YamlPath) -> String {
-    let mut out = String::new();
-    for (i, seg) in path.0.iter().enumerate() {
-        match seg {
-            Seg::Key(k) => {
-                if i > 0 {
-                    out.push('.');
-                }
-                out.push_str(
-                    &k.replace('\\', "\\\\")
-                        .replace('.', "\\.")
-                        .replace(',', "\\,")
-                        .replace('=', "\\="),
-                );
-            }
-            Seg::Index(n) => out.push_str(&format!("[{n}]")),
-        }
-    }
-    out
-}
-
-/// A value as helm's `--set` reads it (`,` and `\` escaped).
-pub fn set_value(v: &str) -> String {
-    v.replace('\\', "\\\\").replace(',', "\\,")
-}
-
 #[cfg(test)]
-mod registry_key_tests {
-    //! Registry keys learned from a chart and proved by a sentinel render: a chart-level
-    //! `imageRegistry`, `global.image.registry` with a bare `image` path, `global.registry.address`
-    //! with a namespace, and an image that only appears in a ConfigMap's configuration.
-
+mod tests {
     use super::*;
+    use crate::discover::helm::DEFAULT_TIMEOUT;
 
-    const REG: &str = "reg.local:5000/kkp";
-
-    const VALUES: &str = "\
-imageRegistry: quay.io
-imageNamespace: example
-controller:
-  name: controller
-global:
-  image:
-    registry: registry.example.org
-  registry:
-    address: docker.io/acme
-proxy:
-  image: proxy/envoy
-  tag: v1
-agent:
-  repository: agent
-  tag: v2
-limiter:
-  image: docker.io/acme/limiter:v3
-mirrorRegistry: docs.example.org
-";
-
-    const TEMPLATES: &str = r#"apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: regs
-spec:
-  template:
-    spec:
-      containers:
-      - name: controller
-        image: "{{ .Values.imageRegistry }}/{{ .Values.imageNamespace }}/{{ .Values.controller.name }}:v4"
-      - name: proxy
-        image: "{{ .Values.global.image.registry }}/{{ .Values.proxy.image }}:{{ .Values.proxy.tag }}"
-      - name: agent
-        image: "{{ .Values.global.registry.address }}/{{ .Values.agent.repository }}:{{ .Values.agent.tag }}"
----
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: regs-config
-data:
-  docs: "https://{{ .Values.mirrorRegistry }}/guide"
-  settings.yaml: |
-    limiter:
-      deployment:
-        image: {{ .Values.limiter.image }}
-"#;
-
-    fn chart() -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        let chart = dir.path().join("regs");
-        std::fs::create_dir_all(chart.join("templates")).unwrap();
-        std::fs::write(
-            chart.join("Chart.yaml"),
-            "apiVersion: v2\nname: regs\nversion: 0.1.0\n",
-        )
-        .unwrap();
-        std::fs::write(chart.join("values.yaml"), VALUES).unwrap();
-        std::fs::write(chart.join("templates/all.yaml"), TEMPLATES).unwrap();
-        dir
+    fn fixtures() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/retarget")
     }
 
     #[test]
-    fn registry_keys_are_proved_by_render_and_keep_the_path_below_the_host() {
-        let dir = chart();
-        let root = dir.path();
+    fn chart_keys_are_learned_from_values_and_subcharts() {
+        let keys = learn_chart(&fixtures().join("charts/web"), Some(Path::new("helm3"))).unwrap();
+        let mut got: Vec<String> = keys
+            .iter()
+            .map(|k| match &k.kind {
+                KeyKind::Repository {
+                    map,
+                    repo_key,
+                    registry,
+                    repository,
+                } => {
+                    format!("{map}.{repo_key} registry={registry:?} {repository}")
+                }
+                KeyKind::Whole { path, image } => format!("{path} = {image}"),
+                KeyKind::GlobalRegistry { path, default } => format!("{path} global {default:?}"),
+            })
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            [
+                // from the packaged dex-0.24.1.tgz, prefixed with its dependency name
+                "dex.image.repository registry=None ghcr.io/dexidp/dex",
+                // from the unpacked ingress-nginx subchart, under its alias
+                "nginx.controller.image.image registry=Some(\"registry.k8s.io\") ingress-nginx/controller",
+                // a subchart of the subchart, under both aliases
+                "nginx.patch.image.repository registry=None registry.k8s.io/ingress-nginx/kube-webhook-certgen",
+                "web.docs.bannerImage = static.example.org/banner.png:large",
+                "web.image.repository registry=None quay.io/example/web",
+                "web.init.image = quay.io/example/init@sha256:1111111111111111111111111111111111111111111111111111111111111111",
+                "web.sidecar.image = busybox:1.37",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_sentinel_render_drops_strings_that_are_not_images() {
+        let dir = fixtures().join("charts/web");
         let helm = Some(Path::new("helm3"));
-        let timeout = crate::discover::helm::DEFAULT_TIMEOUT;
-        let keys = learn_charts(root, &[], helm, timeout).unwrap();
-        let edits = values_edits(&keys, &[], REG).unwrap();
-        let got: Vec<(String, String)> = edits
-            .iter()
-            .map(|e| (e.path.to_string(), e.value.clone()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("global.image.registry", "reg.local:5000/kkp"),
-                ("global.registry.address", "reg.local:5000/kkp/acme"),
-                ("imageRegistry", "reg.local:5000/kkp"),
-                ("limiter.image", "reg.local:5000/kkp/acme/limiter:v3"),
-            ]
-            .map(|(p, v)| (p.to_string(), v.to_string()))
-        );
-        // A rerun on the result changes nothing, for every shape of registry (issue 18: a registry-only
-        // key equal to the private registry was taken for a source and became `REG/kkp`).
-        for reg in [
-            "reg.local",
-            "reg.local:5000",
-            "reg.local:5000/kkp",
-            "reg.local/deep/path",
-        ] {
-            let first = values_edits(&keys, &[], reg).unwrap();
-            let text = crate::retarget::apply_edits(Path::new("values.yaml"), "", &first).unwrap();
-            let again = values_edits(&keys, &[(PathBuf::from("values.yaml"), text.clone())], reg).unwrap();
-            let pairs = |e: &[Intended]| -> Vec<(String, String)> {
-                e.iter().map(|e| (e.path.to_string(), e.value.clone())).collect()
-            };
-            assert_eq!(pairs(&again), pairs(&first), "rerun with {reg}");
-            let text2 = crate::retarget::apply_edits(Path::new("values.yaml"), &text, &again).unwrap();
-            assert_eq!(text2, text, "rerun with {reg} rewrote the file");
-        }
-        // Rendered with the result, every image is where `kubectl kkp mirror` puts it.
-        let text = crate::retarget::apply_edits(Path::new("values.yaml"), "", &edits).unwrap();
-        let values = root.join("values.yaml");
-        std::fs::write(&values, text).unwrap();
-        let charts = root.join("regs");
-        let rendered =
-            crate::retarget::leak::render(&charts, std::slice::from_ref(&values), helm, timeout).unwrap();
-        let mut images = rendered_images(&rendered);
-        images.retain(|i| !i.starts_with("kkp-"));
-        assert_eq!(
-            images,
-            [
-                "reg.local:5000/kkp/acme/agent:v2",
-                "reg.local:5000/kkp/acme/limiter:v3",
-                "reg.local:5000/kkp/example/controller:v4",
-                "reg.local:5000/kkp/proxy/envoy:v1",
-            ]
-        );
-        for (src, image) in [
-            ("quay.io/example/controller:v4", &images[2]),
-            ("registry.example.org/proxy/envoy:v1", &images[3]),
-            ("docker.io/acme/agent:v2", &images[0]),
-        ] {
-            assert_eq!(&retarget_text(src, REG).unwrap(), image);
-        }
-        let leaks = crate::retarget::leak::check(root, &[values], REG, &[], helm, timeout).unwrap();
-        assert!(leaks.is_empty(), "{leaks:?}");
+        let learned = learn_chart(&dir, helm).unwrap();
+        let banner = YamlPath::parse("web.docs.bannerImage").unwrap();
+        assert!(learned.iter().any(|k| k.identity() == banner));
+        let confirmed = confirm_by_render(&dir, learned.clone(), &[], helm, DEFAULT_TIMEOUT).unwrap();
+        assert_eq!(confirmed.len(), learned.len() - 1);
+        assert!(!confirmed.iter().any(|k| k.identity() == banner));
+        // A chart that cannot be rendered keeps what its values file says.
+        let kept = confirm_by_render(
+            &dir,
+            learned.clone(),
+            &[],
+            Some(Path::new("/nonexistent/helm")),
+            DEFAULT_TIMEOUT,
+        )
+        .unwrap();
+        assert_eq!(kept, learned);
     }
 
     #[test]
-    fn nested_subcharts_of_a_packaged_subchart_are_learned_under_every_alias() {
-        let dir = tempfile::tempdir().unwrap();
-        let inner = dir.path().join("src/inner");
-        let cache = inner.join("charts/cache");
-        std::fs::create_dir_all(cache.join("templates")).unwrap();
-        std::fs::write(
-            inner.join("Chart.yaml"),
-            "apiVersion: v2\nname: inner\nversion: 0.1.0\ndependencies:\n\
-             - {name: cache, version: 1.0.0, alias: cache-a}\n- {name: cache, version: 1.0.0, alias: cache-b}\n",
-        )
-        .unwrap();
-        std::fs::write(
-            cache.join("Chart.yaml"),
-            "apiVersion: v2\nname: cache\nversion: 1.0.0\n",
-        )
-        .unwrap();
-        std::fs::write(
-            cache.join("values.yaml"),
-            "image:\n  registry: docker.io\n  repository: bitnami/memcached\n  tag: 1.6.24\n",
-        )
-        .unwrap();
-        // The packaged chart overrides one alias's repository alone, as cortex does.
-        std::fs::write(
-            inner.join("values.yaml"),
-            "cache-a:\n  image:\n    repository: memcached\n    tag: 1.6.39\n",
-        )
-        .unwrap();
-        let umbrella = dir.path().join("umbrella");
-        std::fs::create_dir_all(umbrella.join("charts")).unwrap();
-        std::fs::write(
-            umbrella.join("Chart.yaml"),
-            "apiVersion: v2\nname: umbrella\nversion: 0.1.0\ndependencies:\n- {name: inner, version: 0.1.0}\n",
-        )
-        .unwrap();
-        let out = std::process::Command::new("helm3")
-            .arg("package")
-            .arg(&inner)
-            .arg("-d")
-            .arg(umbrella.join("charts"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let keys = learn_chart(&umbrella, Some(Path::new("helm3"))).unwrap();
-        let got: Vec<String> = keys.iter().map(|k| k.identity().to_string()).collect();
-        assert_eq!(got, ["inner.cache-a.image", "inner.cache-b.image"]);
-        let edits = values_edits(&keys, &[], REG).unwrap();
-        let got: Vec<(String, String)> = edits
-            .iter()
-            .map(|e| (e.path.to_string(), e.value.clone()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("inner.cache-a.image.registry", REG),
-                ("inner.cache-a.image.repository", "library/memcached"),
-                ("inner.cache-b.image.registry", REG),
-                ("inner.cache-b.image.repository", "bitnami/memcached"),
-            ]
-            .map(|(p, v)| (p.to_string(), v.to_string()))
-        );
-    }
-
-    #[test]
-    fn registry_prefixes_move_below_the_private_registry() {
-        assert_eq!(retarget_registry("quay.io", REG), REG);
-        assert_eq!(
-            retarget_registry("docker.io/kubeovn/", REG),
-            "reg.local:5000/kkp/kubeovn"
-        );
-        assert_eq!(retarget_registry("localhost:5000/a/b", "r.io"), "r.io/a/b");
+    fn registry_prefixes_are_told_from_other_strings() {
         assert!(looks_like_registry("docker.io/kubeovn"));
         assert!(looks_like_registry("localhost:5000"));
         for no in [
@@ -1032,5 +701,15 @@ data:
         ] {
             assert!(!looks_like_registry(no), "{no:?}");
         }
+    }
+
+    #[test]
+    fn par_map_keeps_order() {
+        let items: Vec<usize> = (0..50).collect();
+        assert_eq!(
+            par_map(&items, |i| i * 2),
+            (0..50).map(|i| i * 2).collect::<Vec<_>>()
+        );
+        assert!(par_map(&Vec::<usize>::new(), |i| *i).is_empty());
     }
 }

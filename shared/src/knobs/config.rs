@@ -1,12 +1,10 @@
-//! The KubermaticConfiguration side of `retarget`: which fields name image repositories, their defaults,
-//! and the edits that point them at the private registry.
+//! The KubermaticConfiguration's image knobs: which fields name image repositories and KKP's defaults
+//! for them, the chart repository of the system Applications, and `overwriteRegistry`.
 //!
-//! Knows KKP's field names and default repositories; knows nothing of files, diffs or Helm.
+//! `retarget` edits these fields, `audit` reads them from a running install; both need the same table.
+//! Knows KKP's field names and default repositories; knows nothing of edits, files, diffs or Helm.
 
-use crate::reference::ImageRef;
-use crate::yamledit::{Intended, YamlDoc, YamlPath};
-
-use crate::retarget::RetargetError;
+use crate::yamledit::{YamlDoc, YamlPath};
 
 /// Which KKP edition's default repositories are used (`dashboard` vs `dashboard-ee` …).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -131,28 +129,14 @@ pub const DEFAULT_APPLICATION_CATALOG: &str = "spec.applications.defaultApplicat
 /// Path of `overwriteRegistry`, which rewrites the registry of every user-cluster image at run time.
 pub const OVERWRITE_REGISTRY: &str = "spec.userCluster.overwriteRegistry";
 
-/// `REG/<path of source>` for a repository without tag (`quay.io/kubermatic/addons` → `REG/kubermatic/addons`).
-pub fn retarget_repository(source: &str, registry: &str) -> Result<String, RetargetError> {
-    let r = ImageRef::parse(source).map_err(|e| RetargetError::Usage(e.to_string()))?;
-    let t = r
-        .retarget(registry)
-        .map_err(|e| RetargetError::Usage(e.to_string()))?;
-    Ok(t.name())
-}
-
 /// True when `value` already names something below `registry`.
 pub fn is_under(value: &str, registry: &str) -> bool {
     let reg = registry.trim_end_matches('/');
     value.len() > reg.len() && value.starts_with(reg) && value.as_bytes()[reg.len()] == b'/'
 }
 
-fn has_path(doc: &YamlDoc, index: usize, path: &str) -> Result<bool, RetargetError> {
-    let path = YamlPath::parse(path).map_err(|e| RetargetError::Usage(e.to_string()))?;
-    Ok(doc.contains(index, &path))
-}
-
 /// Index of the KubermaticConfiguration document in a stream: the one with that `kind`, else the only one.
-fn find_document(doc: &YamlDoc) -> Option<usize> {
+pub fn find_document(doc: &YamlDoc) -> Option<usize> {
     let kind = YamlPath::keys(["kind"]);
     (0..doc.document_count())
         .find(|&i| doc.get_str(i, &kind) == Some("KubermaticConfiguration"))
@@ -173,66 +157,28 @@ pub fn detect_edition(doc: &YamlDoc) -> Edition {
     if ee { Edition::Ee } else { Edition::Ce }
 }
 
-/// The edits that point a KubermaticConfiguration at `registry`: every repository field set to
-/// `REG/<default path>` (added when missing), the system Applications' chart repository (and the default
-/// application catalog's, where configured) `oci://REG/kubermatic-mirror/helm-charts`, `overwriteRegistry: REG`.
-pub fn config_edits(doc: &YamlDoc, registry: &str, edition: Edition) -> Result<Vec<Intended>, RetargetError> {
-    let index = find_document(doc).ok_or_else(|| {
-        RetargetError::Usage(
-            "no KubermaticConfiguration document (kind: KubermaticConfiguration) in the file".into(),
-        )
-    })?;
-    let registry = registry.trim_end_matches('/');
-    let mut edits = Vec::new();
-    for field in REPOSITORY_FIELDS {
-        let path = YamlPath::parse(field.path).map_err(|e| RetargetError::Usage(e.to_string()))?;
-        let current = doc.get_str(index, &path).filter(|v| !v.is_empty());
-        let value = match (field.always, current) {
-            (_, Some(v)) if is_under(v, registry) && !field.always => continue,
-            (true, _) => retarget_repository(
-                match edition {
-                    Edition::Ce => field.ce,
-                    Edition::Ee => field.ee,
-                },
-                registry,
-            )?,
-            (false, Some(v)) => retarget_repository(v, registry)?,
-            (false, None) => continue,
-        };
-        edits.push(Intended {
-            doc: index,
-            path,
-            value,
-        });
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixtures() -> std::path::PathBuf {
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/retarget")
     }
-    let charts = format!(
-        "oci://{}",
-        retarget_repository(SYSTEM_APPLICATIONS_CHARTS, registry)?
-    );
-    let catalog = format!("{DEFAULT_APPLICATION_CATALOG}.helmRepository");
-    for (field, wanted) in [
-        (SYSTEM_APPLICATIONS_HELM_REPOSITORY, true),
-        (
-            catalog.as_str(),
-            has_path(doc, index, DEFAULT_APPLICATION_CATALOG)?,
-        ),
-    ] {
-        let path = YamlPath::parse(field).map_err(|e| RetargetError::Usage(e.to_string()))?;
-        let current = doc.get_str(index, &path).unwrap_or_default();
-        // A repository the user already put below the registry (with or without `oci://`) is kept.
-        if !wanted || is_under(current.strip_prefix("oci://").unwrap_or(current), registry) {
-            continue;
-        }
-        edits.push(Intended {
-            doc: index,
-            path,
-            value: charts.clone(),
-        });
+
+    #[test]
+    fn enterprise_is_detected_from_the_file() {
+        let ee = YamlDoc::parse("kind: KubermaticConfiguration\nspec:\n  webhook:\n    dockerRepository: quay.io/kubermatic/kubermatic-ee\n").unwrap();
+        assert_eq!(detect_edition(&ee), Edition::Ee);
+        let ce =
+            YamlDoc::parse(std::fs::read_to_string(fixtures().join("kubermatic.yaml")).unwrap()).unwrap();
+        assert_eq!(detect_edition(&ce), Edition::Ce);
     }
-    edits.push(Intended {
-        doc: index,
-        path: YamlPath::parse(OVERWRITE_REGISTRY).map_err(|e| RetargetError::Usage(e.to_string()))?,
-        value: registry.to_string(),
-    });
-    Ok(edits)
+
+    #[test]
+    fn under_means_below_the_registry_not_a_longer_host() {
+        assert!(is_under("reg.local/a", "reg.local"));
+        assert!(is_under("reg.local/a", "reg.local/"));
+        assert!(!is_under("reg.localx/a", "reg.local"));
+        assert!(!is_under("reg.local", "reg.local"));
+    }
 }
