@@ -10,6 +10,7 @@
 pub mod charts;
 pub mod config;
 pub mod render;
+pub mod seed;
 pub mod stacks;
 
 use std::path::PathBuf;
@@ -17,8 +18,11 @@ use std::path::PathBuf;
 pub use charts::{
     ImageKey, KeyKind, chart_dirs, chart_name, confirm_by_render, learn_chart, learn_charts, learn_charts_in,
 };
-pub use config::{Edition, RepositoryField, detect_edition, is_under};
+pub use config::{
+    ConfigKnob, Edition, RepositoryField, ValueSource, detect_edition, effective_knobs, is_under,
+};
 pub use render::{Leak, TIMED_OUT, glob_match, images_in_render, render, rendered_images};
+pub use seed::{NODE_FIELDS, NodeKnob};
 pub use stacks::Stack;
 
 pub(crate) use charts::par_map;

@@ -4,6 +4,8 @@
 //! `retarget` edits these fields, `audit` reads them from a running install; both need the same table.
 //! Knows KKP's field names and default repositories; knows nothing of edits, files, diffs or Helm.
 
+use serde_json::Value;
+
 use crate::yamledit::{YamlDoc, YamlPath};
 
 /// Which KKP edition's default repositories are used (`dashboard` vs `dashboard-ee` …).
@@ -157,9 +159,95 @@ pub fn detect_edition(doc: &YamlDoc) -> Edition {
     if ee { Edition::Ee } else { Edition::Ce }
 }
 
+/// The edition a parsed KubermaticConfiguration implies: enterprise when any repository field names an
+/// `-ee` image, as [`detect_edition`] decides for a file.
+pub fn edition_of(config: &Value) -> Edition {
+    let ee = REPOSITORY_FIELDS
+        .iter()
+        .filter(|f| f.ce != f.ee)
+        .any(|f| str_at(config, f.path).is_some_and(|v| v.ends_with("-ee")));
+    if ee { Edition::Ee } else { Edition::Ce }
+}
+
+/// Where the value of a [`ConfigKnob`] comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueSource {
+    /// The configuration sets it (non-empty).
+    Set,
+    /// KKP's default applies.
+    Default,
+    /// Not set and KKP has no default (`overwriteRegistry`: images keep their own registries).
+    Unset,
+}
+
+/// One image knob of a KubermaticConfiguration with the value KKP works with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigKnob {
+    /// Dotted path below the object root (`spec.webhook.dockerRepository`).
+    pub path: String,
+    /// The user's value, else KKP's default; `None` when [`ValueSource::Unset`].
+    pub value: Option<String>,
+    /// Where `value` comes from.
+    pub source: ValueSource,
+}
+
+/// Every image knob of a parsed KubermaticConfiguration (the whole object, `spec` below its root) with
+/// its effective value: each [`REPOSITORY_FIELDS`] entry (the user's value, else the `edition`'s
+/// default; for the fields empty by default that is the built-in image's repository, before
+/// `overwriteRegistry` rewrites its registry), [`SYSTEM_APPLICATIONS_HELM_REPOSITORY`] (default
+/// `oci://` + [`SYSTEM_APPLICATIONS_CHARTS`]), the default application catalog's `helmRepository`
+/// (only when the configuration has [`DEFAULT_APPLICATION_CATALOG`]) and [`OVERWRITE_REGISTRY`]. In
+/// that order; values as written (no normalisation).
+pub fn effective_knobs(config: &Value, edition: Edition) -> Vec<ConfigKnob> {
+    let knob = |path: &str, default: Option<&str>| {
+        let (value, source) = match (str_at(config, path), default) {
+            (Some(v), _) => (Some(v.to_string()), ValueSource::Set),
+            (None, Some(d)) => (Some(d.to_string()), ValueSource::Default),
+            (None, None) => (None, ValueSource::Unset),
+        };
+        ConfigKnob {
+            path: path.to_string(),
+            value,
+            source,
+        }
+    };
+    let mut out: Vec<ConfigKnob> = REPOSITORY_FIELDS
+        .iter()
+        .map(|f| {
+            knob(
+                f.path,
+                Some(match edition {
+                    Edition::Ce => f.ce,
+                    Edition::Ee => f.ee,
+                }),
+            )
+        })
+        .collect();
+    let charts = format!("oci://{SYSTEM_APPLICATIONS_CHARTS}");
+    out.push(knob(SYSTEM_APPLICATIONS_HELM_REPOSITORY, Some(&charts)));
+    if at(config, DEFAULT_APPLICATION_CATALOG).is_some() {
+        out.push(knob(
+            &format!("{DEFAULT_APPLICATION_CATALOG}.helmRepository"),
+            Some(&charts),
+        ));
+    }
+    out.push(knob(OVERWRITE_REGISTRY, None));
+    out
+}
+
+fn at<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, key| v.get(key))
+}
+
+/// The non-empty string at a dotted path.
+fn str_at<'a>(v: &'a Value, path: &str) -> Option<&'a str> {
+    at(v, path).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn fixtures() -> std::path::PathBuf {
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/retarget")
@@ -172,6 +260,57 @@ mod tests {
         let ce =
             YamlDoc::parse(std::fs::read_to_string(fixtures().join("kubermatic.yaml")).unwrap()).unwrap();
         assert_eq!(detect_edition(&ce), Edition::Ce);
+    }
+
+    #[test]
+    fn effective_knobs_are_the_users_values_else_kkps_defaults() {
+        let config = json!({
+            "kind": "KubermaticConfiguration",
+            "spec": {
+                "webhook": {"dockerRepository": "reg.local/kubermatic/kubermatic"},
+                "ui": {"dockerRepository": ""},
+                "userCluster": {"overwriteRegistry": "reg.local"},
+            }
+        });
+        let knobs = effective_knobs(&config, Edition::Ee);
+        let get = |p: &str| knobs.iter().find(|k| k.path == p).unwrap().clone();
+        let knob = get("spec.webhook.dockerRepository");
+        assert_eq!(knob.value.as_deref(), Some("reg.local/kubermatic/kubermatic"));
+        assert_eq!(knob.source, ValueSource::Set);
+        // Empty is not set: the edition's default applies.
+        let knob = get("spec.ui.dockerRepository");
+        assert_eq!(knob.value.as_deref(), Some("quay.io/kubermatic/dashboard-ee"));
+        assert_eq!(knob.source, ValueSource::Default);
+        let knob = get(OVERWRITE_REGISTRY);
+        assert_eq!(
+            (knob.value.as_deref(), knob.source),
+            (Some("reg.local"), ValueSource::Set)
+        );
+        let knob = get(SYSTEM_APPLICATIONS_HELM_REPOSITORY);
+        assert_eq!(
+            (knob.value.as_deref(), knob.source),
+            (
+                Some("oci://quay.io/kubermatic-mirror/helm-charts"),
+                ValueSource::Default
+            )
+        );
+        assert_eq!(knobs.len(), REPOSITORY_FIELDS.len() + 2);
+        assert_eq!(edition_of(&config), Edition::Ce);
+
+        let bare = json!({"spec": {"applications": {"defaultApplicationCatalog": {"enable": true}}}});
+        let knobs = effective_knobs(&bare, Edition::Ce);
+        assert_eq!(knobs.len(), REPOSITORY_FIELDS.len() + 3);
+        let last = knobs.last().unwrap();
+        assert_eq!(
+            (last.path.as_str(), last.value.as_deref(), last.source),
+            (OVERWRITE_REGISTRY, None, ValueSource::Unset)
+        );
+        assert!(knobs.iter().any(
+            |k| k.path == "spec.applications.defaultApplicationCatalog.helmRepository"
+                && k.source == ValueSource::Default
+        ));
+        let ee = json!({"spec": {"api": {"dockerRepository": "quay.io/kubermatic/dashboard-ee"}}});
+        assert_eq!(edition_of(&ee), Edition::Ee);
     }
 
     #[test]
