@@ -1,6 +1,6 @@
 //! The leak check: render every chart with the retargeted values (real `helm template`, through
-//! [`crate::knobs::render`]) and list every image that does not start with the private registry, naming
-//! chart, object and field.
+//! [`crate::knobs::render()`]) and list every image that does not start with the private registry,
+//! naming chart, object and field.
 //!
 //! Images are found by [`crate::discover::manifest::scan_stream`] (pod specs, CR image fields, image
 //! flags and env, image keys in ConfigMap configuration); a render in which it finds none falls back to
