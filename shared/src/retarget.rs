@@ -1,15 +1,15 @@
 //! `kubectl kkp retarget`: point a KubermaticConfiguration and Helm values files at the private registry,
 //! in place, keeping comments and layout, and prove with a real render that no image is left behind.
 //!
-//! Puts the steps together: compute edits ([`config`], [`values`]), splice them ([`crate::yamledit`]),
-//! show a unified diff, confirm, write atomically, check renders for leaks ([`leak`]); with `--live` the
+//! Puts the steps together: compute edits ([`config`], [`values`]) for the knobs [`crate::knobs`] knows
+//! (chart keys, configuration fields, stacks), splice them ([`crate::yamledit`]), show a unified diff,
+//! confirm, write atomically, check renders for leaks ([`leak`]); with `--live` the
 //! KubermaticConfiguration is the object in the cluster ([`live`]). Knows nothing of registries on the
 //! wire.
 
 pub mod config;
 pub mod leak;
 pub mod live;
-pub mod stacks;
 pub mod values;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -21,7 +21,8 @@ use crate::cli::{DryRun, KubeArgs};
 use crate::kube::KubeError;
 use crate::yamledit::{EditError, Intended, YamlDoc, verify_edits};
 
-pub use config::Edition;
+pub use crate::knobs::Edition;
+use crate::knobs::{KnobsError, Stack};
 
 /// Flags of `kubectl kkp retarget`.
 #[derive(Debug, Clone, Default, Args)]
@@ -42,7 +43,7 @@ pub struct RetargetArgs {
     /// given values file (main: all but `mla/`; usercluster-mla: `mla/*` and `iap`, for KKP's MLA values
     /// file, told by its `mlaSecrets`), or all [default: from the values file].
     #[arg(long, value_enum, value_name = "STACK", requires = "charts_path")]
-    pub stack: Option<stacks::Stack>,
+    pub stack: Option<Stack>,
     /// Print what would change and write nothing; exit 0 when nothing would change, 1 when something
     /// would, >1 on error.
     #[arg(long, conflicts_with = "yes")]
@@ -204,7 +205,7 @@ pub enum RetargetError {
         /// The registry.
         registry: String,
         /// Every leak.
-        leaks: Vec<leak::Leak>,
+        leaks: Vec<crate::knobs::Leak>,
     },
 }
 
@@ -238,6 +239,19 @@ impl RetargetError {
             _ if diff_mode => 2,
             RetargetError::Usage(_) | RetargetError::NotATerminal => 2,
             _ => 1,
+        }
+    }
+}
+
+impl From<KnobsError> for RetargetError {
+    /// The knowledge errors keep the variant (and so the message and exit code) retarget had for them.
+    fn from(e: KnobsError) -> Self {
+        match e {
+            KnobsError::Usage(m) => RetargetError::Usage(m),
+            KnobsError::Io { path, source } => RetargetError::Io { path, source },
+            KnobsError::Edit { path, source } => RetargetError::Edit { path, source },
+            KnobsError::Chart { chart, message } => RetargetError::Chart { chart, message },
+            KnobsError::Helm(e) => RetargetError::Values(e),
         }
     }
 }
@@ -376,7 +390,7 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             path: path.clone(),
             source,
         })?;
-        let edition = args.edition.unwrap_or_else(|| config::detect_edition(&doc));
+        let edition = args.edition.unwrap_or_else(|| crate::knobs::detect_edition(&doc));
         let edits = config::config_edits(&doc, &registry, edition)?;
         let new = apply_edits(path, &old, &edits)?;
         changes.push(FileChange {
@@ -406,9 +420,9 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             .collect::<Result<_, _>>()?;
         let stack = match args.stack {
             Some(s) => s,
-            None => stacks::detect(&user)?,
+            None => crate::knobs::stacks::detect(&user)?,
         };
-        let (dirs, left_out) = stacks::select(charts, stack)?;
+        let (dirs, left_out) = crate::knobs::stacks::select(charts, stack)?;
         if !left_out.is_empty() {
             tracing::warn!(
                 "left out {} chart(s) that KKP installs with another values file than the {} stack's \
@@ -418,7 +432,7 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
                 left_out.join(", ")
             );
         }
-        let keys = values::learn_charts_in(
+        let keys = crate::knobs::learn_charts_in(
             charts,
             &dirs,
             &args.helm_values,

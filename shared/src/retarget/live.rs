@@ -15,8 +15,9 @@ use serde_json::{Map, Value};
 use crate::kube::{Cluster, KubeError, MAX_ATTEMPTS, Objects, for_display, guarded_merge_patch, object_name};
 use crate::yamledit::{Seg, YamlDoc, YamlPath};
 
-use super::config::{self, Edition};
+use super::config;
 use super::{RetargetError, apply_edits, mask_secrets};
+use crate::knobs::Edition;
 
 /// API group of the KubermaticConfiguration.
 pub const GROUP: &str = "kubermatic.k8c.io";
@@ -88,7 +89,7 @@ pub fn compute(live: Value, registry: &str, edition: Option<Edition>) -> Result<
         source,
     };
     let doc = YamlDoc::parse(old_text.as_str()).map_err(edit_err)?;
-    let edition = edition.unwrap_or_else(|| config::detect_edition(&doc));
+    let edition = edition.unwrap_or_else(|| crate::knobs::detect_edition(&doc));
     let edits = config::config_edits(&doc, registry, edition)?;
     let new_text = apply_edits(Path::new(&label), &old_text, &edits)?;
     let mut desired = live.clone();
