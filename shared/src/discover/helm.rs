@@ -491,7 +491,7 @@ pub fn discover_charts(root: &Path, opts: &HelmOptions) -> Result<(Discovery, Ve
 type StackRender = (Vec<PathBuf>, Vec<PathBuf>);
 
 /// Which charts are rendered with which values files. KKP's installer reads two kinds of values file
-/// ([`crate::retarget::stacks`]): `deploy usercluster-mla` renders `mla/*` and `iap` with the MLA file
+/// ([`crate::knobs::stacks`]): `deploy usercluster-mla` renders `mla/*` and `iap` with the MLA file
 /// (told by its top-level `mlaSecrets`), everything else reads the main file. Given files of both kinds,
 /// each stack's charts are rendered with its own files (`iap` with both, as both stacks install it);
 /// given files of one kind (or none), every chart is rendered with all of them, in order.
@@ -500,7 +500,7 @@ fn stack_renders(
     charts: &[PathBuf],
     values: &[PathBuf],
 ) -> Result<Vec<StackRender>, HelmError> {
-    use crate::retarget::stacks::{Stack, detect};
+    use crate::knobs::stacks::{Stack, detect};
     let mut main = Vec::new();
     let mut mla = Vec::new();
     for path in values {
