@@ -48,6 +48,14 @@ pub struct RetargetArgs {
     /// would, >1 on error.
     #[arg(long, conflicts_with = "yes")]
     pub diff: bool,
+    /// The registry speaks plain HTTP: the KubermaticConfiguration gets `plainHTTP: true` for the system
+    /// Applications' charts (and the default application catalog's, where configured); KKP v2.30+.
+    #[arg(long, conflicts_with = "insecure_skip_tls_verify")]
+    pub plain_http: bool,
+    /// The registry's TLS certificate is not verified: `insecureSkipTLSVerify: true` beside the chart
+    /// repositories, as for --plain-http.
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
     /// Apply without asking.
     #[arg(short = 'y', long)]
     pub yes: bool,
@@ -227,6 +235,14 @@ fn render_failures(failed: &[(String, String)]) -> String {
 
 impl RetargetArgs {
     /// `--diff` or `--dry-run[=client]`: show, write nothing, exit 0 (no change) or 1 (change).
+    /// How KKP is to reach the registry for charts (--plain-http, --insecure-skip-tls-verify).
+    pub fn connection(&self) -> config::Connection {
+        config::Connection {
+            plain_http: self.plain_http,
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+        }
+    }
+
     pub fn diff_mode(&self) -> bool {
         self.diff || self.dry_run == Some(DryRun::Client)
     }
@@ -293,7 +309,7 @@ pub fn apply_edits(path: &Path, old: &str, edits: &[Intended]) -> Result<String,
     };
     let mut doc = YamlDoc::parse(old).map_err(edit_err)?;
     for e in edits {
-        doc.set(e.doc, &e.path, &e.value).map_err(edit_err)?;
+        doc.set_value(e.doc, &e.path, &e.value).map_err(edit_err)?;
     }
     let new = doc.into_text();
     verify_edits(old, &new, edits).map_err(edit_err)?;
@@ -355,6 +371,16 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             "nothing to retarget: pass --config or --live, --helm-values and/or --charts-path".into(),
         ));
     }
+    if (args.plain_http || args.insecure_skip_tls_verify) && args.config.is_none() && !args.live {
+        let flag = if args.plain_http {
+            "--plain-http"
+        } else {
+            "--insecure-skip-tls-verify"
+        };
+        return Err(RetargetError::Usage(format!(
+            "{flag} is set in the KubermaticConfiguration: pass --config FILE or --live"
+        )));
+    }
     if !args.helm_values.is_empty() && args.charts_path.is_none() {
         return Err(RetargetError::Usage(
             "--helm-values needs --charts-path: the values keys are learned from the charts".into(),
@@ -391,7 +417,7 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             source,
         })?;
         let edition = args.edition.unwrap_or_else(|| crate::knobs::detect_edition(&doc));
-        let edits = config::config_edits(&doc, &registry, edition)?;
+        let edits = config::config_edits(&doc, &registry, edition, args.connection())?;
         let new = apply_edits(path, &old, &edits)?;
         changes.push(FileChange {
             source: path.clone(),
@@ -451,7 +477,7 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
                     format!(
                         "--set {}={}",
                         values::set_key(&e.path),
-                        values::set_value(&e.value)
+                        values::set_value(&e.value.to_string())
                     )
                 })
                 .collect();
@@ -594,7 +620,7 @@ impl LiveSession {
             .map_err(io_err(Path::new("async runtime")))?;
         let cluster = runtime.block_on(crate::kube::connect(&args.kube))?;
         let object = runtime.block_on(live::read(&live::configurations(&cluster), args.name.as_deref()))?;
-        let change = live::compute(object, registry, args.edition)?;
+        let change = live::compute(object, registry, args.edition, args.connection())?;
         Ok(LiveSession {
             runtime,
             cluster,
@@ -612,6 +638,7 @@ impl LiveSession {
             self.change,
             registry,
             args.edition,
+            args.connection(),
             server_dry_run,
             &mut stdout,
             &mut again,

@@ -1124,6 +1124,44 @@ pub enum Scalar {
     Bool(bool),
 }
 
+impl Scalar {
+    /// The value as data.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Scalar::Str(s) => serde_json::Value::String(s.clone()),
+            Scalar::Bool(b) => serde_json::Value::Bool(*b),
+        }
+    }
+}
+
+impl From<&str> for Scalar {
+    fn from(s: &str) -> Scalar {
+        Scalar::Str(s.to_string())
+    }
+}
+
+impl From<String> for Scalar {
+    fn from(s: String) -> Scalar {
+        Scalar::Str(s)
+    }
+}
+
+impl PartialEq<&str> for Scalar {
+    fn eq(&self, other: &&str) -> bool {
+        matches!(self, Scalar::Str(s) if s == other)
+    }
+}
+
+impl std::fmt::Display for Scalar {
+    /// The string, or `true`/`false`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Str(s) => f.write_str(s),
+            Scalar::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
 /// An edit the caller intends: document index, path, new string value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intended {
@@ -1131,8 +1169,19 @@ pub struct Intended {
     pub doc: usize,
     /// Path that is set.
     pub path: YamlPath,
-    /// Its new string value.
-    pub value: String,
+    /// Its new value.
+    pub value: Scalar,
+}
+
+impl Intended {
+    /// An edit that sets a string.
+    pub fn string(doc: usize, path: YamlPath, value: impl Into<String>) -> Intended {
+        Intended {
+            doc,
+            path,
+            value: Scalar::Str(value.into()),
+        }
+    }
 }
 
 /// Parses `old` and `new` as data (serde-saphyr → JSON values), applies `intended` to the old data and
@@ -1175,9 +1224,9 @@ pub fn verify_edits(old: &str, new: &str, intended: &[Intended]) -> Result<(), E
     Ok(())
 }
 
-fn put(v: &mut serde_json::Value, path: &[Seg], value: &str) -> Result<(), String> {
+fn put(v: &mut serde_json::Value, path: &[Seg], value: &Scalar) -> Result<(), String> {
     let Some((first, rest)) = path.split_first() else {
-        *v = serde_json::Value::String(value.to_string());
+        *v = value.to_json();
         return Ok(());
     };
     if v.is_null() {

@@ -211,7 +211,7 @@ fn sentinel_values(edits: &[Intended]) -> Result<String, KnobsError> {
     };
     let mut doc = YamlDoc::parse("").map_err(edit_err)?;
     for e in edits {
-        doc.set(e.doc, &e.path, &e.value).map_err(edit_err)?;
+        doc.set_value(e.doc, &e.path, &e.value).map_err(edit_err)?;
     }
     let text = doc.into_text();
     verify_edits("", &text, edits).map_err(edit_err)?;
@@ -248,7 +248,7 @@ pub fn confirm_by_render(
             }
             KeyKind::GlobalRegistry { .. } => continue,
         };
-        edits.push(Intended { doc: 0, path, value });
+        edits.push(Intended::string(0, path, value));
     }
     let text = sentinel_values(&edits)?;
     let mut tmp = tempfile::NamedTempFile::new().map_err(|source| KnobsError::Io {

@@ -9,7 +9,7 @@ use crate::knobs::config::{
     SYSTEM_APPLICATIONS_HELM_REPOSITORY, find_document, is_under,
 };
 use crate::reference::ImageRef;
-use crate::yamledit::{Intended, YamlDoc, YamlPath};
+use crate::yamledit::{Intended, Scalar, YamlDoc, YamlPath};
 
 use super::RetargetError;
 
@@ -30,7 +30,34 @@ fn has_path(doc: &YamlDoc, index: usize, path: &str) -> Result<bool, RetargetErr
 /// The edits that point a KubermaticConfiguration at `registry`: every repository field set to
 /// `REG/<default path>` (added when missing), the system Applications' chart repository (and the default
 /// application catalog's, where configured) `oci://REG/kubermatic-mirror/helm-charts`, `overwriteRegistry: REG`.
-pub fn config_edits(doc: &YamlDoc, registry: &str, edition: Edition) -> Result<Vec<Intended>, RetargetError> {
+/// How KKP reaches the private registry for Helm charts (`RegistryConnectionConfig`, KKP v2.30+):
+/// `--plain-http` / `--insecure-skip-tls-verify`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Connection {
+    /// `plainHTTP: true`: the registry speaks plain HTTP.
+    pub plain_http: bool,
+    /// `insecureSkipTLSVerify: true`: the registry's certificate is not verified.
+    pub insecure_skip_tls_verify: bool,
+}
+
+/// The chart-pulling configurations that carry a [`Connection`]: the system Applications' always, the
+/// default application catalog's (`spec.userCluster.applications`, read by the EE catalog) where the
+/// configuration has a default application catalog.
+const CONNECTIONS: [&str; 2] = [
+    "spec.userCluster.systemApplications",
+    "spec.userCluster.applications",
+];
+
+/// The edits that point a KubermaticConfiguration at `registry`: every repository field set to
+/// `REG/<default path>` (added when missing), the system Applications' chart repository (and the default
+/// application catalog's, where configured) `oci://REG/kubermatic-mirror/helm-charts` with the
+/// [`Connection`] flags that are set, `overwriteRegistry: REG`.
+pub fn config_edits(
+    doc: &YamlDoc,
+    registry: &str,
+    edition: Edition,
+    connection: Connection,
+) -> Result<Vec<Intended>, RetargetError> {
     let index = find_document(doc).ok_or_else(|| {
         RetargetError::Usage(
             "no KubermaticConfiguration document (kind: KubermaticConfiguration) in the file".into(),
@@ -53,11 +80,7 @@ pub fn config_edits(doc: &YamlDoc, registry: &str, edition: Edition) -> Result<V
             (false, Some(v)) => retarget_repository(v, registry)?,
             (false, None) => continue,
         };
-        edits.push(Intended {
-            doc: index,
-            path,
-            value,
-        });
+        edits.push(Intended::string(index, path, value));
     }
     let charts = format!(
         "oci://{}",
@@ -77,16 +100,30 @@ pub fn config_edits(doc: &YamlDoc, registry: &str, edition: Edition) -> Result<V
         if !wanted || is_under(current.strip_prefix("oci://").unwrap_or(current), registry) {
             continue;
         }
-        edits.push(Intended {
-            doc: index,
-            path,
-            value: charts.clone(),
-        });
+        edits.push(Intended::string(index, path, charts.clone()));
     }
-    edits.push(Intended {
-        doc: index,
-        path: YamlPath::parse(OVERWRITE_REGISTRY).map_err(|e| RetargetError::Usage(e.to_string()))?,
-        value: registry.to_string(),
-    });
+    let catalog_configured = has_path(doc, index, DEFAULT_APPLICATION_CATALOG)?;
+    for (parent, wanted) in CONNECTIONS.into_iter().zip([true, catalog_configured]) {
+        for (key, set) in [
+            ("plainHTTP", connection.plain_http),
+            ("insecureSkipTLSVerify", connection.insecure_skip_tls_verify),
+        ] {
+            let path = YamlPath::parse(&format!("{parent}.{key}"))
+                .map_err(|e| RetargetError::Usage(e.to_string()))?;
+            // Only ever switched on: a flag not given leaves the user's setting alone.
+            if wanted && set && doc.get_bool(index, &path) != Some(true) {
+                edits.push(Intended {
+                    doc: index,
+                    path,
+                    value: Scalar::Bool(true),
+                });
+            }
+        }
+    }
+    edits.push(Intended::string(
+        index,
+        YamlPath::parse(OVERWRITE_REGISTRY).map_err(|e| RetargetError::Usage(e.to_string()))?,
+        registry,
+    ));
     Ok(edits)
 }

@@ -13,9 +13,9 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::kube::{Cluster, KubeError, MAX_ATTEMPTS, Objects, for_display, guarded_merge_patch, object_name};
-use crate::yamledit::{Seg, YamlDoc, YamlPath};
+use crate::yamledit::{Scalar, Seg, YamlDoc, YamlPath};
 
-use super::config;
+use super::config::{self, Connection};
 use super::{RetargetError, apply_edits, mask_secrets};
 use crate::knobs::Edition;
 
@@ -71,7 +71,12 @@ impl LiveChange {
 }
 
 /// Computes the retargeted form of `live` with the same edits as a configuration file gets.
-pub fn compute(live: Value, registry: &str, edition: Option<Edition>) -> Result<LiveChange, RetargetError> {
+pub fn compute(
+    live: Value,
+    registry: &str,
+    edition: Option<Edition>,
+    connection: Connection,
+) -> Result<LiveChange, RetargetError> {
     let name = object_name(&live);
     let namespace = live
         .pointer("/metadata/namespace")
@@ -90,7 +95,7 @@ pub fn compute(live: Value, registry: &str, edition: Option<Edition>) -> Result<
     };
     let doc = YamlDoc::parse(old_text.as_str()).map_err(edit_err)?;
     let edition = edition.unwrap_or_else(|| crate::knobs::detect_edition(&doc));
-    let edits = config::config_edits(&doc, registry, edition)?;
+    let edits = config::config_edits(&doc, registry, edition, connection)?;
     let new_text = apply_edits(Path::new(&label), &old_text, &edits)?;
     let mut desired = live.clone();
     for e in &edits {
@@ -110,7 +115,7 @@ pub fn compute(live: Value, registry: &str, edition: Option<Edition>) -> Result<
 }
 
 /// Sets the string at `path`, creating the mappings on the way.
-fn set_json(obj: &mut Value, path: &YamlPath, value: &str) -> Result<(), String> {
+fn set_json(obj: &mut Value, path: &YamlPath, value: &Scalar) -> Result<(), String> {
     let mut at = obj;
     for (i, seg) in path.0.iter().enumerate() {
         let Seg::Key(key) = seg else {
@@ -124,7 +129,7 @@ fn set_json(obj: &mut Value, path: &YamlPath, value: &str) -> Result<(), String>
         };
         at = map.entry(key.clone()).or_insert(Value::Null);
     }
-    *at = Value::String(value.to_string());
+    *at = value.to_json();
     Ok(())
 }
 
@@ -158,6 +163,7 @@ pub async fn patch(
     mut change: LiveChange,
     registry: &str,
     edition: Option<Edition>,
+    connection: Connection,
     server_dry_run: bool,
     out: &mut dyn Write,
     ask: &mut dyn FnMut() -> Result<bool, RetargetError>,
@@ -199,7 +205,7 @@ pub async fn patch(
             change.namespace, change.name
         );
         let live = objects.get(&change.name).await?;
-        change = compute(live, registry, edition)?;
+        change = compute(live, registry, edition, connection)?;
         out.write_all(change.diff(crate::diff::stdout_wants_color()).as_bytes())
             .and_then(|_| out.flush())
             .map_err(stdout_err)?;
@@ -256,7 +262,7 @@ mod tests {
 
     #[test]
     fn the_live_object_gets_the_file_edits_with_noise_stripped() {
-        let c = compute(kkp("7"), REG, None).unwrap();
+        let c = compute(kkp("7"), REG, None, Connection::default()).unwrap();
         assert!(!c.old_text.contains("managedFields"), "{}", c.old_text);
         assert!(!c.old_text.contains("status"), "{}", c.old_text);
         assert!(!c.old_text.contains("resourceVersion"), "{}", c.old_text);
@@ -269,7 +275,7 @@ mod tests {
             "reg.local:5000/kkp"
         );
         assert_eq!(c.desired["status"], c.live["status"], "status is never patched");
-        let again = compute(c.desired.clone(), REG, None).unwrap();
+        let again = compute(c.desired.clone(), REG, None, Connection::default()).unwrap();
         assert!(!again.changed(), "{}", again.diff(false));
         assert_eq!(guarded_merge_patch(&again.live, &again.desired), None);
     }
@@ -278,7 +284,11 @@ mod tests {
     fn live_diff_snapshot() {
         let mut obj = kkp("7");
         obj["spec"]["auth"] = json!({"serviceAccountKey": "never-on-a-terminal"});
-        insta::assert_snapshot!(compute(obj, REG, None).unwrap().diff(false));
+        insta::assert_snapshot!(
+            compute(obj, REG, None, Connection::default())
+                .unwrap()
+                .diff(false)
+        );
     }
 
     #[tokio::test]
@@ -316,11 +326,18 @@ mod tests {
         });
         let objects = configurations(&cluster);
         let live = read(&objects, None).await.unwrap();
-        let change = compute(live, REG, None).unwrap();
+        let change = compute(live, REG, None, Connection::default()).unwrap();
         let mut out = Vec::new();
-        let got = patch(&objects, change, REG, None, true, &mut out, &mut || {
-            panic!("no question without a conflict")
-        })
+        let got = patch(
+            &objects,
+            change,
+            REG,
+            None,
+            Connection::default(),
+            true,
+            &mut out,
+            &mut || panic!("no question without a conflict"),
+        )
         .await
         .unwrap();
         assert!(got.is_some());
@@ -356,13 +373,22 @@ mod tests {
             assert_eq!(body.unwrap()["metadata"]["resourceVersion"], "12");
         });
         let objects = configurations(&cluster);
-        let change = compute(kkp("7"), REG, None).unwrap();
+        let change = compute(kkp("7"), REG, None, Connection::default()).unwrap();
         let mut out = Vec::new();
         let mut asked = 0;
-        patch(&objects, change, REG, None, false, &mut out, &mut || {
-            asked += 1;
-            Ok(true)
-        })
+        patch(
+            &objects,
+            change,
+            REG,
+            None,
+            Connection::default(),
+            false,
+            &mut out,
+            &mut || {
+                asked += 1;
+                Ok(true)
+            },
+        )
         .await
         .unwrap();
         server.await.unwrap();

@@ -14,7 +14,7 @@ fn fixture(name: &str) -> String {
 
 fn retarget_config_text(text: &str, edition: Edition) -> String {
     let doc = YamlDoc::parse(text).unwrap();
-    let edits = config::config_edits(&doc, REG, edition).unwrap();
+    let edits = config::config_edits(&doc, REG, edition, config::Connection::default()).unwrap();
     apply_edits(Path::new("kubermatic.yaml"), text, &edits).unwrap()
 }
 
@@ -96,6 +96,7 @@ fn config_document_is_found_in_a_stream() {
         &YamlDoc::parse("kind: Seed\n---\nkind: Other\n").unwrap(),
         REG,
         Edition::Ce,
+        config::Connection::default(),
     );
     assert!(matches!(err, Err(RetargetError::Usage(m)) if m.contains("no KubermaticConfiguration")));
 }
@@ -312,6 +313,52 @@ fn system_application_charts_come_from_where_mirror_put_them_and_a_rerun_keeps_t
     assert_eq!(retarget_config_text(&new, Edition::Ce), new);
 }
 
+/// `--plain-http` / `--insecure-skip-tls-verify`: KKP pulls the mirrored charts with those connection
+/// settings (v2.30+ `RegistryConnectionConfig`), written as booleans; the catalog's only where configured.
+#[test]
+fn chart_registry_connection_flags_are_written_as_booleans_and_a_rerun_keeps_them() {
+    let run = |text: &str, connection: config::Connection| {
+        let doc = YamlDoc::parse(text).unwrap();
+        let edits = config::config_edits(&doc, REG, Edition::Ce, connection).unwrap();
+        apply_edits(Path::new("kubermatic.yaml"), text, &edits).unwrap()
+    };
+    let plain = config::Connection {
+        plain_http: true,
+        ..Default::default()
+    };
+    let old = fixture("kubermatic.yaml");
+    let new = run(&old, plain);
+    let data = crate::yamledit::load_data(&new).unwrap();
+    let sys = &data[0]["spec"]["userCluster"]["systemApplications"];
+    assert_eq!(sys["plainHTTP"], serde_json::Value::Bool(true), "{new}");
+    assert!(sys.get("insecureSkipTLSVerify").is_none());
+    // No default application catalog: its connection is not invented.
+    assert!(data[0]["spec"]["userCluster"].get("applications").is_none());
+    assert_eq!(run(&new, plain), new);
+    // Without the flag a rerun leaves the user's setting as it is.
+    assert_eq!(run(&new, config::Connection::default()), new);
+    // Without any flag nothing of the kind is written.
+    assert!(!retarget_config_text(&old, Edition::Ce).contains("plainHTTP"));
+
+    let with_catalog = old.replacen(
+        "spec:\n",
+        "spec:\n  applications:\n    defaultApplicationCatalog:\n      enable: true\n",
+        1,
+    );
+    let tls = config::Connection {
+        insecure_skip_tls_verify: true,
+        ..Default::default()
+    };
+    let new = run(&with_catalog, tls);
+    let doc = YamlDoc::parse(new.as_str()).unwrap();
+    for parent in ["systemApplications", "applications"] {
+        let at = YamlPath::parse(&format!("spec.userCluster.{parent}.insecureSkipTLSVerify")).unwrap();
+        assert_eq!(doc.get_bool(0, &at), Some(true), "{parent}: {new}");
+    }
+    assert!(!new.contains("plainHTTP"));
+    assert_eq!(run(&new, tls), new);
+}
+
 /// Issue 18: `retarget(retarget(x)) == retarget(x)` for every key kind the chart learning knows, every
 /// shape of private registry, and chart defaults or user values of every reference shape; on the values
 /// file and on the `-o set` pairs.
@@ -405,7 +452,7 @@ mod idempotence {
 
     fn pairs(e: &[Intended]) -> Vec<(String, String)> {
         e.iter()
-            .map(|e| (set_key(&e.path), set_value(&e.value)))
+            .map(|e| (set_key(&e.path), set_value(&e.value.to_string())))
             .collect()
     }
 
@@ -434,11 +481,12 @@ mod idempotence {
             let r = reg.trim_end_matches('/');
             for e in &first {
                 let p = e.path.to_string();
+                let v = e.value.to_string();
                 let ok = match p.as_str() {
-                    "split.image.repository" | "imagemap.images.proxy.image" => !e.value.starts_with(r),
-                    "split.image.registry" | "imagemap.images.proxy.registry" => e.value == r,
-                    "global.imageRegistry" => e.value == r || crate::knobs::is_under(&e.value, r),
-                    _ => crate::knobs::is_under(&e.value, r),
+                    "split.image.repository" | "imagemap.images.proxy.image" => !v.starts_with(r),
+                    "split.image.registry" | "imagemap.images.proxy.registry" => v == r,
+                    "global.imageRegistry" => v == r || crate::knobs::is_under(&v, r),
+                    _ => crate::knobs::is_under(&v, r),
                 };
                 prop_assert!(ok, "{} = {} with {}", p, e.value, reg);
             }

@@ -159,7 +159,7 @@ pub fn values_edits(
     }
     Ok(wanted
         .into_iter()
-        .map(|(path, (_, value))| Intended { doc: 0, path, value })
+        .map(|(path, (_, value))| Intended::string(0, path, value))
         .collect())
 }
 
@@ -274,7 +274,7 @@ data:
         let edits = values_edits(&keys, &[], REG).unwrap();
         let got: Vec<(String, String)> = edits
             .iter()
-            .map(|e| (e.path.to_string(), e.value.clone()))
+            .map(|e| (e.path.to_string(), e.value.to_string()))
             .collect();
         assert_eq!(
             got,
@@ -298,7 +298,9 @@ data:
             let text = super::super::apply_edits(Path::new("values.yaml"), "", &first).unwrap();
             let again = values_edits(&keys, &[(PathBuf::from("values.yaml"), text.clone())], reg).unwrap();
             let pairs = |e: &[Intended]| -> Vec<(String, String)> {
-                e.iter().map(|e| (e.path.to_string(), e.value.clone())).collect()
+                e.iter()
+                    .map(|e| (e.path.to_string(), e.value.to_string()))
+                    .collect()
             };
             assert_eq!(pairs(&again), pairs(&first), "rerun with {reg}");
             let text2 = super::super::apply_edits(Path::new("values.yaml"), &text, &again).unwrap();
@@ -382,7 +384,7 @@ data:
         let edits = values_edits(&keys, &[], REG).unwrap();
         let got: Vec<(String, String)> = edits
             .iter()
-            .map(|e| (e.path.to_string(), e.value.clone()))
+            .map(|e| (e.path.to_string(), e.value.to_string()))
             .collect();
         assert_eq!(
             got,

@@ -16,7 +16,7 @@ fn set(text: &str, path: &str, value: &str) -> String {
         &[Intended {
             doc: 0,
             path: p(path),
-            value: value.into(),
+            value: Scalar::Str(value.into()),
         }],
     )
     .unwrap();
@@ -365,7 +365,7 @@ proptest! {
         prop_assert_eq!(d.get_str(0, &path), Some(value.as_str()));
         let again = YamlDoc::parse(d.text().to_string()).unwrap();
         prop_assert_eq!(again.get_str(0, &path), Some(value.as_str()));
-        verify_edits(&doc, d.text(), &[Intended { doc: 0, path: path.clone(), value: value.clone() }])
+        verify_edits(&doc, d.text(), &[Intended { doc: 0, path: path.clone(), value: Scalar::Str(value.clone()) }])
             .map_err(|e| TestCaseError::fail(format!("{e}\n{}", d.text())))?;
         // Every byte outside the edited scalar is kept; an insertion removes nothing.
         let (a, b) = (doc.as_bytes(), d.text().as_bytes());
