@@ -243,6 +243,14 @@ impl RetargetArgs {
         }
     }
 
+    fn live_target<'a>(&self, registry: &'a str) -> live::Target<'a> {
+        live::Target {
+            registry,
+            edition: self.edition,
+            connection: self.connection(),
+        }
+    }
+
     pub fn diff_mode(&self) -> bool {
         self.diff || self.dry_run == Some(DryRun::Client)
     }
@@ -620,7 +628,7 @@ impl LiveSession {
             .map_err(io_err(Path::new("async runtime")))?;
         let cluster = runtime.block_on(crate::kube::connect(&args.kube))?;
         let object = runtime.block_on(live::read(&live::configurations(&cluster), args.name.as_deref()))?;
-        let change = live::compute(object, registry, args.edition, args.connection())?;
+        let change = live::compute(object, &args.live_target(registry))?;
         Ok(LiveSession {
             runtime,
             cluster,
@@ -636,9 +644,7 @@ impl LiveSession {
         self.runtime.block_on(live::patch(
             &objects,
             self.change,
-            registry,
-            args.edition,
-            args.connection(),
+            &args.live_target(registry),
             server_dry_run,
             &mut stdout,
             &mut again,
