@@ -215,3 +215,126 @@ fn include_tests_adds_the_test_hook_image() {
     assert_eq!(all_sources(&plan), expected);
     assert_eq!(origin_charts(&plan, &busybox), ["monitoring/helm-exporter"]);
 }
+
+/// KKP's release layout with both of its values files: `mla/*` (and `iap`) are rendered with the MLA
+/// file, everything else with the main one, as `kubermatic-installer` does — merged, the later file's
+/// `grafana.image` would win for both grafana charts. Each image names the values file it came from.
+#[test]
+fn each_chart_is_rendered_with_its_own_stacks_values_file_and_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let charts = dir.path().join("charts");
+    for (chart, kind) in [
+        ("monitoring/grafana", "Deployment"),
+        ("mla/grafana", "Deployment"),
+        ("iap", "Deployment"),
+    ] {
+        let d = charts.join(chart);
+        std::fs::create_dir_all(d.join("templates")).unwrap();
+        std::fs::write(
+            d.join("Chart.yaml"),
+            "apiVersion: v2\nname: grafana\nversion: 1.0.0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("values.yaml"),
+            "grafana:\n  image:\n    repository: docker.io/grafana/grafana\n    tag: \"12.0\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.join("templates/deploy.yaml"),
+            format!("apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: grafana\nspec:\n  template:\n    spec:\n      containers:\n        - name: grafana\n          image: \"{{{{ .Values.grafana.image.repository }}}}:{{{{ .Values.grafana.image.tag }}}}\"\n"),
+        )
+        .unwrap();
+    }
+    let main = dir.path().join("values.yaml");
+    let mla = dir.path().join("values.mla.yaml");
+    std::fs::write(
+        &main,
+        "grafana:\n  image:\n    repository: docker.io/grafana/grafana-oss\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &mla,
+        "mlaSecrets:\n  minio:\n    enabled: true\ngrafana:\n  image:\n    repository: docker.io/grafana/grafana-mla\n",
+    )
+    .unwrap();
+    let (main_s, mla_s, charts_s) = (path(main.clone()), path(mla.clone()), path(charts.clone()));
+    let args = [
+        "--dry-run",
+        "--offline",
+        "-o",
+        "json",
+        "--charts-path",
+        &charts_s,
+        "--helm-values",
+        &main_s,
+        "--helm-values",
+        &mla_s,
+    ];
+    let out = run("kubectl-kkp-mirror", &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = json_plan(&out);
+    let mut got: Vec<(String, String, Vec<String>)> = Vec::new();
+    for image in plan["images"].as_array().unwrap() {
+        for o in image["origins"].as_array().unwrap() {
+            let values = o["values"].as_array().map_or(Vec::new(), |v| {
+                v.iter()
+                    .map(|f| f.as_str().unwrap().rsplit('/').next().unwrap().to_string())
+                    .collect()
+            });
+            got.push((
+                image["source"].as_str().unwrap().to_string(),
+                o["name"].as_str().unwrap().to_string(),
+                values,
+            ));
+        }
+    }
+    got.sort();
+    let v = |f: &[&str]| f.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        got,
+        vec![
+            (
+                "docker.io/grafana/grafana-mla:12.0".into(),
+                "iap".into(),
+                v(&["values.mla.yaml"])
+            ),
+            (
+                "docker.io/grafana/grafana-mla:12.0".into(),
+                "mla/grafana".into(),
+                v(&["values.mla.yaml"])
+            ),
+            (
+                "docker.io/grafana/grafana-oss:12.0".into(),
+                "iap".into(),
+                v(&["values.yaml"])
+            ),
+            (
+                "docker.io/grafana/grafana-oss:12.0".into(),
+                "monitoring/grafana".into(),
+                v(&["values.yaml"])
+            ),
+        ]
+    );
+    // The table names the file beside the chart.
+    let out = run(
+        "kubectl-kkp-mirror",
+        &[&args[..2], &["-o", "table"], &args[4..]].concat(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("mla/grafana (values.mla.yaml)") && table.contains("monitoring/grafana (values.yaml)"),
+        "{table}"
+    );
+    // One kind of file only: every chart reads it, as before.
+    let out = run("kubectl-kkp-mirror", &args[..8]);
+    let plan = json_plan(&out);
+    let sources: Vec<&str> = plan["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["docker.io/grafana/grafana-oss:12.0"]);
+}

@@ -873,11 +873,16 @@ fn helm_chart_artefacts_are_copied_like_images() {
             &dst.host,
             "--config",
             config.to_str().unwrap(),
+            "--plain-http",
             "--yes",
         ],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(&config).unwrap();
+    // The test registry speaks plain HTTP: KKP is told so, and helm below connects as KKP would.
+    let data = kkp_shared::yamledit::load_data(&text).unwrap().remove(0);
+    let plain_http = data["spec"]["userCluster"]["systemApplications"]["plainHTTP"] == Value::Bool(true);
+    assert!(plain_http, "{text}");
     let repo_line = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("helmRepository: "))
@@ -890,7 +895,8 @@ fn helm_chart_artefacts_are_copied_like_images() {
     let env = |k: &str| home.join(k).to_str().unwrap().to_string();
     let pulled = std::process::Command::new("helm")
         .args(["pull", &format!("{repo_line}/cilium"), "--version", "1.19.4"])
-        .args(["--plain-http", "--destination", work.path().to_str().unwrap()])
+        .args(plain_http.then_some("--plain-http"))
+        .args(["--destination", work.path().to_str().unwrap()])
         .env("HELM_CACHE_HOME", env("cache"))
         .env("HELM_CONFIG_HOME", env("config"))
         .env("HELM_DATA_HOME", env("data"))

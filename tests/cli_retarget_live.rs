@@ -381,3 +381,38 @@ fn live_with_helm_values_patches_the_object_and_edits_the_values_file() {
     let out = env.run(&[&args[..], &["--diff"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
 }
+
+/// `--plain-http` reaches the live object as a JSON boolean (KKP's `plainHTTP bool`), the diff shows it,
+/// and a rerun has nothing to do. Without `--config`/`--live` the flag is a usage error.
+#[test]
+fn live_plain_http_is_patched_as_a_boolean_and_a_rerun_is_a_no_op() {
+    let env = Env::new();
+    let diff = env.run(&["--live", "--plain-http", "--diff"]);
+    assert_eq!(diff.status.code(), Some(1), "{}", stderr(&diff));
+    assert!(
+        stdout(&diff).contains("+      plainHTTP: true"),
+        "{}",
+        stdout(&diff)
+    );
+    let out = env.run(&["--live", "--plain-http", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after = env.stored();
+    assert_retargeted(&after);
+    let sys = &after["spec"]["userCluster"]["systemApplications"];
+    assert_eq!(sys["plainHTTP"], Value::Bool(true), "{after}");
+    assert_eq!(
+        sys["helmRepository"],
+        format!("oci://{REG}/kubermatic-mirror/helm-charts")
+    );
+    let again = env.run(&["--live", "--plain-http", "--diff"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stdout(&again));
+    assert_eq!(env.writes(), 1);
+
+    let out = env.run(&["--plain-http", "--charts-path", "/nonexistent", "-o", "set"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--plain-http is set in the KubermaticConfiguration"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -13,6 +13,7 @@ pub mod diff;
 pub mod discover;
 pub mod gotmpl;
 pub mod interrupt;
+pub mod knobs;
 pub mod kube;
 pub mod mirror;
 pub mod output;

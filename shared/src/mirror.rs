@@ -215,6 +215,7 @@ pub fn read_image_list(path: &Path) -> Result<Vec<Finding>, MirrorError> {
                     object: None,
                     field: Some(format!("line {}", i + 1)),
                     template: None,
+                    values: Vec::new(),
                 },
             })
         })
@@ -622,8 +623,7 @@ fn warn_retargeted_values(values: &[PathBuf], images: &[Finding], registry: Opti
         return;
     };
     let below = |image: &str| {
-        crate::reference::ImageRef::parse(image)
-            .is_ok_and(|r| crate::retarget::config::is_under(&r.name(), registry))
+        crate::reference::ImageRef::parse(image).is_ok_and(|r| crate::knobs::is_under(&r.name(), registry))
     };
     if !images.iter().any(|f| below(&f.image)) {
         return;

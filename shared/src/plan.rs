@@ -87,6 +87,20 @@ fn ser_opt_display<S: serde::Serializer, T: std::fmt::Display>(
     }
 }
 
+/// The FROM column: the source's name, and for a chart the values files it was rendered with
+/// (`monitoring/grafana (values.yaml)`), so that each image can be traced to the file that moves it.
+fn from(origin: &Origin) -> String {
+    if origin.values.is_empty() {
+        return origin.name.clone();
+    }
+    let files: Vec<&str> = origin
+        .values
+        .iter()
+        .map(|v| v.rsplit('/').next().unwrap_or(v))
+        .collect();
+    format!("{} ({})", origin.name, files.join("+"))
+}
+
 fn describe(origin: &Origin) -> String {
     let mut s = format!("{:?} {}", origin.source, origin.name).to_lowercase();
     s = s.replacen(&origin.name.to_lowercase(), &origin.name, 1);
@@ -98,6 +112,9 @@ fn describe(origin: &Origin) -> String {
     }
     if let Some(f) = &origin.field {
         s.push_str(&format!(" {f}"));
+    }
+    if !origin.values.is_empty() {
+        s.push_str(&format!(" with values {}", origin.values.join(", ")));
     }
     s
 }
@@ -183,7 +200,7 @@ impl Plan {
                     .images
                     .iter()
                     .map(|e| {
-                        let why = e.origins.iter().map(|o| o.name.as_str()).collect::<BTreeSet<_>>();
+                        let why = e.origins.iter().map(from).collect::<BTreeSet<_>>();
                         vec![
                             e.source.to_string(),
                             e.target

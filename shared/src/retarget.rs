@@ -1,15 +1,15 @@
 //! `kubectl kkp retarget`: point a KubermaticConfiguration and Helm values files at the private registry,
 //! in place, keeping comments and layout, and prove with a real render that no image is left behind.
 //!
-//! Puts the steps together: compute edits ([`config`], [`values`]), splice them ([`crate::yamledit`]),
-//! show a unified diff, confirm, write atomically, check renders for leaks ([`leak`]); with `--live` the
+//! Puts the steps together: compute edits ([`config`], [`values`]) for the knobs [`crate::knobs`] knows
+//! (chart keys, configuration fields, stacks), splice them ([`crate::yamledit`]), show a unified diff,
+//! confirm, write atomically, check renders for leaks ([`leak`]); with `--live` the
 //! KubermaticConfiguration is the object in the cluster ([`live`]). Knows nothing of registries on the
 //! wire.
 
 pub mod config;
 pub mod leak;
 pub mod live;
-pub mod stacks;
 pub mod values;
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -21,7 +21,8 @@ use crate::cli::{DryRun, KubeArgs};
 use crate::kube::KubeError;
 use crate::yamledit::{EditError, Intended, YamlDoc, verify_edits};
 
-pub use config::Edition;
+pub use crate::knobs::Edition;
+use crate::knobs::{KnobsError, Stack};
 
 /// Flags of `kubectl kkp retarget`.
 #[derive(Debug, Clone, Default, Args)]
@@ -42,11 +43,19 @@ pub struct RetargetArgs {
     /// given values file (main: all but `mla/`; usercluster-mla: `mla/*` and `iap`, for KKP's MLA values
     /// file, told by its `mlaSecrets`), or all [default: from the values file].
     #[arg(long, value_enum, value_name = "STACK", requires = "charts_path")]
-    pub stack: Option<stacks::Stack>,
+    pub stack: Option<Stack>,
     /// Print what would change and write nothing; exit 0 when nothing would change, 1 when something
     /// would, >1 on error.
     #[arg(long, conflicts_with = "yes")]
     pub diff: bool,
+    /// The registry speaks plain HTTP: the KubermaticConfiguration gets `plainHTTP: true` for the system
+    /// Applications' charts (and the default application catalog's, where configured); KKP v2.30+.
+    #[arg(long, conflicts_with = "insecure_skip_tls_verify")]
+    pub plain_http: bool,
+    /// The registry's TLS certificate is not verified: `insecureSkipTLSVerify: true` beside the chart
+    /// repositories, as for --plain-http.
+    #[arg(long)]
+    pub insecure_skip_tls_verify: bool,
     /// Apply without asking.
     #[arg(short = 'y', long)]
     pub yes: bool,
@@ -204,7 +213,7 @@ pub enum RetargetError {
         /// The registry.
         registry: String,
         /// Every leak.
-        leaks: Vec<leak::Leak>,
+        leaks: Vec<crate::knobs::Leak>,
     },
 }
 
@@ -226,6 +235,22 @@ fn render_failures(failed: &[(String, String)]) -> String {
 
 impl RetargetArgs {
     /// `--diff` or `--dry-run[=client]`: show, write nothing, exit 0 (no change) or 1 (change).
+    /// How KKP is to reach the registry for charts (--plain-http, --insecure-skip-tls-verify).
+    pub fn connection(&self) -> config::Connection {
+        config::Connection {
+            plain_http: self.plain_http,
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+        }
+    }
+
+    fn live_target<'a>(&self, registry: &'a str) -> live::Target<'a> {
+        live::Target {
+            registry,
+            edition: self.edition,
+            connection: self.connection(),
+        }
+    }
+
     pub fn diff_mode(&self) -> bool {
         self.diff || self.dry_run == Some(DryRun::Client)
     }
@@ -238,6 +263,19 @@ impl RetargetError {
             _ if diff_mode => 2,
             RetargetError::Usage(_) | RetargetError::NotATerminal => 2,
             _ => 1,
+        }
+    }
+}
+
+impl From<KnobsError> for RetargetError {
+    /// The knowledge errors keep the variant (and so the message and exit code) retarget had for them.
+    fn from(e: KnobsError) -> Self {
+        match e {
+            KnobsError::Usage(m) => RetargetError::Usage(m),
+            KnobsError::Io { path, source } => RetargetError::Io { path, source },
+            KnobsError::Edit { path, source } => RetargetError::Edit { path, source },
+            KnobsError::Chart { chart, message } => RetargetError::Chart { chart, message },
+            KnobsError::Helm(e) => RetargetError::Values(e),
         }
     }
 }
@@ -279,7 +317,7 @@ pub fn apply_edits(path: &Path, old: &str, edits: &[Intended]) -> Result<String,
     };
     let mut doc = YamlDoc::parse(old).map_err(edit_err)?;
     for e in edits {
-        doc.set(e.doc, &e.path, &e.value).map_err(edit_err)?;
+        doc.set_value(e.doc, &e.path, &e.value).map_err(edit_err)?;
     }
     let new = doc.into_text();
     verify_edits(old, &new, edits).map_err(edit_err)?;
@@ -341,6 +379,16 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             "nothing to retarget: pass --config or --live, --helm-values and/or --charts-path".into(),
         ));
     }
+    if (args.plain_http || args.insecure_skip_tls_verify) && args.config.is_none() && !args.live {
+        let flag = if args.plain_http {
+            "--plain-http"
+        } else {
+            "--insecure-skip-tls-verify"
+        };
+        return Err(RetargetError::Usage(format!(
+            "{flag} is set in the KubermaticConfiguration: pass --config FILE or --live"
+        )));
+    }
     if !args.helm_values.is_empty() && args.charts_path.is_none() {
         return Err(RetargetError::Usage(
             "--helm-values needs --charts-path: the values keys are learned from the charts".into(),
@@ -376,8 +424,8 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             path: path.clone(),
             source,
         })?;
-        let edition = args.edition.unwrap_or_else(|| config::detect_edition(&doc));
-        let edits = config::config_edits(&doc, &registry, edition)?;
+        let edition = args.edition.unwrap_or_else(|| crate::knobs::detect_edition(&doc));
+        let edits = config::config_edits(&doc, &registry, edition, args.connection())?;
         let new = apply_edits(path, &old, &edits)?;
         changes.push(FileChange {
             source: path.clone(),
@@ -406,9 +454,9 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
             .collect::<Result<_, _>>()?;
         let stack = match args.stack {
             Some(s) => s,
-            None => stacks::detect(&user)?,
+            None => crate::knobs::stacks::detect(&user)?,
         };
-        let (dirs, left_out) = stacks::select(charts, stack)?;
+        let (dirs, left_out) = crate::knobs::stacks::select(charts, stack)?;
         if !left_out.is_empty() {
             tracing::warn!(
                 "left out {} chart(s) that KKP installs with another values file than the {} stack's \
@@ -418,7 +466,7 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
                 left_out.join(", ")
             );
         }
-        let keys = values::learn_charts_in(
+        let keys = crate::knobs::learn_charts_in(
             charts,
             &dirs,
             &args.helm_values,
@@ -437,7 +485,7 @@ pub fn run(args: &RetargetArgs) -> Result<u8, RetargetError> {
                     format!(
                         "--set {}={}",
                         values::set_key(&e.path),
-                        values::set_value(&e.value)
+                        values::set_value(&e.value.to_string())
                     )
                 })
                 .collect();
@@ -580,7 +628,7 @@ impl LiveSession {
             .map_err(io_err(Path::new("async runtime")))?;
         let cluster = runtime.block_on(crate::kube::connect(&args.kube))?;
         let object = runtime.block_on(live::read(&live::configurations(&cluster), args.name.as_deref()))?;
-        let change = live::compute(object, registry, args.edition)?;
+        let change = live::compute(object, &args.live_target(registry))?;
         Ok(LiveSession {
             runtime,
             cluster,
@@ -596,8 +644,7 @@ impl LiveSession {
         self.runtime.block_on(live::patch(
             &objects,
             self.change,
-            registry,
-            args.edition,
+            &args.live_target(registry),
             server_dry_run,
             &mut stdout,
             &mut again,

@@ -418,10 +418,100 @@ impl YamlDoc {
         }
     }
 
+    /// Sets `path` to `value`: a string as [`YamlDoc::set`], a boolean as a plain `true`/`false` (a quoted
+    /// `"true"` is a string to YAML and becomes the plain boolean). Returns whether the text changed.
+    pub fn set_value(&mut self, doc: usize, path: &YamlPath, value: &Scalar) -> Result<bool, EditError> {
+        let b = match value {
+            Scalar::Str(s) => return self.set(doc, path, s),
+            Scalar::Bool(b) => *b,
+        };
+        let rendered = if b { "true" } else { "false" };
+        match self.lookup(doc, path)? {
+            Lookup::Found(_) if self.get_bool(doc, path) == Some(b) => Ok(false),
+            Lookup::Found(_) => {
+                self.replace_scalar(doc, path, |v| match v.style {
+                    ScalarStyle::Literal | ScalarStyle::Folded => Err(EditError::BlockScalar {
+                        path: path.to_string(),
+                        line: v.line,
+                    }),
+                    _ => Ok(Some(rendered.to_string())),
+                })?;
+                self.check_bool(doc, path, b).map(|_| true)
+            }
+            Lookup::Missing { .. } => {
+                self.insert_rendered(doc, path, rendered)?;
+                self.check_bool(doc, path, b).map(|_| true)
+            }
+        }
+    }
+
+    /// The boolean at `path`: a plain, untagged `true`/`false` (YAML 1.2 core schema spellings).
+    pub fn get_bool(&self, doc: usize, path: &YamlPath) -> Option<bool> {
+        match self.lookup(doc, path).ok()? {
+            Lookup::Found(Node {
+                kind:
+                    Kind::Scalar {
+                        value,
+                        style: ScalarStyle::Plain,
+                        tagged: false,
+                    },
+                ..
+            }) => match value.as_str() {
+                "true" | "True" | "TRUE" => Some(true),
+                "false" | "False" | "FALSE" => Some(false),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn check_bool(&self, doc: usize, path: &YamlPath, b: bool) -> Result<(), EditError> {
+        match self.get_bool(doc, path) {
+            Some(v) if v == b => Ok(()),
+            other => Err(EditError::Verify(format!(
+                "{path} reads back as {other:?} after the edit, not {b}"
+            ))),
+        }
+    }
+
     /// Replaces the bytes of the existing scalar at `path` with `value`, keeping its quoting style (a plain
     /// scalar that would no longer read back as this string becomes double-quoted). Returns whether the
     /// text changed.
     pub fn set_scalar(&mut self, doc: usize, path: &YamlPath, value: &str) -> Result<bool, EditError> {
+        let changed = self.replace_scalar(doc, path, |v| {
+            if !v.null && v.old == value {
+                return Ok(None);
+            }
+            let rendered = match v.style {
+                ScalarStyle::Plain if plain_safe(value) => value.to_string(),
+                ScalarStyle::Plain | ScalarStyle::DoubleQuoted => double_quote(value),
+                ScalarStyle::SingleQuoted if value.chars().all(|c| c != '\t' && printable(c)) => {
+                    format!("'{}'", value.replace('\'', "''"))
+                }
+                ScalarStyle::SingleQuoted => double_quote(value),
+                ScalarStyle::Literal | ScalarStyle::Folded => {
+                    return Err(EditError::BlockScalar {
+                        path: path.to_string(),
+                        line: v.line,
+                    });
+                }
+            };
+            Ok(Some(rendered))
+        })?;
+        if changed {
+            self.check_value(doc, path, value)?;
+        }
+        Ok(changed)
+    }
+
+    /// Splices the text `render` gives (None: leave as it is) over the existing scalar at `path`, refusing
+    /// anchored scalars (their aliases would change too). Returns whether the text changed.
+    fn replace_scalar(
+        &mut self,
+        doc: usize,
+        path: &YamlPath,
+        render: impl FnOnce(&ScalarView<'_>) -> Result<Option<String>, EditError>,
+    ) -> Result<bool, EditError> {
         let node = match self.lookup(doc, path)? {
             Lookup::Found(n) => n.clone(),
             Lookup::Missing { .. } => {
@@ -448,22 +538,14 @@ impl YamlDoc {
                 line,
             });
         }
-        if !node.is_null() && old == value {
+        let view = ScalarView {
+            old,
+            style: *style,
+            null: node.is_null(),
+            line,
+        };
+        let Some(rendered) = render(&view)? else {
             return Ok(false);
-        }
-        let rendered = match style {
-            ScalarStyle::Plain if plain_safe(value) => value.to_string(),
-            ScalarStyle::Plain | ScalarStyle::DoubleQuoted => double_quote(value),
-            ScalarStyle::SingleQuoted if value.chars().all(|c| c != '\t' && printable(c)) => {
-                format!("'{}'", value.replace('\'', "''"))
-            }
-            ScalarStyle::SingleQuoted => double_quote(value),
-            ScalarStyle::Literal | ScalarStyle::Folded => {
-                return Err(EditError::BlockScalar {
-                    path: path.to_string(),
-                    line,
-                });
-            }
         };
         let (range, rendered) = if node.span.is_empty() {
             // An empty value (`key:`): the parser puts its span at the end of the key, before the colon.
@@ -482,7 +564,6 @@ impl YamlDoc {
             (node.span.clone(), rendered)
         };
         self.splice(range, &rendered)?;
-        self.check_value(doc, path, value)?;
         Ok(true)
     }
 
@@ -490,6 +571,12 @@ impl YamlDoc {
     /// existing block mapping, indented like its keys, parents created as needed. An existing null value
     /// (`key:` / `key: ~`) on the way becomes a mapping. Refuses flow-style parents and aliases.
     pub fn insert_path(&mut self, doc: usize, path: &YamlPath, value: &str) -> Result<(), EditError> {
+        self.insert_rendered(doc, path, &render_new(value))?;
+        self.check_value(doc, path, value)
+    }
+
+    /// [`YamlDoc::insert_path`] with the value's text already rendered; the caller checks the read-back.
+    fn insert_rendered(&mut self, doc: usize, path: &YamlPath, rendered: &str) -> Result<(), EditError> {
         let (parent_path, parent, rest) = match self.lookup(doc, path)? {
             Lookup::Found(_) => {
                 return Err(EditError::InvalidPath {
@@ -589,7 +676,7 @@ impl YamlDoc {
             block.push(':');
             if i + 1 == keys.len() {
                 block.push(' ');
-                block.push_str(&render_new(value));
+                block.push_str(rendered);
             }
             block.push_str(eol);
         }
@@ -600,7 +687,7 @@ impl YamlDoc {
             text.replace_range(cut, "");
         }
         *self = YamlDoc::parse(text)?;
-        self.check_value(doc, path, value)
+        Ok(())
     }
 
     fn check_value(&self, doc: usize, path: &YamlPath, value: &str) -> Result<(), EditError> {
@@ -1020,6 +1107,61 @@ pub fn data_error_message(e: &serde_saphyr::Error) -> String {
     line.trim_end_matches(['.', ' ']).to_string()
 }
 
+/// What a scalar edit sees of the scalar it replaces.
+struct ScalarView<'a> {
+    old: &'a str,
+    style: ScalarStyle,
+    null: bool,
+    line: usize,
+}
+
+/// The value an edit writes: a string, or a boolean written as a plain `true`/`false`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scalar {
+    /// A string (quoted when it would not read back as this string).
+    Str(String),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl Scalar {
+    /// The value as data.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Scalar::Str(s) => serde_json::Value::String(s.clone()),
+            Scalar::Bool(b) => serde_json::Value::Bool(*b),
+        }
+    }
+}
+
+impl From<&str> for Scalar {
+    fn from(s: &str) -> Scalar {
+        Scalar::Str(s.to_string())
+    }
+}
+
+impl From<String> for Scalar {
+    fn from(s: String) -> Scalar {
+        Scalar::Str(s)
+    }
+}
+
+impl PartialEq<&str> for Scalar {
+    fn eq(&self, other: &&str) -> bool {
+        matches!(self, Scalar::Str(s) if s == other)
+    }
+}
+
+impl std::fmt::Display for Scalar {
+    /// The string, or `true`/`false`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Scalar::Str(s) => f.write_str(s),
+            Scalar::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
 /// An edit the caller intends: document index, path, new string value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Intended {
@@ -1027,8 +1169,19 @@ pub struct Intended {
     pub doc: usize,
     /// Path that is set.
     pub path: YamlPath,
-    /// Its new string value.
-    pub value: String,
+    /// Its new value.
+    pub value: Scalar,
+}
+
+impl Intended {
+    /// An edit that sets a string.
+    pub fn string(doc: usize, path: YamlPath, value: impl Into<String>) -> Intended {
+        Intended {
+            doc,
+            path,
+            value: Scalar::Str(value.into()),
+        }
+    }
 }
 
 /// Parses `old` and `new` as data (serde-saphyr → JSON values), applies `intended` to the old data and
@@ -1071,9 +1224,9 @@ pub fn verify_edits(old: &str, new: &str, intended: &[Intended]) -> Result<(), E
     Ok(())
 }
 
-fn put(v: &mut serde_json::Value, path: &[Seg], value: &str) -> Result<(), String> {
+fn put(v: &mut serde_json::Value, path: &[Seg], value: &Scalar) -> Result<(), String> {
     let Some((first, rest)) = path.split_first() else {
-        *v = serde_json::Value::String(value.to_string());
+        *v = value.to_json();
         return Ok(());
     };
     if v.is_null() {

@@ -448,30 +448,78 @@ pub fn discover_charts(root: &Path, opts: &HelmOptions) -> Result<(Discovery, Ve
     }
     let helm = Helm::locate(opts.binary.as_deref())?;
     tracing::info!(charts = charts.len(), helm = %helm.binary().display(), jobs = opts.jobs, "rendering charts");
-    let rendered = render_all(&helm, root, &charts, opts);
-    if rendered.iter().all(|(_, r)| r.is_err()) {
+    let mut all_failed = true;
+    for (values, charts) in stack_renders(root, &charts, &opts.values)? {
+        let opts = HelmOptions {
+            values: values.clone(),
+            ..opts.clone()
+        };
+        let given: Vec<String> = values.iter().map(|v| v.display().to_string()).collect();
+        for (name, rendered) in render_all(&helm, root, &charts, &opts) {
+            let text = match rendered {
+                Ok(text) => text,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            all_failed = false;
+            let ctx = ScanContext {
+                source: SourceKind::Chart,
+                name: name.clone(),
+                include_tests: opts.include_tests,
+            };
+            match scan_stream(&text, &ctx) {
+                Ok(mut found) => {
+                    for f in found.images.iter_mut().chain(found.candidates.iter_mut()) {
+                        f.origin.values.clone_from(&given);
+                    }
+                    discovery.extend(found)
+                }
+                Err(source) => errors.push(HelmError::Scan { chart: name, source }),
+            }
+        }
+    }
+    if all_failed {
         // Nothing rendered: if the binary is not a working helm, say that once instead of per chart.
         helm.version()?;
     }
-    for (name, rendered) in rendered {
-        let text = match rendered {
-            Ok(text) => text,
-            Err(e) => {
-                errors.push(e);
-                continue;
-            }
-        };
-        let ctx = ScanContext {
-            source: SourceKind::Chart,
-            name: name.clone(),
-            include_tests: opts.include_tests,
-        };
-        match scan_stream(&text, &ctx) {
-            Ok(found) => discovery.extend(found),
-            Err(source) => errors.push(HelmError::Scan { chart: name, source }),
+    Ok((discovery, errors))
+}
+
+/// Values files (in order) and the charts rendered with them.
+type StackRender = (Vec<PathBuf>, Vec<PathBuf>);
+
+/// Which charts are rendered with which values files. KKP's installer reads two kinds of values file
+/// ([`crate::knobs::stacks`]): `deploy usercluster-mla` renders `mla/*` and `iap` with the MLA file
+/// (told by its top-level `mlaSecrets`), everything else reads the main file. Given files of both kinds,
+/// each stack's charts are rendered with its own files (`iap` with both, as both stacks install it);
+/// given files of one kind (or none), every chart is rendered with all of them, in order.
+fn stack_renders(root: &Path, charts: &[PathBuf], values: &[PathBuf]) -> Result<Vec<StackRender>, HelmError> {
+    use crate::knobs::stacks::{Stack, detect};
+    let mut main = Vec::new();
+    let mut mla = Vec::new();
+    for path in values {
+        let text = std::fs::read_to_string(path).map_err(|e| HelmError::Values {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        match detect(&[(path.clone(), text)]) {
+            Ok(Stack::UserclusterMla) => mla.push(path.clone()),
+            _ => main.push(path.clone()),
         }
     }
-    Ok((discovery, errors))
+    if main.is_empty() || mla.is_empty() {
+        return Ok(vec![(values.to_vec(), charts.to_vec())]);
+    }
+    let of = |stack: Stack| -> Vec<PathBuf> {
+        charts
+            .iter()
+            .filter(|c| *c == root || stack.has(&chart_name(root, c)))
+            .cloned()
+            .collect()
+    };
+    Ok(vec![(main, of(Stack::Main)), (mla, of(Stack::UserclusterMla))])
 }
 
 /// `--helm-binary helm4` or `/usr/bin/helm`: a bare name is looked up on PATH, a path must exist.

@@ -426,6 +426,7 @@ impl Scope<'_> {
                 object: Some(object),
                 field: None,
                 template: self.template.map(str::to_string),
+                values: Vec::new(),
             },
             out,
         };
@@ -1327,6 +1328,7 @@ mod tests {
                 object: Some("Deployment/kubermatic-operator".to_string()),
                 field: Some("spec.template.spec.containers[operator].image".to_string()),
                 template: Some("kubermatic-operator/templates/deployment.yaml".to_string()),
+                values: Vec::new(),
             },
         };
         assert!(d.images.contains(&want), "{:#?}", d.images);
@@ -1345,6 +1347,7 @@ mod tests {
                 field: Some("spec.volumes[models].image.reference".to_string()),
                 // No `# Source:` comment: no template.
                 template: None,
+                values: Vec::new(),
             },
         };
         assert!(d.images.contains(&want), "{:#?}", d.images);

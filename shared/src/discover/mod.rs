@@ -45,6 +45,9 @@ pub struct Origin {
     /// Template file the object was rendered from (`templates/deployment.yaml`), when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// The `--helm-values` files a chart was rendered with (as given), in order; empty elsewhere.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
 }
 
 /// One image found in one place.

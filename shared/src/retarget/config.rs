@@ -1,135 +1,17 @@
-//! The KubermaticConfiguration side of `retarget`: which fields name image repositories, their defaults,
-//! and the edits that point them at the private registry.
+//! The KubermaticConfiguration edits of `retarget`: point every repository field [`crate::knobs::config`]
+//! knows at the private registry.
 //!
-//! Knows KKP's field names and default repositories; knows nothing of files, diffs or Helm.
+//! The field table and KKP's defaults are knowledge shared with `audit` and live in `knobs`; this file
+//! holds only the rule that rewrites them. Knows nothing of files, diffs or Helm.
 
+use crate::knobs::config::{
+    DEFAULT_APPLICATION_CATALOG, Edition, OVERWRITE_REGISTRY, REPOSITORY_FIELDS, SYSTEM_APPLICATIONS_CHARTS,
+    SYSTEM_APPLICATIONS_HELM_REPOSITORY, find_document, is_under,
+};
 use crate::reference::ImageRef;
-use crate::yamledit::{Intended, YamlDoc, YamlPath};
+use crate::yamledit::{Intended, Scalar, YamlDoc, YamlPath};
 
 use super::RetargetError;
-
-/// Which KKP edition's default repositories are used (`dashboard` vs `dashboard-ee` …).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Edition {
-    /// Community edition.
-    #[default]
-    Ce,
-    /// Enterprise edition.
-    Ee,
-}
-
-/// A KubermaticConfiguration field holding an image repository (no tag), with its KKP default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RepositoryField {
-    /// Dotted path below the object root.
-    pub path: &'static str,
-    /// Default repository (community edition).
-    pub ce: &'static str,
-    /// Default repository (enterprise edition).
-    pub ee: &'static str,
-    /// Set even when the user's file does not have it (false: only rewritten when present and non-empty,
-    /// for fields that are empty by default and covered by `overwriteRegistry`).
-    pub always: bool,
-}
-
-const KKP: &str = "quay.io/kubermatic/kubermatic";
-const KKP_EE: &str = "quay.io/kubermatic/kubermatic-ee";
-const DASHBOARD: &str = "quay.io/kubermatic/dashboard";
-const DASHBOARD_EE: &str = "quay.io/kubermatic/dashboard-ee";
-
-const fn always(path: &'static str, ce: &'static str, ee: &'static str) -> RepositoryField {
-    RepositoryField {
-        path,
-        ce,
-        ee,
-        always: true,
-    }
-}
-
-const fn if_set(path: &'static str, ce: &'static str) -> RepositoryField {
-    RepositoryField {
-        path,
-        ce,
-        ee: ce,
-        always: false,
-    }
-}
-
-/// Every repository field of `kubermatic.k8c.io/v1` KubermaticConfiguration with its default
-/// (KKP `pkg/defaulting/configuration.go`, `images_ce.go`/`images_ee.go`).
-pub const REPOSITORY_FIELDS: &[RepositoryField] = &[
-    always("spec.api.dockerRepository", DASHBOARD, DASHBOARD_EE),
-    always("spec.ui.dockerRepository", DASHBOARD, DASHBOARD_EE),
-    always("spec.masterController.dockerRepository", KKP, KKP_EE),
-    always("spec.seedController.dockerRepository", KKP, KKP_EE),
-    always("spec.webhook.dockerRepository", KKP, KKP_EE),
-    always("spec.userCluster.kubermaticDockerRepository", KKP, KKP_EE),
-    always(
-        "spec.userCluster.dnatControllerDockerRepository",
-        "quay.io/kubermatic/kubeletdnat-controller",
-        "quay.io/kubermatic/kubeletdnat-controller",
-    ),
-    always(
-        "spec.userCluster.etcdLauncherDockerRepository",
-        "quay.io/kubermatic/etcd-launcher",
-        "quay.io/kubermatic/etcd-launcher",
-    ),
-    always(
-        "spec.userCluster.addons.dockerRepository",
-        "quay.io/kubermatic/addons",
-        "quay.io/kubermatic/addons",
-    ),
-    always(
-        "spec.verticalPodAutoscaler.recommender.dockerRepository",
-        "registry.k8s.io/autoscaling/vpa-recommender",
-        "registry.k8s.io/autoscaling/vpa-recommender",
-    ),
-    always(
-        "spec.verticalPodAutoscaler.updater.dockerRepository",
-        "registry.k8s.io/autoscaling/vpa-updater",
-        "registry.k8s.io/autoscaling/vpa-updater",
-    ),
-    always(
-        "spec.verticalPodAutoscaler.admissionController.dockerRepository",
-        "registry.k8s.io/autoscaling/vpa-admission-controller",
-        "registry.k8s.io/autoscaling/vpa-admission-controller",
-    ),
-    // Empty by default (KKP then uses its built-in image, rewritten by overwriteRegistry); an explicit
-    // value is a source the user chose, so it is retargeted keeping its path.
-    if_set(
-        "spec.userCluster.machineController.imageRepository",
-        "quay.io/kubermatic/machine-controller",
-    ),
-    if_set(
-        "spec.userCluster.operatingSystemManager.imageRepository",
-        "quay.io/kubermatic/operating-system-manager",
-    ),
-    if_set(
-        "spec.userCluster.kubelb.imageRepository",
-        "quay.io/kubermatic/kubelb-ccm-ee",
-    ),
-    // Only in KKP releases that have the catalog manager; not added to files that do not mention it.
-    if_set(
-        "spec.applications.catalogManager.image.repository",
-        "quay.io/kubermatic/application-catalog-manager",
-    ),
-];
-
-/// Where KKP's system Applications (Cilium, the cluster autoscaler) and the default application catalog
-/// take their Helm charts from: KKP v2.31.0 `pkg/applicationdefinitions/system-applications/*.yaml` name
-/// `oci://quay.io/kubermatic-mirror/helm-charts`, and `application_catalog.go` replaces that URL with
-/// `helmRepository` when set. `mirror` copies those charts to `REG/kubermatic-mirror/helm-charts/<chart>`.
-pub const SYSTEM_APPLICATIONS_CHARTS: &str = "quay.io/kubermatic-mirror/helm-charts";
-
-/// `spec.userCluster.systemApplications.helmRepository` (`SystemApplicationsConfiguration`), always set.
-pub const SYSTEM_APPLICATIONS_HELM_REPOSITORY: &str = "spec.userCluster.systemApplications.helmRepository";
-
-/// `spec.applications.defaultApplicationCatalog` (`DefaultApplicationCatalogSettings`): its
-/// `helmRepository` is set only when the configuration has this block.
-pub const DEFAULT_APPLICATION_CATALOG: &str = "spec.applications.defaultApplicationCatalog";
-
-/// Path of `overwriteRegistry`, which rewrites the registry of every user-cluster image at run time.
-pub const OVERWRITE_REGISTRY: &str = "spec.userCluster.overwriteRegistry";
 
 /// `REG/<path of source>` for a repository without tag (`quay.io/kubermatic/addons` → `REG/kubermatic/addons`).
 pub fn retarget_repository(source: &str, registry: &str) -> Result<String, RetargetError> {
@@ -140,43 +22,42 @@ pub fn retarget_repository(source: &str, registry: &str) -> Result<String, Retar
     Ok(t.name())
 }
 
-/// True when `value` already names something below `registry`.
-pub fn is_under(value: &str, registry: &str) -> bool {
-    let reg = registry.trim_end_matches('/');
-    value.len() > reg.len() && value.starts_with(reg) && value.as_bytes()[reg.len()] == b'/'
-}
-
 fn has_path(doc: &YamlDoc, index: usize, path: &str) -> Result<bool, RetargetError> {
     let path = YamlPath::parse(path).map_err(|e| RetargetError::Usage(e.to_string()))?;
     Ok(doc.contains(index, &path))
 }
 
-/// Index of the KubermaticConfiguration document in a stream: the one with that `kind`, else the only one.
-fn find_document(doc: &YamlDoc) -> Option<usize> {
-    let kind = YamlPath::keys(["kind"]);
-    (0..doc.document_count())
-        .find(|&i| doc.get_str(i, &kind) == Some("KubermaticConfiguration"))
-        .or_else(|| (doc.document_count() <= 1).then_some(0))
-}
-
-/// Enterprise when any repository field already names an `-ee` image (`kubermatic-ee`, `dashboard-ee`).
-pub fn detect_edition(doc: &YamlDoc) -> Edition {
-    let Some(index) = find_document(doc) else {
-        return Edition::Ce;
-    };
-    let ee = REPOSITORY_FIELDS.iter().filter(|f| f.ce != f.ee).any(|f| {
-        YamlPath::parse(f.path)
-            .ok()
-            .and_then(|p| doc.get_str(index, &p))
-            .is_some_and(|v| v.ends_with("-ee"))
-    });
-    if ee { Edition::Ee } else { Edition::Ce }
-}
-
 /// The edits that point a KubermaticConfiguration at `registry`: every repository field set to
 /// `REG/<default path>` (added when missing), the system Applications' chart repository (and the default
 /// application catalog's, where configured) `oci://REG/kubermatic-mirror/helm-charts`, `overwriteRegistry: REG`.
-pub fn config_edits(doc: &YamlDoc, registry: &str, edition: Edition) -> Result<Vec<Intended>, RetargetError> {
+/// How KKP reaches the private registry for Helm charts (`RegistryConnectionConfig`, KKP v2.30+):
+/// `--plain-http` / `--insecure-skip-tls-verify`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Connection {
+    /// `plainHTTP: true`: the registry speaks plain HTTP.
+    pub plain_http: bool,
+    /// `insecureSkipTLSVerify: true`: the registry's certificate is not verified.
+    pub insecure_skip_tls_verify: bool,
+}
+
+/// The chart-pulling configurations that carry a [`Connection`]: the system Applications' always, the
+/// default application catalog's (`spec.userCluster.applications`, read by the EE catalog) where the
+/// configuration has a default application catalog.
+const CONNECTIONS: [&str; 2] = [
+    "spec.userCluster.systemApplications",
+    "spec.userCluster.applications",
+];
+
+/// The edits that point a KubermaticConfiguration at `registry`: every repository field set to
+/// `REG/<default path>` (added when missing), the system Applications' chart repository (and the default
+/// application catalog's, where configured) `oci://REG/kubermatic-mirror/helm-charts` with the
+/// [`Connection`] flags that are set, `overwriteRegistry: REG`.
+pub fn config_edits(
+    doc: &YamlDoc,
+    registry: &str,
+    edition: Edition,
+    connection: Connection,
+) -> Result<Vec<Intended>, RetargetError> {
     let index = find_document(doc).ok_or_else(|| {
         RetargetError::Usage(
             "no KubermaticConfiguration document (kind: KubermaticConfiguration) in the file".into(),
@@ -199,11 +80,7 @@ pub fn config_edits(doc: &YamlDoc, registry: &str, edition: Edition) -> Result<V
             (false, Some(v)) => retarget_repository(v, registry)?,
             (false, None) => continue,
         };
-        edits.push(Intended {
-            doc: index,
-            path,
-            value,
-        });
+        edits.push(Intended::string(index, path, value));
     }
     let charts = format!(
         "oci://{}",
@@ -223,16 +100,30 @@ pub fn config_edits(doc: &YamlDoc, registry: &str, edition: Edition) -> Result<V
         if !wanted || is_under(current.strip_prefix("oci://").unwrap_or(current), registry) {
             continue;
         }
-        edits.push(Intended {
-            doc: index,
-            path,
-            value: charts.clone(),
-        });
+        edits.push(Intended::string(index, path, charts.clone()));
     }
-    edits.push(Intended {
-        doc: index,
-        path: YamlPath::parse(OVERWRITE_REGISTRY).map_err(|e| RetargetError::Usage(e.to_string()))?,
-        value: registry.to_string(),
-    });
+    let catalog_configured = has_path(doc, index, DEFAULT_APPLICATION_CATALOG)?;
+    for (parent, wanted) in CONNECTIONS.into_iter().zip([true, catalog_configured]) {
+        for (key, set) in [
+            ("plainHTTP", connection.plain_http),
+            ("insecureSkipTLSVerify", connection.insecure_skip_tls_verify),
+        ] {
+            let path = YamlPath::parse(&format!("{parent}.{key}"))
+                .map_err(|e| RetargetError::Usage(e.to_string()))?;
+            // Only ever switched on: a flag not given leaves the user's setting alone.
+            if wanted && set && doc.get_bool(index, &path) != Some(true) {
+                edits.push(Intended {
+                    doc: index,
+                    path,
+                    value: Scalar::Bool(true),
+                });
+            }
+        }
+    }
+    edits.push(Intended::string(
+        index,
+        YamlPath::parse(OVERWRITE_REGISTRY).map_err(|e| RetargetError::Usage(e.to_string()))?,
+        registry,
+    ));
     Ok(edits)
 }

@@ -1,34 +1,22 @@
-//! The leak check: render every chart with the retargeted values (real `helm template`) and list every
-//! image that does not start with the private registry, naming chart, object and field.
+//! The leak check: render every chart with the retargeted values (real `helm template`, through
+//! [`crate::knobs::render()`]) and list every image that does not start with the private registry,
+//! naming chart, object and field.
 //!
-//! Images are found by [`crate::discover::manifest::scan_stream`]; while that scanner finds nothing (it is
-//! still a stub in this tree) a plain walk over `image:` fields of the rendered objects stands in. Knows
-//! nothing of how the values were edited.
+//! Images are found by [`crate::discover::manifest::scan_stream`] (pod specs, CR image fields, image
+//! flags and env, image keys in ConfigMap configuration); a render in which it finds none falls back to
+//! a plain walk over the `image:` fields of the rendered objects ([`crate::knobs::images_in_render`]).
+//! Knows nothing of how the values were edited.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::discover::SourceKind;
 use crate::discover::manifest::{ScanContext, scan_stream};
+use crate::knobs::{
+    KnobsError, Leak, chart_dirs, chart_name, glob_match, images_in_render, is_under, par_map, render,
+};
 
 use super::RetargetError;
-use super::config::is_under;
-use super::values::{chart_dirs, chart_name, par_map};
-
-/// One rendered image outside the private registry.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Leak {
-    /// Chart directory name.
-    pub chart: String,
-    /// `Kind/name` of the object.
-    pub object: String,
-    /// Field path inside the object.
-    pub field: String,
-    /// The image as rendered.
-    pub image: String,
-}
 
 /// One line per leak: `chart <c>: <Kind/name> <field>: <image>`, then what to do about them.
 pub fn format_leaks(leaks: &[Leak]) -> String {
@@ -61,133 +49,6 @@ fn advice(leaks: &[Leak]) -> String {
          registry mirror for {} on the nodes, or accept them with --allow-leak PATTERN.",
         hosts.join(", ")
     )
-}
-
-/// `*` matches any run of characters; everything else literally.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || !text[first.len()..].ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
-}
-
-/// How a killed render is described; callers tell a hang from a template error by it.
-pub const TIMED_OUT: &str = "helm template timed out";
-
-/// Renders one chart with `helm template` and the values files in order.
-/// A render that runs longer than `timeout` is killed and reported as timed out.
-pub fn render(
-    chart: &Path,
-    values: &[PathBuf],
-    helm: Option<&Path>,
-    timeout: Duration,
-) -> Result<String, RetargetError> {
-    let name = chart
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "chart".into());
-    // The isolated environment mirror renders in: the user's HELM_* settings, repositories and
-    // registry logins play no part.
-    let helm = crate::discover::helm::Helm::locate(helm)?;
-    let bin = helm.binary().to_path_buf();
-    let mut cmd = helm.command();
-    cmd.arg("template")
-        .arg(&name)
-        .arg(chart)
-        .args(["--namespace", "kubermatic"]);
-    for v in values {
-        cmd.arg("--values").arg(v);
-    }
-    let out = crate::discover::helm::output_with_timeout(&mut cmd, timeout)
-        .map_err(|e| RetargetError::Chart {
-            chart: name.clone(),
-            message: format!("running {}: {e}", bin.display()),
-        })?
-        .ok_or_else(|| RetargetError::Chart {
-            chart: name.clone(),
-            message: format!(
-                "{TIMED_OUT} after {}",
-                crate::discover::helm::format_duration(timeout)
-            ),
-        })?;
-    if !out.status.success() {
-        return Err(RetargetError::Chart {
-            chart: name,
-            message: format!("helm template: {}", String::from_utf8_lossy(&out.stderr).trim()),
-        });
-    }
-    String::from_utf8(out.stdout).map_err(|_| RetargetError::Chart {
-        chart: name,
-        message: "helm template printed something that is not UTF-8".into(),
-    })
-}
-
-/// Every `image` string in rendered objects: `(Kind/name, field path, image)`.
-pub fn images_in_render(text: &str) -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    let docs = crate::yamledit::load_data(text).unwrap_or_else(|_| {
-        // One odd document must not hide the others: fall back to document by document.
-        text.split("\n---")
-            .filter_map(|d| crate::yamledit::load_data(d).ok())
-            .flatten()
-            .collect()
-    });
-    for v in docs {
-        if v.is_null() {
-            continue;
-        }
-        let kind = v.get("kind").and_then(Value::as_str).unwrap_or("?");
-        let name = v.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?");
-        let object = format!("{kind}/{name}");
-        walk(&v, &mut String::new(), &object, &mut out);
-    }
-    out
-}
-
-fn walk(v: &Value, path: &mut String, object: &str, out: &mut Vec<(String, String, String)>) {
-    match v {
-        Value::Object(m) => {
-            for (k, child) in m {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(k);
-                match child {
-                    Value::String(s) if k == "image" => {
-                        out.push((object.to_string(), path.clone(), s.clone()))
-                    }
-                    _ => walk(child, path, object, out),
-                }
-                path.truncate(len);
-            }
-        }
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                // Containers are named by their `name`, as kubectl does.
-                match item.get("name").and_then(Value::as_str) {
-                    Some(n) => path.push_str(&format!("[{n}]")),
-                    None => path.push_str(&format!("[{i}]")),
-                }
-                walk(item, path, object, out);
-                path.truncate(len);
-            }
-        }
-        _ => {}
-    }
 }
 
 /// Renders every chart below `charts` with `values` and returns the images outside `registry` that no
@@ -228,11 +89,11 @@ pub fn check_in(
         let chart = chart_name(charts, dir);
         let text = match rendered {
             Ok(t) => t,
-            Err(RetargetError::Chart { message, .. }) => {
+            Err(KnobsError::Chart { message, .. }) => {
                 failed.push((chart, message));
                 continue;
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
         let ctx = ScanContext {
             source: SourceKind::Chart,

@@ -13,10 +13,11 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use crate::kube::{Cluster, KubeError, MAX_ATTEMPTS, Objects, for_display, guarded_merge_patch, object_name};
-use crate::yamledit::{Seg, YamlDoc, YamlPath};
+use crate::yamledit::{Scalar, Seg, YamlDoc, YamlPath};
 
-use super::config::{self, Edition};
+use super::config::{self, Connection};
 use super::{RetargetError, apply_edits, mask_secrets};
+use crate::knobs::Edition;
 
 /// API group of the KubermaticConfiguration.
 pub const GROUP: &str = "kubermatic.k8c.io";
@@ -69,8 +70,25 @@ impl LiveChange {
     }
 }
 
+/// What the live object is pointed at: the registry, the edition whose defaults apply (detected when
+/// `None`) and how KKP reaches the registry for charts.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The private registry.
+    pub registry: &'a str,
+    /// `--edition`.
+    pub edition: Option<Edition>,
+    /// `--plain-http`, `--insecure-skip-tls-verify`.
+    pub connection: Connection,
+}
+
 /// Computes the retargeted form of `live` with the same edits as a configuration file gets.
-pub fn compute(live: Value, registry: &str, edition: Option<Edition>) -> Result<LiveChange, RetargetError> {
+pub fn compute(live: Value, target: &Target<'_>) -> Result<LiveChange, RetargetError> {
+    let Target {
+        registry,
+        edition,
+        connection,
+    } = *target;
     let name = object_name(&live);
     let namespace = live
         .pointer("/metadata/namespace")
@@ -88,8 +106,8 @@ pub fn compute(live: Value, registry: &str, edition: Option<Edition>) -> Result<
         source,
     };
     let doc = YamlDoc::parse(old_text.as_str()).map_err(edit_err)?;
-    let edition = edition.unwrap_or_else(|| config::detect_edition(&doc));
-    let edits = config::config_edits(&doc, registry, edition)?;
+    let edition = edition.unwrap_or_else(|| crate::knobs::detect_edition(&doc));
+    let edits = config::config_edits(&doc, registry, edition, connection)?;
     let new_text = apply_edits(Path::new(&label), &old_text, &edits)?;
     let mut desired = live.clone();
     for e in &edits {
@@ -109,7 +127,7 @@ pub fn compute(live: Value, registry: &str, edition: Option<Edition>) -> Result<
 }
 
 /// Sets the string at `path`, creating the mappings on the way.
-fn set_json(obj: &mut Value, path: &YamlPath, value: &str) -> Result<(), String> {
+fn set_json(obj: &mut Value, path: &YamlPath, value: &Scalar) -> Result<(), String> {
     let mut at = obj;
     for (i, seg) in path.0.iter().enumerate() {
         let Seg::Key(key) = seg else {
@@ -123,7 +141,7 @@ fn set_json(obj: &mut Value, path: &YamlPath, value: &str) -> Result<(), String>
         };
         at = map.entry(key.clone()).or_insert(Value::Null);
     }
-    *at = Value::String(value.to_string());
+    *at = value.to_json();
     Ok(())
 }
 
@@ -155,8 +173,7 @@ pub async fn read(objects: &Objects<'_>, name: Option<&str>) -> Result<Value, Re
 pub async fn patch(
     objects: &Objects<'_>,
     mut change: LiveChange,
-    registry: &str,
-    edition: Option<Edition>,
+    target: &Target<'_>,
     server_dry_run: bool,
     out: &mut dyn Write,
     ask: &mut dyn FnMut() -> Result<bool, RetargetError>,
@@ -168,8 +185,8 @@ pub async fn patch(
     for attempt in 1.. {
         let Some(patch) = guarded_merge_patch(&change.live, &change.desired) else {
             eprintln!(
-                "{KIND} {}/{} already points at {registry}; nothing to change",
-                change.namespace, change.name
+                "{KIND} {}/{} already points at {}; nothing to change",
+                change.namespace, change.name, target.registry
             );
             return Ok(None);
         };
@@ -198,7 +215,7 @@ pub async fn patch(
             change.namespace, change.name
         );
         let live = objects.get(&change.name).await?;
-        change = compute(live, registry, edition)?;
+        change = compute(live, target)?;
         out.write_all(change.diff(crate::diff::stdout_wants_color()).as_bytes())
             .and_then(|_| out.flush())
             .map_err(stdout_err)?;
@@ -212,6 +229,15 @@ pub async fn patch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TEST_TARGET: Target<'static> = Target {
+        registry: REG,
+        edition: None,
+        connection: Connection {
+            plain_http: false,
+            insecure_skip_tls_verify: false,
+        },
+    };
     use crate::kube::mock_cluster;
     use http::{Request, Response};
     use kube::client::Body;
@@ -255,7 +281,7 @@ mod tests {
 
     #[test]
     fn the_live_object_gets_the_file_edits_with_noise_stripped() {
-        let c = compute(kkp("7"), REG, None).unwrap();
+        let c = compute(kkp("7"), &TEST_TARGET).unwrap();
         assert!(!c.old_text.contains("managedFields"), "{}", c.old_text);
         assert!(!c.old_text.contains("status"), "{}", c.old_text);
         assert!(!c.old_text.contains("resourceVersion"), "{}", c.old_text);
@@ -268,7 +294,7 @@ mod tests {
             "reg.local:5000/kkp"
         );
         assert_eq!(c.desired["status"], c.live["status"], "status is never patched");
-        let again = compute(c.desired.clone(), REG, None).unwrap();
+        let again = compute(c.desired.clone(), &TEST_TARGET).unwrap();
         assert!(!again.changed(), "{}", again.diff(false));
         assert_eq!(guarded_merge_patch(&again.live, &again.desired), None);
     }
@@ -277,7 +303,7 @@ mod tests {
     fn live_diff_snapshot() {
         let mut obj = kkp("7");
         obj["spec"]["auth"] = json!({"serviceAccountKey": "never-on-a-terminal"});
-        insta::assert_snapshot!(compute(obj, REG, None).unwrap().diff(false));
+        insta::assert_snapshot!(compute(obj, &TEST_TARGET).unwrap().diff(false));
     }
 
     #[tokio::test]
@@ -315,9 +341,9 @@ mod tests {
         });
         let objects = configurations(&cluster);
         let live = read(&objects, None).await.unwrap();
-        let change = compute(live, REG, None).unwrap();
+        let change = compute(live, &TEST_TARGET).unwrap();
         let mut out = Vec::new();
-        let got = patch(&objects, change, REG, None, true, &mut out, &mut || {
+        let got = patch(&objects, change, &TEST_TARGET, true, &mut out, &mut || {
             panic!("no question without a conflict")
         })
         .await
@@ -355,10 +381,10 @@ mod tests {
             assert_eq!(body.unwrap()["metadata"]["resourceVersion"], "12");
         });
         let objects = configurations(&cluster);
-        let change = compute(kkp("7"), REG, None).unwrap();
+        let change = compute(kkp("7"), &TEST_TARGET).unwrap();
         let mut out = Vec::new();
         let mut asked = 0;
-        patch(&objects, change, REG, None, false, &mut out, &mut || {
+        patch(&objects, change, &TEST_TARGET, false, &mut out, &mut || {
             asked += 1;
             Ok(true)
         })

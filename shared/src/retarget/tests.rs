@@ -1,5 +1,4 @@
 use super::*;
-use crate::discover::helm::DEFAULT_TIMEOUT;
 use crate::yamledit::YamlPath;
 use std::os::unix::fs::PermissionsExt;
 
@@ -15,7 +14,7 @@ fn fixture(name: &str) -> String {
 
 fn retarget_config_text(text: &str, edition: Edition) -> String {
     let doc = YamlDoc::parse(text).unwrap();
-    let edits = config::config_edits(&doc, REG, edition).unwrap();
+    let edits = config::config_edits(&doc, REG, edition, config::Connection::default()).unwrap();
     apply_edits(Path::new("kubermatic.yaml"), text, &edits).unwrap()
 }
 
@@ -38,7 +37,10 @@ fn config_every_repository_field_is_set_and_second_run_is_a_no_op() {
     let old = fixture("kubermatic.yaml");
     let new = retarget_config_text(&old, Edition::Ce);
     let doc = YamlDoc::parse(new.as_str()).unwrap();
-    for f in config::REPOSITORY_FIELDS.iter().filter(|f| f.always) {
+    for f in crate::knobs::config::REPOSITORY_FIELDS
+        .iter()
+        .filter(|f| f.always)
+    {
         let path = YamlPath::parse(f.path).unwrap();
         let want = format!("{REG}/{}", f.ce.split_once('/').unwrap().1);
         assert_eq!(doc.get_str(0, &path), Some(want.as_str()), "{}", f.path);
@@ -85,14 +87,6 @@ fn config_enterprise_defaults() {
 }
 
 #[test]
-fn enterprise_is_detected_from_the_file() {
-    let ee = YamlDoc::parse("kind: KubermaticConfiguration\nspec:\n  webhook:\n    dockerRepository: quay.io/kubermatic/kubermatic-ee\n").unwrap();
-    assert_eq!(config::detect_edition(&ee), Edition::Ee);
-    let ce = YamlDoc::parse(fixture("kubermatic.yaml")).unwrap();
-    assert_eq!(config::detect_edition(&ce), Edition::Ce);
-}
-
-#[test]
 fn config_document_is_found_in_a_stream() {
     let text =
         "kind: Seed\nspec:\n  x: 1\n---\nkind: KubermaticConfiguration\nspec:\n  api:\n    replicas: 1\n";
@@ -102,6 +96,7 @@ fn config_document_is_found_in_a_stream() {
         &YamlDoc::parse("kind: Seed\n---\nkind: Other\n").unwrap(),
         REG,
         Edition::Ce,
+        config::Connection::default(),
     );
     assert!(matches!(err, Err(RetargetError::Usage(m)) if m.contains("no KubermaticConfiguration")));
 }
@@ -132,66 +127,8 @@ fn retarget_text_keeps_the_written_form() {
 }
 
 #[test]
-fn chart_keys_are_learned_from_values_and_subcharts() {
-    let keys = values::learn_chart(&fixtures().join("charts/web"), Some(Path::new("helm3"))).unwrap();
-    let mut got: Vec<String> = keys
-        .iter()
-        .map(|k| match &k.kind {
-            values::KeyKind::Repository {
-                map,
-                repo_key,
-                registry,
-                repository,
-            } => {
-                format!("{map}.{repo_key} registry={registry:?} {repository}")
-            }
-            values::KeyKind::Whole { path, image } => format!("{path} = {image}"),
-            values::KeyKind::GlobalRegistry { path, default } => format!("{path} global {default:?}"),
-        })
-        .collect();
-    got.sort();
-    assert_eq!(
-        got,
-        [
-            // from the packaged dex-0.24.1.tgz, prefixed with its dependency name
-            "dex.image.repository registry=None ghcr.io/dexidp/dex",
-            // from the unpacked ingress-nginx subchart, under its alias
-            "nginx.controller.image.image registry=Some(\"registry.k8s.io\") ingress-nginx/controller",
-            // a subchart of the subchart, under both aliases
-            "nginx.patch.image.repository registry=None registry.k8s.io/ingress-nginx/kube-webhook-certgen",
-            "web.docs.bannerImage = static.example.org/banner.png:large",
-            "web.image.repository registry=None quay.io/example/web",
-            "web.init.image = quay.io/example/init@sha256:1111111111111111111111111111111111111111111111111111111111111111",
-            "web.sidecar.image = busybox:1.37",
-        ]
-    );
-}
-
-#[test]
-fn a_sentinel_render_drops_strings_that_are_not_images() {
-    let dir = fixtures().join("charts/web");
-    let helm = Some(Path::new("helm3"));
-    let learned = values::learn_chart(&dir, helm).unwrap();
-    let banner = YamlPath::parse("web.docs.bannerImage").unwrap();
-    assert!(learned.iter().any(|k| k.identity() == banner));
-    let confirmed = values::confirm_by_render(&dir, learned.clone(), &[], helm, DEFAULT_TIMEOUT).unwrap();
-    assert_eq!(confirmed.len(), learned.len() - 1);
-    assert!(!confirmed.iter().any(|k| k.identity() == banner));
-    // A chart that cannot be rendered keeps what its values file says.
-    let kept = values::confirm_by_render(
-        &dir,
-        learned.clone(),
-        &[],
-        Some(Path::new("/nonexistent/helm")),
-        DEFAULT_TIMEOUT,
-    )
-    .unwrap();
-    assert_eq!(kept, learned);
-}
-
-#[test]
 fn user_overrides_are_the_sources_and_already_retargeted_values_stay() {
-    let keys = values::learn_chart(&fixtures().join("charts/legacy"), None).unwrap();
+    let keys = crate::knobs::learn_chart(&fixtures().join("charts/legacy"), None).unwrap();
     let user = vec![(
         PathBuf::from("v.yaml"),
         "legacy:\n  image:\n    repository: docker.io/me/fork\n".to_string(),
@@ -209,9 +146,9 @@ fn user_overrides_are_the_sources_and_already_retargeted_values_stay() {
 
 #[test]
 fn two_charts_wanting_different_values_conflict() {
-    let key = |chart: &str, repo: &str| values::ImageKey {
+    let key = |chart: &str, repo: &str| crate::knobs::ImageKey {
         chart: chart.into(),
-        kind: values::KeyKind::Repository {
+        kind: crate::knobs::KeyKind::Repository {
             map: YamlPath::parse("grafana.image").unwrap(),
             repo_key: "repository".into(),
             registry: None,
@@ -246,34 +183,6 @@ fn helm_set_syntax_is_escaped() {
         "a.b\\.c[2].d"
     );
     assert_eq!(values::set_value("x,y\\z"), "x\\,y\\\\z");
-}
-
-#[test]
-fn allow_leak_patterns() {
-    assert!(leak::glob_match(
-        "docker.io/library/alpine:*",
-        "docker.io/library/alpine:3.20"
-    ));
-    assert!(leak::glob_match("*alpine*", "docker.io/library/alpine:3.20"));
-    assert!(leak::glob_match("a*b*c", "aXXbYYc"));
-    assert!(!leak::glob_match("a*b*c", "aXXcYYb"));
-    assert!(!leak::glob_match(
-        "docker.io/library/alpine",
-        "docker.io/library/alpine:3.20"
-    ));
-}
-
-#[test]
-fn images_are_found_in_a_render_with_object_and_field() {
-    let text = "---\n# Source: x/templates/a.yaml\napiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n    - name: c\n      image: a/b:1\n---\nkind: ConfigMap\nmetadata:\n  name: m\ndata:\n  x: y\n";
-    assert_eq!(
-        leak::images_in_render(text),
-        [(
-            "Pod/p".to_string(),
-            "spec.containers[c].image".to_string(),
-            "a/b:1".to_string()
-        )]
-    );
 }
 
 #[test]
@@ -347,16 +256,6 @@ fn atomic_write_keeps_permissions_and_follows_symlinks() {
     assert_eq!(names, ["link.yaml", "out.yaml", "real.yaml"]);
 }
 
-#[test]
-fn par_map_keeps_order() {
-    let items: Vec<usize> = (0..50).collect();
-    assert_eq!(
-        values::par_map(&items, |i| i * 2),
-        (0..50).map(|i| i * 2).collect::<Vec<_>>()
-    );
-    assert!(values::par_map(&Vec::<usize>::new(), |i| *i).is_empty());
-}
-
 /// Found by `tests/cli_hostile.rs`: the diff's context lines printed the operator's passwords and tokens
 /// (a values file with `password:` next to an image key) on stdout.
 #[test]
@@ -414,13 +313,60 @@ fn system_application_charts_come_from_where_mirror_put_them_and_a_rerun_keeps_t
     assert_eq!(retarget_config_text(&new, Edition::Ce), new);
 }
 
+/// `--plain-http` / `--insecure-skip-tls-verify`: KKP pulls the mirrored charts with those connection
+/// settings (v2.30+ `RegistryConnectionConfig`), written as booleans; the catalog's only where configured.
+#[test]
+fn chart_registry_connection_flags_are_written_as_booleans_and_a_rerun_keeps_them() {
+    let run = |text: &str, connection: config::Connection| {
+        let doc = YamlDoc::parse(text).unwrap();
+        let edits = config::config_edits(&doc, REG, Edition::Ce, connection).unwrap();
+        apply_edits(Path::new("kubermatic.yaml"), text, &edits).unwrap()
+    };
+    let plain = config::Connection {
+        plain_http: true,
+        ..Default::default()
+    };
+    let old = fixture("kubermatic.yaml");
+    let new = run(&old, plain);
+    let data = crate::yamledit::load_data(&new).unwrap();
+    let sys = &data[0]["spec"]["userCluster"]["systemApplications"];
+    assert_eq!(sys["plainHTTP"], serde_json::Value::Bool(true), "{new}");
+    assert!(sys.get("insecureSkipTLSVerify").is_none());
+    // No default application catalog: its connection is not invented.
+    assert!(data[0]["spec"]["userCluster"].get("applications").is_none());
+    assert_eq!(run(&new, plain), new);
+    // Without the flag a rerun leaves the user's setting as it is.
+    assert_eq!(run(&new, config::Connection::default()), new);
+    // Without any flag nothing of the kind is written.
+    assert!(!retarget_config_text(&old, Edition::Ce).contains("plainHTTP"));
+
+    let with_catalog = old.replacen(
+        "spec:\n",
+        "spec:\n  applications:\n    defaultApplicationCatalog:\n      enable: true\n",
+        1,
+    );
+    let tls = config::Connection {
+        insecure_skip_tls_verify: true,
+        ..Default::default()
+    };
+    let new = run(&with_catalog, tls);
+    let doc = YamlDoc::parse(new.as_str()).unwrap();
+    for parent in ["systemApplications", "applications"] {
+        let at = YamlPath::parse(&format!("spec.userCluster.{parent}.insecureSkipTLSVerify")).unwrap();
+        assert_eq!(doc.get_bool(0, &at), Some(true), "{parent}: {new}");
+    }
+    assert!(!new.contains("plainHTTP"));
+    assert_eq!(run(&new, tls), new);
+}
+
 /// Issue 18: `retarget(retarget(x)) == retarget(x)` for every key kind the chart learning knows, every
 /// shape of private registry, and chart defaults or user values of every reference shape; on the values
 /// file and on the `-o set` pairs.
 mod idempotence {
     use super::*;
+    use crate::knobs::{ImageKey, KeyKind};
     use crate::reference::ImageRef;
-    use crate::retarget::values::{ImageKey, KeyKind, set_key, set_value, values_edits};
+    use crate::retarget::values::{set_key, set_value, values_edits};
     use proptest::prelude::*;
 
     fn sources() -> impl Strategy<Value = String> {
@@ -506,7 +452,7 @@ mod idempotence {
 
     fn pairs(e: &[Intended]) -> Vec<(String, String)> {
         e.iter()
-            .map(|e| (set_key(&e.path), set_value(&e.value)))
+            .map(|e| (set_key(&e.path), set_value(&e.value.to_string())))
             .collect()
     }
 
@@ -535,11 +481,12 @@ mod idempotence {
             let r = reg.trim_end_matches('/');
             for e in &first {
                 let p = e.path.to_string();
+                let v = e.value.to_string();
                 let ok = match p.as_str() {
-                    "split.image.repository" | "imagemap.images.proxy.image" => !e.value.starts_with(r),
-                    "split.image.registry" | "imagemap.images.proxy.registry" => e.value == r,
-                    "global.imageRegistry" => e.value == r || config::is_under(&e.value, r),
-                    _ => config::is_under(&e.value, r),
+                    "split.image.repository" | "imagemap.images.proxy.image" => !v.starts_with(r),
+                    "split.image.registry" | "imagemap.images.proxy.registry" => v == r,
+                    "global.imageRegistry" => v == r || crate::knobs::is_under(&v, r),
+                    _ => crate::knobs::is_under(&v, r),
                 };
                 prop_assert!(ok, "{} = {} with {}", p, e.value, reg);
             }

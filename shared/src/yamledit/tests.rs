@@ -16,7 +16,7 @@ fn set(text: &str, path: &str, value: &str) -> String {
         &[Intended {
             doc: 0,
             path: p(path),
-            value: value.into(),
+            value: Scalar::Str(value.into()),
         }],
     )
     .unwrap();
@@ -365,7 +365,7 @@ proptest! {
         prop_assert_eq!(d.get_str(0, &path), Some(value.as_str()));
         let again = YamlDoc::parse(d.text().to_string()).unwrap();
         prop_assert_eq!(again.get_str(0, &path), Some(value.as_str()));
-        verify_edits(&doc, d.text(), &[Intended { doc: 0, path: path.clone(), value: value.clone() }])
+        verify_edits(&doc, d.text(), &[Intended { doc: 0, path: path.clone(), value: Scalar::Str(value.clone()) }])
             .map_err(|e| TestCaseError::fail(format!("{e}\n{}", d.text())))?;
         // Every byte outside the edited scalar is kept; an insertion removes nothing.
         let (a, b) = (doc.as_bytes(), d.text().as_bytes());
@@ -425,4 +425,56 @@ fn a_multi_line_plain_value_is_replaced_within_its_span() {
     assert_eq!(d.span(0, &p("missing")), None);
     d.set(0, &p("a"), "v").unwrap();
     assert_eq!(d.text(), "a:\n v\nb: 1\n");
+}
+
+/// Sets a boolean and returns the text, checking it reads back.
+fn set_bool(text: &str, path: &str, b: bool) -> (String, bool) {
+    let mut d = YamlDoc::parse(text).unwrap();
+    let changed = d.set_value(0, &p(path), &Scalar::Bool(b)).unwrap();
+    assert_eq!(d.get_bool(0, &p(path)), Some(b));
+    (d.into_text(), changed)
+}
+
+#[test]
+fn booleans_are_written_plain_and_a_rerun_keeps_them() {
+    // Missing: inserted beside its siblings, plain, comments kept.
+    let text = "spec:\n  # the charts\n  helmRepository: oci://reg/charts # ours\n";
+    let (out, changed) = set_bool(text, "spec.plainHTTP", true);
+    assert!(changed);
+    assert_eq!(
+        out,
+        "spec:\n  # the charts\n  helmRepository: oci://reg/charts # ours\n  plainHTTP: true\n"
+    );
+    let loaded = load_data(&out).unwrap();
+    assert_eq!(loaded[0]["spec"]["plainHTTP"], serde_json::Value::Bool(true));
+    // Already so: nothing changes.
+    assert_eq!(set_bool(&out, "spec.plainHTTP", true), (out.clone(), false));
+    // Another spelling of the same boolean is kept too.
+    let upper = "a: True\n";
+    assert_eq!(set_bool(upper, "a", true), (upper.to_string(), false));
+    // The other boolean, a quoted string and a null become the plain boolean.
+    assert_eq!(set_bool("a: false # no\n", "a", true).0, "a: true # no\n");
+    assert_eq!(set_bool("a: \"true\"\n", "a", true).0, "a: true\n");
+    assert_eq!(set_bool("a:\nb: 1\n", "a", false).0, "a: false\nb: 1\n");
+    // Whole parents are created.
+    assert_eq!(
+        set_bool("x: 1\n", "s.u.p", true).0,
+        "x: 1\ns:\n  u:\n    p: true\n"
+    );
+}
+
+#[test]
+fn booleans_refuse_what_strings_refuse() {
+    let mut d = YamlDoc::parse("a: &x false\nb: *x\n").unwrap();
+    assert!(matches!(
+        d.set_value(0, &p("a"), &Scalar::Bool(true)),
+        Err(EditError::Anchored { .. })
+    ));
+    let mut d = YamlDoc::parse("a: |\n  false\n").unwrap();
+    assert!(matches!(
+        d.set_value(0, &p("a"), &Scalar::Bool(true)),
+        Err(EditError::BlockScalar { .. })
+    ));
+    let mut d = YamlDoc::parse("a: {b: 1}\n").unwrap();
+    assert!(d.set_value(0, &p("a"), &Scalar::Bool(true)).is_err());
 }

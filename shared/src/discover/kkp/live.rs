@@ -324,6 +324,7 @@ impl LiveInstall {
                         object: Some(format!("Seed/{}", loaded.name())),
                         field: Some(img.field),
                         template: None,
+                        values: Vec::new(),
                     },
                 });
             }

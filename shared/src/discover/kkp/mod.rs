@@ -308,6 +308,7 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
                 object: None,
                 field: from_file.then_some(img.field),
                 template: None,
+                values: Vec::new(),
             },
         });
     }
@@ -329,6 +330,7 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
                         object: None,
                         field: None,
                         template: None,
+                        values: Vec::new(),
                     },
                 });
             }
@@ -353,6 +355,7 @@ pub fn discover_kkp(opts: &KkpOptions) -> Result<KkpFound, KkpError> {
                         object: Some(format!("Seed/{}", loaded.name())),
                         field: Some(img.field),
                         template: None,
+                        values: Vec::new(),
                     },
                 });
             }
@@ -461,6 +464,7 @@ fn catalog_images(
                 object: None,
                 field,
                 template: None,
+                values: Vec::new(),
             },
         });
     }

@@ -1,5 +1,6 @@
 //! Which of KKP's charts read which values file, so that `retarget` can be given a KKP release's whole
-//! `charts/` directory with one values file, as `kubermatic-installer deploy` is.
+//! `charts/` directory with one values file, as `kubermatic-installer deploy` is (and `audit` can tell
+//! which values file holds the key behind a chart's image).
 //!
 //! From the installer's stacks (`pkg/install/stack/*/stack.go`, identical in this respect in v2.29.0,
 //! v2.30.0 and v2.31.0): `deploy usercluster-mla --helm-values FILE` installs `charts/mla/*` and
@@ -14,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use crate::yamledit::{YamlDoc, YamlPath};
 
-use super::RetargetError;
-use super::values::{chart_dirs, chart_name};
+use super::KnobsError;
+use super::charts::{chart_dirs, chart_name};
 
 /// A group of KKP's charts that read the same values file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -52,7 +53,7 @@ impl Stack {
 
 /// The stack of the values files: usercluster-mla when a file has a top-level `mlaSecrets` (the key
 /// only the MLA stack's charts read), else main. Files of both kinds together are refused.
-pub fn detect(values: &[(PathBuf, String)]) -> Result<Stack, RetargetError> {
+pub fn detect(values: &[(PathBuf, String)]) -> Result<Stack, KnobsError> {
     let key = YamlPath::keys(["mlaSecrets"]);
     let mut found: Option<(Stack, &Path)> = None;
     for (path, text) in values {
@@ -62,7 +63,7 @@ pub fn detect(values: &[(PathBuf, String)]) -> Result<Stack, RetargetError> {
         };
         match found {
             Some((other, first)) if other != stack => {
-                return Err(RetargetError::Usage(format!(
+                return Err(KnobsError::Usage(format!(
                     "{} is a values file of KKP's {} charts but {} is one of the {} charts; they are \
                      installed with separate values files: run retarget once per file, or pass --stack",
                     first.display(),
@@ -80,12 +81,12 @@ pub fn detect(values: &[(PathBuf, String)]) -> Result<Stack, RetargetError> {
 
 /// The chart directories below `root` that `stack` installs, and the names of those left out. A
 /// directory that is itself a chart is always kept.
-pub fn select(root: &Path, stack: Stack) -> Result<(Vec<PathBuf>, Vec<String>), RetargetError> {
+pub fn select(root: &Path, stack: Stack) -> Result<(Vec<PathBuf>, Vec<String>), KnobsError> {
     let (kept, left): (Vec<PathBuf>, Vec<PathBuf>) = chart_dirs(root)?
         .into_iter()
         .partition(|d| d == root || stack.has(&chart_name(root, d)));
     if kept.is_empty() {
-        return Err(RetargetError::Usage(format!(
+        return Err(KnobsError::Usage(format!(
             "{}: no chart of KKP's {} charts below this directory (--stack all takes every chart)",
             root.display(),
             stack.name()
