@@ -4,7 +4,7 @@
 //! learns them), the addon, or nothing: a user workload, "not managed by KKP". Also the configuration's
 //! own repository fields, which are findings even before anything is rolled out.
 //!
-//! Pure: no cluster, no registry. Knows the knob tables through `retarget`'s modules.
+//! Pure: no cluster, no registry. Knows the knob tables through [`crate::knobs`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,13 +14,13 @@ use serde_json::Value;
 use super::AuditError;
 use super::report::{Row, Status};
 use super::walk::{ImageUse, Scope};
-use crate::reference::ImageRef;
-use crate::retarget::config::{
-    Edition, OVERWRITE_REGISTRY, REPOSITORY_FIELDS, SYSTEM_APPLICATIONS_CHARTS,
-    SYSTEM_APPLICATIONS_HELM_REPOSITORY, is_under,
+use crate::knobs::config::{OVERWRITE_REGISTRY, REPOSITORY_FIELDS, SYSTEM_APPLICATIONS_HELM_REPOSITORY};
+use crate::knobs::{
+    Edition, ImageKey, KeyKind, ValueSource, effective_knobs, glob_match, is_under, learn_charts,
 };
-use crate::retarget::leak::glob_match;
-use crate::retarget::values::{ImageKey, KeyKind, learn_charts, set_key};
+use crate::reference::ImageRef;
+// The key as `retarget -o set` prints it: the exact key retarget sets.
+use crate::retarget::values::set_key;
 
 /// The image keys learned from `--charts-path` (empty without it).
 #[derive(Debug, Clone, Default)]
@@ -95,49 +95,30 @@ pub struct Context {
     pub helm_values: Vec<PathBuf>,
 }
 
-fn lookup<'a>(v: &'a Value, dotted: &str) -> Option<&'a Value> {
-    dotted.split('.').try_fold(v, |v, k| v.get(k))
-}
-
-/// The edition a configuration is for: `status.kubermaticEdition`, else `-ee` in any repository field.
+/// The edition of a live configuration: `status.kubermaticEdition`, else what its repository fields imply.
 pub fn edition_of(config: &Value) -> Edition {
     let status = config
         .pointer("/status/kubermaticEdition")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let ee_repo = REPOSITORY_FIELDS
-        .iter()
-        .filter_map(|f| lookup(config, f.path).and_then(Value::as_str))
-        .any(|v| v.ends_with("-ee"));
-    if status.eq_ignore_ascii_case("ee") || ee_repo {
+    if status.eq_ignore_ascii_case("ee") {
         Edition::Ee
     } else {
-        Edition::Ce
+        crate::knobs::config::edition_of(config)
     }
 }
 
-/// Every repository field of the configuration with its effective value: what it says, else KKP's
-/// default for `always` fields (fields empty by default are left out unless set).
+/// The repository fields that decide an image today with their effective values: those the
+/// configuration sets, and the always-defaulted ones at KKP's default (a field empty by default leaves
+/// its image to `overwriteRegistry`, which is then the knob).
 pub fn effective_fields(config: &Value) -> Vec<(&'static str, String)> {
-    let edition = edition_of(config);
+    let knobs = effective_knobs(config, edition_of(config));
     REPOSITORY_FIELDS
         .iter()
         .filter_map(|f| {
-            let set = lookup(config, f.path)
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty());
-            match (set, f.always) {
-                (Some(v), _) => Some((f.path, v.to_string())),
-                (None, true) => Some((
-                    f.path,
-                    match edition {
-                        Edition::Ce => f.ce,
-                        Edition::Ee => f.ee,
-                    }
-                    .to_string(),
-                )),
-                (None, false) => None,
-            }
+            let k = knobs.iter().find(|k| k.path == f.path)?;
+            let keep = k.source == ValueSource::Set || (k.source == ValueSource::Default && f.always);
+            keep.then(|| (f.path, k.value.clone().unwrap_or_default()))
         })
         .collect()
 }
@@ -174,9 +155,15 @@ pub fn configuration_rows(config: &Value, registry: &str) -> Vec<Row> {
             rows.push(row(field, value));
         }
     }
-    let ow = lookup(config, OVERWRITE_REGISTRY)
-        .and_then(Value::as_str)
-        .unwrap_or_default();
+    let knobs = effective_knobs(config, edition_of(config));
+    let value = |path: &str| {
+        knobs
+            .iter()
+            .find(|k| k.path == path)
+            .and_then(|k| k.value.clone())
+    };
+    let ow = value(OVERWRITE_REGISTRY).unwrap_or_default();
+    let ow = ow.as_str();
     if ow.trim_end_matches('/') != registry && !is_under(ow, registry) {
         rows.push(row(
             OVERWRITE_REGISTRY,
@@ -187,11 +174,7 @@ pub fn configuration_rows(config: &Value, registry: &str) -> Vec<Row> {
             },
         ));
     }
-    let helm = lookup(config, SYSTEM_APPLICATIONS_HELM_REPOSITORY)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .unwrap_or_else(|| format!("oci://{SYSTEM_APPLICATIONS_CHARTS}"));
+    let helm = value(SYSTEM_APPLICATIONS_HELM_REPOSITORY).unwrap_or_default();
     let bare = helm.strip_prefix("oci://").unwrap_or(&helm);
     if !is_under(bare, registry) {
         rows.push(row(SYSTEM_APPLICATIONS_HELM_REPOSITORY, helm));

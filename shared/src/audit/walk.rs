@@ -448,12 +448,13 @@ fn seed_settings(seed: &Value, registry: &str, insecure: &[String]) -> Vec<Row> 
             fix,
             message: None,
         };
-        let field = |f: &str| format!("spec.datacenters.{dc}.node.{f}");
+        let knob = |f: &str| crate::knobs::NodeKnob::by_field(f).expect("a Seed node field");
+        let field = |f: &str| knob(f).path(dc);
         if let Some(pause) = node
             .get("pauseImage")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            && !crate::retarget::config::is_under(pause, registry)
+            && !crate::knobs::is_under(pause, registry)
         {
             let target = crate::reference::ImageRef::parse(pause)
                 .and_then(|r| r.retarget(registry))
@@ -464,7 +465,10 @@ fn seed_settings(seed: &Value, registry: &str, insecure: &[String]) -> Vec<Row> 
                 field("pauseImage"),
                 pause.to_string(),
                 format!("Seed {name} {}", field("pauseImage")),
-                Some(format!("kubectl kkp seedproxy {dc} --pause-image {target}")),
+                Some(format!(
+                    "kubectl kkp seedproxy {dc} {} {target}",
+                    knob("pauseImage").flag
+                )),
             ));
         }
         let listed = node
@@ -481,7 +485,10 @@ fn seed_settings(seed: &Value, registry: &str, insecure: &[String]) -> Vec<Row> 
                      containerd on the nodes refuses it",
                     field("insecureRegistries")
                 ),
-                Some(format!("kubectl kkp seedproxy {dc} --insecure-registry {host}")),
+                Some(format!(
+                    "kubectl kkp seedproxy {dc} {} {host}",
+                    knob("insecureRegistries").flag
+                )),
             ));
         }
         if node
