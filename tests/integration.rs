@@ -6,6 +6,7 @@ mod cli_addons;
 mod cli_addons_image;
 mod cli_archive;
 mod cli_attachments;
+mod cli_audit;
 mod cli_binaries;
 mod cli_candidates;
 mod cli_copy;

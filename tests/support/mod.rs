@@ -20,6 +20,7 @@ pub fn bin(name: &str) -> PathBuf {
         "kubectl-kkp-mirror" => env!("CARGO_BIN_EXE_kubectl-kkp-mirror").into(),
         "kubectl-kkp-retarget" => env!("CARGO_BIN_EXE_kubectl-kkp-retarget").into(),
         "kubectl-kkp-seedproxy" => env!("CARGO_BIN_EXE_kubectl-kkp-seedproxy").into(),
+        "kubectl-kkp-audit" => env!("CARGO_BIN_EXE_kubectl-kkp-audit").into(),
         other => panic!("unknown binary {other}"),
     }
 }

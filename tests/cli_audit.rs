@@ -1,0 +1,572 @@
+//! `kubectl kkp audit` against three loopback API servers (master, a seed reached through the Seed's
+//! kubeconfig Secret, a user cluster reached through its `admin-kubeconfig`) and a real docker-registry
+//! holding some of the images: leaks with their knobs, missing images, a forbidden namespace, exit codes,
+//! and KKP's chart objects as `helm template` renders them, each leak naming the values key `retarget`
+//! sets for it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+use crate::support::apiserver::ApiServer;
+use crate::support::images::{Spec, client_for, push_image};
+use crate::support::registry::Registry;
+use crate::support::{bin, block_on, fixtures, show};
+
+const TOKEN: &str = "audit-token";
+const KINDS: &[&str] = &[
+    "pods",
+    "deployments",
+    "statefulsets",
+    "daemonsets",
+    "jobs",
+    "cronjobs",
+];
+
+fn pod(ns: &str, name: &str, image: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"namespace": ns, "name": name},
+           "spec": {"containers": [{"name": "main", "image": image}]}})
+}
+
+fn deployment(ns: &str, name: &str, containers: Value) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"namespace": ns, "name": name},
+           "spec": {"template": {"spec": {"containers": containers}}}})
+}
+
+fn namespace(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+/// The objects `helm template` renders for the fixture charts, labelled as an installed release is
+/// (`meta.helm.sh/release-name`, and the chart's `helm.sh/chart` label).
+fn rendered_release(chart_dir: &Path, release: &str, chart_label: &str, values: &Path) -> Vec<Value> {
+    let out = Command::new("helm")
+        .args(["template", release])
+        .arg(chart_dir)
+        .args(["--namespace", "kubermatic", "--values"])
+        .arg(values)
+        .env(
+            "HELM_CACHE_HOME",
+            std::env::temp_dir().join("kkp-audit-helm-cache"),
+        )
+        .output()
+        .expect("helm runs");
+    assert!(
+        out.status.success(),
+        "helm template: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let docs: Vec<Value> = kkp_shared::yamledit::load_data(&text).expect("helm's output parses");
+    docs.into_iter()
+        .filter(|d| {
+            matches!(
+                d["kind"].as_str(),
+                Some("Deployment" | "DaemonSet" | "StatefulSet" | "Job" | "CronJob")
+            )
+        })
+        .map(|mut d| {
+            d["metadata"]["namespace"] = json!("kubermatic");
+            d["metadata"]["annotations"]["meta.helm.sh/release-name"] = json!(release);
+            d["metadata"]["labels"]["helm.sh/chart"] = json!(chart_label);
+            d
+        })
+        .collect()
+}
+
+struct Env {
+    _dir: tempfile::TempDir,
+    master: ApiServer,
+    _seed: ApiServer,
+    _user: ApiServer,
+    registry: Registry,
+    kubeconfig: std::path::PathBuf,
+    values: std::path::PathBuf,
+    reg: String,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = Registry::start();
+        let reg = format!("{}/kkp", registry.host);
+        block_on(async {
+            let client = client_for(&[&registry]);
+            let spec = Spec {
+                platforms: vec!["linux/amd64"],
+                layers: 1,
+                layer_size: 1024,
+                ..Spec::default()
+            };
+            push_image(&client, &registry, "kkp/shop/app", "v1", &spec).await;
+            push_image(&client, &registry, "kkp/kubermatic/kubermatic", "v2.31.0", &spec).await;
+        });
+        let values = dir.path().join("values.yaml");
+        std::fs::copy(fixtures().join("values-override.yaml"), &values).unwrap();
+
+        let master = ApiServer::start(TOKEN);
+        let seed = ApiServer::start(TOKEN);
+        let user = ApiServer::start(TOKEN);
+
+        // Master: a half-retargeted configuration, a Seed, workloads, KKP's chart objects.
+        master.put_kkp(
+            json!({"metadata": {"namespace": "kubermatic", "name": "kubermatic"},
+            "spec": {"masterController": {"dockerRepository": format!("{reg}/kubermatic/kubermatic")},
+                     "userCluster": {"overwriteRegistry": reg}}}),
+        );
+        master.put_seed(json!({"metadata": {"namespace": "kubermatic", "name": "hamburg"},
+            "spec": {"kubeconfig": {"name": "kubeconfig-hamburg"},
+                     "datacenters": {"hh-1": {"node": {"pauseImage": "registry.k8s.io/pause:3.10"}}}}}));
+        master.put_secret(
+            "kubermatic",
+            "kubeconfig-hamburg",
+            &[("kubeconfig", seed.kubeconfig_text(TOKEN).as_bytes())],
+        );
+        for ns in ["default", "shop", "kubermatic", "vault"] {
+            master.put(namespace(ns));
+        }
+        master.put(pod("default", "debug", "nginx:1.27"));
+        master.put(deployment(
+            "shop",
+            "app",
+            json!([
+            {"name": "app", "image": format!("{reg}/shop/app:v1")},
+            {"name": "sidecar", "image": format!("{reg}/shop/sidecar:v9")}]),
+        ));
+        master.put(json!({"apiVersion": "batch/v1", "kind": "CronJob",
+            "metadata": {"namespace": "shop", "name": "report"},
+            "spec": {"jobTemplate": {"spec": {"template": {"spec": {
+                "initContainers": [{"name": "fetch", "image": "docker.io/curlimages/curl:8.10.1"}],
+                "containers": [{"name": "report", "image": format!("{reg}/shop/app:v1")}]}}}}}}));
+        // A Pod of the Deployment that cannot pull: its message goes to the template's row.
+        let mut stuck = pod("shop", "app-5d9f-x2x", &format!("{reg}/shop/sidecar:v9"));
+        stuck["spec"]["containers"][0]["name"] = json!("sidecar");
+        stuck["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "app-5d9f", "uid": "u", "controller": true}]);
+        stuck["status"] = json!({"containerStatuses": [{"name": "sidecar", "state": {"waiting": {
+            "reason": "ImagePullBackOff", "message": "Back-off pulling image \"sidecar:v9\""}}}]});
+        master.put(stuck);
+        master.put(deployment(
+            "kubermatic",
+            "kubermatic-api",
+            json!([
+            {"name": "api", "image": "quay.io/kubermatic/dashboard:v2.31.0"}]),
+        ));
+        master.put(deployment(
+            "kubermatic",
+            "kubermatic-master-controller-manager",
+            json!([
+            {"name": "controller-manager", "image": format!("{reg}/kubermatic/kubermatic:v2.31.0")}]),
+        ));
+        master.put(pod("vault", "vault-0", "hashicorp/vault:1.17"));
+        let charts = fixtures().join("charts");
+        for (dir, release, label) in [
+            ("cert-manager", "cert-manager", "cert-manager-v1.20.3"),
+            (
+                "monitoring/helm-exporter",
+                "helm-exporter",
+                "helm-exporter-1.2.16",
+            ),
+            ("umbrella", "umbrella", "umbrella-9.9.9-dev"),
+        ] {
+            master.put_all(rendered_release(&charts.join(dir), release, label, &values));
+        }
+        // The namespace `vault` is closed to us, and nothing may be listed cluster-wide.
+        for kind in KINDS {
+            master.forbid_on(kind, "list", Some(""));
+            master.forbid_on(kind, "list", Some("vault"));
+        }
+
+        // Seed: a user-cluster control plane and the admin kubeconfig of that user cluster.
+        seed.put(
+            json!({"apiVersion": "kubermatic.k8c.io/v1", "kind": "Cluster", "metadata": {"name": "abc123"},
+                        "status": {"namespaceName": "cluster-abc123"}}),
+        );
+        seed.put(deployment(
+            "cluster-abc123",
+            "etcd",
+            json!([
+            {"name": "etcd-launcher", "image": "quay.io/kubermatic/etcd-launcher:v2.31.0"}]),
+        ));
+        seed.put(deployment(
+            "cluster-abc123",
+            "apiserver",
+            json!([
+            {"name": "apiserver", "image": "registry.k8s.io/kube-apiserver:v1.33.4"}]),
+        ));
+        seed.put_secret(
+            "cluster-abc123",
+            "admin-kubeconfig",
+            &[("kubeconfig", user.kubeconfig_text(TOKEN).as_bytes())],
+        );
+
+        // User cluster: an addon and a user workload.
+        user.put(json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"namespace": "kube-system", "name": "kube-proxy", "labels": {"kubermatic-addon": "kube-proxy"}},
+            "spec": {"template": {"spec": {"containers": [{"name": "kube-proxy", "image": "registry.k8s.io/kube-proxy:v1.33.4"}]}}}}));
+        user.put(deployment(
+            "apps",
+            "web",
+            json!([{"name": "web", "image": "ghcr.io/acme/web:2.0"}]),
+        ));
+
+        let kubeconfig = master.kubeconfig(dir.path(), TOKEN);
+        Env {
+            _dir: dir,
+            master,
+            _seed: seed,
+            _user: user,
+            registry,
+            kubeconfig,
+            values,
+            reg,
+        }
+    }
+
+    fn audit(&self, extra: &[&str]) -> Output {
+        Command::new(bin("kubectl-kkp-audit"))
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args([
+                "--registry",
+                &self.reg,
+                "--insecure-registry",
+                &self.registry.host,
+            ])
+            .args(extra)
+            .env("HOME", self._dir.path())
+            .env_remove("KUBECONFIG")
+            .output()
+            .expect("audit runs")
+    }
+
+    fn normalise(&self, text: &str) -> String {
+        text.replace(&self.registry.host, "REG")
+            .replace(&fixtures().display().to_string(), "FIXTURES")
+            .replace(&self.values.display().to_string(), "VALUES")
+    }
+}
+
+fn findings(out: &Output) -> Vec<Value> {
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(out)));
+    doc["findings"].as_array().unwrap().clone()
+}
+
+fn find<'a>(rows: &'a [Value], cluster: &str, object: &str, container: &str) -> &'a Value {
+    rows.iter()
+        .find(|r| r["cluster"] == cluster && r["object"] == object && r["container"] == container)
+        .unwrap_or_else(|| panic!("no row {cluster} {object} {container} in {rows:#?}"))
+}
+
+#[test]
+fn audit_finds_every_leak_with_its_knob_and_what_the_mirror_lacks() {
+    let env = Env::new();
+    let charts = fixtures().join("charts");
+    let values = env.values.display().to_string();
+    let out = env.audit(&[
+        "--user-clusters",
+        "-o",
+        "json",
+        "--charts-path",
+        charts.to_str().unwrap(),
+        "--helm-values",
+        &values,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let rows = findings(&out);
+
+    // User workloads, master side.
+    let r = find(&rows, "master", "Pod/debug", "main");
+    assert_eq!(r["status"], "leak");
+    assert!(
+        r["knob"].as_str().unwrap().starts_with("not managed by KKP"),
+        "{r}"
+    );
+    let r = find(&rows, "master", "CronJob/report", "fetch");
+    assert_eq!(r["status"], "leak");
+    assert_eq!(r["image"], "docker.io/curlimages/curl:8.10.1");
+    // Mirrored images are fine; the one the mirror lacks is missing, with the kubelet's message.
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["object"] == "Deployment/app" && r["container"] == "app"),
+        "{rows:#?}"
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["object"] == "CronJob/report" && r["container"] == "report")
+    );
+    let r = find(&rows, "master", "Deployment/app", "sidecar");
+    assert_eq!(r["status"], "missing");
+    assert_eq!(
+        r["message"],
+        "ImagePullBackOff: Back-off pulling image \"sidecar:v9\""
+    );
+
+    // KKP's operator-managed Deployment: the configuration field that moves it.
+    let r = find(&rows, "master", "Deployment/kubermatic-api", "api");
+    assert_eq!(r["knob"], "KubermaticConfiguration spec.api.dockerRepository");
+    assert_eq!(
+        r["fix"],
+        format!("kubectl kkp retarget --registry {} --live", env.reg)
+    );
+    // The configuration itself: defaults outside the mirror are leaks, the retargeted field is not.
+    let r = find(
+        &rows,
+        "master",
+        "KubermaticConfiguration/kubermatic",
+        "spec.ui.dockerRepository",
+    );
+    assert_eq!(r["image"], "quay.io/kubermatic/dashboard");
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["container"] == "spec.masterController.dockerRepository")
+    );
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["container"] == "spec.userCluster.overwriteRegistry")
+    );
+    find(
+        &rows,
+        "master",
+        "KubermaticConfiguration/kubermatic",
+        "spec.userCluster.systemApplications.helmRepository",
+    );
+
+    // The Seed's node settings.
+    let r = find(
+        &rows,
+        "master",
+        "Seed/hamburg",
+        "spec.datacenters.hh-1.node.pauseImage",
+    );
+    assert_eq!(r["status"], "leak");
+    assert_eq!(
+        r["fix"],
+        format!("kubectl kkp seedproxy hh-1 --pause-image {}/pause:3.10", env.reg)
+    );
+    let r = find(
+        &rows,
+        "master",
+        "Seed/hamburg",
+        "spec.datacenters.hh-1.node.insecureRegistries",
+    );
+    assert_eq!(r["status"], "misconfigured");
+    assert_eq!(
+        find(
+            &rows,
+            "master",
+            "Seed/hamburg",
+            "spec.datacenters.hh-1.node.httpProxy"
+        )["status"],
+        "note"
+    );
+
+    // The forbidden namespace is a row; the rest was audited.
+    let r = rows
+        .iter()
+        .find(|r| r["status"] == "not-audited" && r["namespace"] == "vault")
+        .expect("vault row");
+    assert!(
+        r["knob"].as_str().unwrap().contains("forbidden to list pods"),
+        "{r}"
+    );
+    assert!(!rows.iter().any(|r| r["object"] == "Pod/vault-0"));
+
+    // Seed cluster (through the Seed's Secret) and user cluster (through admin-kubeconfig).
+    let r = find(&rows, "seed hamburg", "Deployment/etcd", "etcd-launcher");
+    assert_eq!(
+        r["knob"],
+        "KubermaticConfiguration spec.userCluster.etcdLauncherDockerRepository"
+    );
+    let r = find(&rows, "seed hamburg", "Deployment/apiserver", "apiserver");
+    assert_eq!(
+        r["knob"],
+        "KubermaticConfiguration spec.userCluster.overwriteRegistry"
+    );
+    let r = find(&rows, "user cluster abc123", "DaemonSet/kube-proxy", "kube-proxy");
+    assert_eq!(
+        r["knob"],
+        "addon kube-proxy: KubermaticConfiguration spec.userCluster.overwriteRegistry"
+    );
+    let r = find(&rows, "user cluster abc123", "Deployment/web", "web");
+    assert!(
+        r["knob"].as_str().unwrap().starts_with("not managed by KKP"),
+        "{r}"
+    );
+
+    // Every leak has a knob; the chart objects name the values key retarget sets.
+    for r in rows.iter().filter(|r| r["status"] == "leak") {
+        assert!(!r["knob"].as_str().unwrap().is_empty(), "{r}");
+    }
+    let set = Command::new(bin("kubectl-kkp-retarget"))
+        .args([
+            "--registry",
+            &env.reg,
+            "--charts-path",
+            charts.to_str().unwrap(),
+            "--helm-values",
+            &values,
+            "-o",
+            "set",
+        ])
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "{}", show(&set));
+    let set = String::from_utf8(set.stdout).unwrap();
+    let helm_rows: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["knob"].as_str().unwrap().starts_with("Helm release"))
+        .collect();
+    assert!(helm_rows.len() >= 3, "{rows:#?}");
+    for r in helm_rows {
+        let knob = r["knob"].as_str().unwrap();
+        let key = knob
+            .split("values key ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no values key: {r}"));
+        assert!(
+            set.contains(&format!("--set {key}=")),
+            "{key} is not what retarget sets:\n{set}"
+        );
+    }
+
+    // No Secret content reaches the output.
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!all.contains(TOKEN), "a kubeconfig token was printed");
+
+    // The table, as people see it.
+    let out = env.audit(&[
+        "--user-clusters",
+        "--charts-path",
+        charts.to_str().unwrap(),
+        "--helm-values",
+        &values,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    insta::assert_snapshot!(
+        "audit_table",
+        env.normalise(&String::from_utf8_lossy(&out.stdout))
+    );
+}
+
+#[test]
+fn audit_exit_codes_clean_allowed_and_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Registry::start();
+    let reg = format!("{}/kkp", registry.host);
+    block_on(async {
+        let client = client_for(&[&registry]);
+        push_image(&client, &registry, "kkp/shop/app", "v1", &Spec::default()).await;
+    });
+    let server = ApiServer::start(TOKEN);
+    server.put(deployment(
+        "shop",
+        "app",
+        json!([{"name": "app", "image": format!("{reg}/shop/app:v1")}]),
+    ));
+    server.put(pod("shop", "tool", "docker.io/library/busybox:1.37"));
+    let kc = server.kubeconfig(dir.path(), TOKEN);
+    let run = |extra: &[&str]| {
+        Command::new(bin("kubectl-kkp-audit"))
+            .arg("--kubeconfig")
+            .arg(&kc)
+            .args(["--registry", &reg, "--insecure-registry", &registry.host])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // The busybox leaks (no configuration: that part is not audited, not a failure).
+    let out = run(&["-o", "json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let rows = findings(&out);
+    assert_eq!(
+        rows.iter().filter(|r| r["status"] == "leak").count(),
+        1,
+        "{rows:#?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["status"] == "not-audited" && r["object"] == "KubermaticConfiguration")
+    );
+    // Allowed: clean, exit 0, and the summary says what was looked at.
+    let out = run(&["--allow", "docker.io/library/*"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("1 clusters, 2 objects, 2 images: 0 leaks, 0 missing"),
+        "{text}"
+    );
+    // The mirror was asked once for the one image under the registry.
+    let heads = registry
+        .requests()
+        .iter()
+        .filter(|l| l.contains("HEAD") && l.contains("/manifests/"))
+        .count();
+    assert!(heads >= 1, "{:?}", registry.requests());
+    // A master that does not answer is an error, not a finding.
+    drop(server);
+    let out = run(&[]);
+    assert!(out.status.code().unwrap_or(0) > 1, "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).starts_with("error: "),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn an_unanswering_seed_cluster_is_not_audited_and_the_rest_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let master = ApiServer::start(TOKEN);
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let kc = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: d\n  cluster:\n    server: http://{dead}\nusers:\n- name: u\n  user:\n    token: hunter2\ncontexts:\n- name: d\n  context:\n    cluster: d\n    user: u\ncurrent-context: d\n"
+    );
+    master.put_seed(json!({"metadata": {"namespace": "kubermatic", "name": "gone"},
+        "spec": {"kubeconfig": {"name": "kc-gone"}, "datacenters": {}}}));
+    master.put_secret("kubermatic", "kc-gone", &[("kubeconfig", kc.as_bytes())]);
+    master.put_seed(json!({"metadata": {"namespace": "kubermatic", "name": "locked"},
+        "spec": {"kubeconfig": {"name": "kc-locked"}, "datacenters": {}}}));
+    master.forbid_on("secrets", "get", Some("kubermatic"));
+    master.put(pod("default", "p", "nginx:1.27"));
+    let out = Command::new(bin("kubectl-kkp-audit"))
+        .arg("--kubeconfig")
+        .arg(master.kubeconfig(dir.path(), TOKEN))
+        .args([
+            "--registry",
+            "reg.example/kkp",
+            "--no-mirror-check",
+            "-o",
+            "json",
+            "--cluster-timeout",
+            "5s",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let rows = findings(&out);
+    let not: Vec<&Value> = rows.iter().filter(|r| r["status"] == "not-audited").collect();
+    assert!(not.iter().any(|r| r["cluster"] == "seed gone"), "{not:#?}");
+    assert!(
+        not.iter()
+            .any(|r| r["cluster"] == "seed locked" && r["knob"].as_str().unwrap().contains("forbidden")),
+        "{not:#?}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["object"] == "Pod/p" && r["status"] == "leak")
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+}
