@@ -424,10 +424,9 @@ fn audit_finds_every_leak_with_its_knob_and_what_the_mirror_lacks() {
     assert!(helm_rows.len() >= 3, "{rows:#?}");
     for r in helm_rows {
         let knob = r["knob"].as_str().unwrap();
-        let key = knob
-            .split("values key ")
-            .nth(1)
-            .unwrap_or_else(|| panic!("no values key: {r}"));
+        let Some(key) = knob.split(", values key ").nth(1) else {
+            panic!("no values key: {r}");
+        };
         assert!(
             set.contains(&format!("--set {key}=")),
             "{key} is not what retarget sets:\n{set}"
@@ -504,13 +503,6 @@ fn audit_exit_codes_clean_allowed_and_unreachable() {
         text.contains("1 clusters, 2 objects, 2 images: 0 leaks, 0 missing"),
         "{text}"
     );
-    // The mirror was asked once for the one image under the registry.
-    let heads = registry
-        .requests()
-        .iter()
-        .filter(|l| l.contains("HEAD") && l.contains("/manifests/"))
-        .count();
-    assert!(heads >= 1, "{:?}", registry.requests());
     // A master that does not answer is an error, not a finding.
     drop(server);
     let out = run(&[]);

@@ -230,12 +230,14 @@ pub fn knob_of(u: &ImageUse, ctx: &Context) -> (String, Option<String>) {
     if let Some(release) = &u.release {
         let chart_label = u.chart.clone().unwrap_or_default();
         // `helm.sh/chart` is `<name>-<version>`: the name is what precedes the last `-<digit…>`.
-        let chart = match chart_label.rfind('-') {
-            Some(i) if chart_label[i + 1..].starts_with(|c: char| c.is_ascii_digit() || c == 'v') => {
-                &chart_label[..i]
-            }
-            _ => chart_label.as_str(),
-        };
+        let chart = chart_label
+            .rmatch_indices('-')
+            .map(|(i, _)| i)
+            .find(|&i| {
+                let v = chart_label[i + 1..].trim_start_matches('v');
+                v.starts_with(|c: char| c.is_ascii_digit())
+            })
+            .map_or(chart_label.as_str(), |i| &chart_label[..i]);
         let key = parsed.as_ref().and_then(|p| ctx.keys.key_for(chart, p));
         let charts = ctx
             .charts_path
@@ -263,7 +265,7 @@ pub fn knob_of(u: &ImageUse, ctx: &Context) -> (String, Option<String>) {
                 )
             }
             None => format!(
-                "Helm release {release}{chart_part}: no values key sets this image (hard-coded in a template): a \
+                "Helm release {release}{chart_part}: hard-coded in a template (no key of its values sets this image): a \
                  containerd registry mirror on the nodes, or --allow"
             ),
         };

@@ -169,6 +169,11 @@ fn is_forbidden(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 403)
 }
 
+/// A 404 on a LIST: the cluster does not serve this kind (nothing of it to audit).
+fn is_not_served(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
 /// The waiting reason and message of each container of a Pod that cannot pull its image.
 fn pull_errors(obj: &Value) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -313,6 +318,7 @@ async fn walk_cluster(
         .await;
         match result {
             Ok(()) => {}
+            Err(e) if is_not_served(&e) => continue,
             Err(e) if is_forbidden(&e) => {
                 // Not allowed cluster-wide: namespace by namespace.
                 if namespaces.is_none() {
