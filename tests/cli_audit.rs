@@ -77,7 +77,7 @@ fn rendered_release(chart_dir: &Path, release: &str, chart_label: &str, values: 
 
 struct Env {
     _dir: tempfile::TempDir,
-    master: ApiServer,
+    _master: ApiServer,
     _seed: ApiServer,
     _user: ApiServer,
     registry: Registry,
@@ -213,7 +213,7 @@ impl Env {
         let kubeconfig = master.kubeconfig(dir.path(), TOKEN);
         Env {
             _dir: dir,
-            master,
+            _master: master,
             _seed: seed,
             _user: user,
             registry,
