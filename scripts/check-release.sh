@@ -42,7 +42,7 @@ say "arm64 kubectl-kkp: $desc"
 [[ $desc == *"ARM aarch64"* && $desc == *static* ]] || die "the arm64 archive's kubectl-kkp is not a static aarch64 binary"
 got=$(qemu-aarch64-static "$work/arm64/kubectl-kkp" version)
 [ "$got" = "kubectl-kkp $tag" ] || die "arm64 kubectl-kkp version printed '$got', not 'kubectl-kkp $tag'"
-for tool in kubectl-kkp-retarget kubectl-kkp-seedproxy; do
+for tool in kubectl-kkp-retarget kubectl-kkp-seedproxy kubectl-kkp-audit; do
   qemu-aarch64-static "$work/arm64/$tool" --help >/dev/null || die "arm64 $tool --help failed"
 done
 qemu-aarch64-static "$work/arm64/kubectl-kkp-mirror" --dry-run -o json >"$work/arm64.json" 2>"$work/arm64.err" ||

@@ -99,7 +99,7 @@ rust_target() {
   esac
 }
 exe_of() { case "$1" in windows/*) echo .exe ;; *) echo "" ;; esac; }
-tools="kubectl-kkp kubectl-kkp-mirror kubectl-kkp-retarget kubectl-kkp-seedproxy"
+tools="kubectl-kkp kubectl-kkp-mirror kubectl-kkp-retarget kubectl-kkp-seedproxy kubectl-kkp-audit"
 
 if [ -z "$bin_dir" ] && [ -z "$render_only" ]; then
   zig_targets=()
@@ -174,7 +174,7 @@ pack() {
     chmod 0755 "$stage/$tool$exe"
   done
   for shim in kubectl_complete-kkp kubectl_complete-kkp-mirror kubectl_complete-kkp-retarget \
-    kubectl_complete-kkp-seedproxy; do
+    kubectl_complete-kkp-seedproxy kubectl_complete-kkp-audit; do
     install -m 0755 "$root/plugins/kkp/kubectl_complete-kkp" "$stage/$shim"
   done
   [ -f "$root/LICENSE" ] || die "LICENSE is missing (krew requires one in the archive)"

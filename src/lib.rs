@@ -111,6 +111,7 @@ pub mod dispatch {
             let tool = clap::Command::new(*name);
             let tool = match *name {
                 "mirror" => kkp_shared::mirror::MirrorArgs::augment_args(tool),
+                "audit" => kkp_shared::audit::AuditArgs::augment_args(tool),
                 _ => tool,
             };
             cmd = cmd.subcommand(tool.about(*about));
@@ -520,12 +521,14 @@ mod tests {
                     "completion".into(),
                     "mirror".into(),
                     "retarget".into(),
-                    "seedproxy".into()
+                    "seedproxy".into(),
+                    "audit".into()
                 ],
                 Directive::NoFiles
             )
         );
         assert_eq!(names(&["se"]).0, ["seedproxy"]);
+        assert_eq!(names(&["audit", "--user-"]).0, ["--user-clusters"]);
         assert_eq!(names(&["completion", ""]).0, ["bash", "zsh", "fish"]);
         assert_eq!(names(&["mirror", "--con"]).0, ["--config", "--context"]);
         assert_eq!(names(&["mirror", "-o", "j"]).0, ["json"]);

@@ -940,8 +940,9 @@ fn a_kubeconfig_with_a_bad_server_or_ca_is_a_one_line_error_naming_it() {
             vec!["/nonexistent/ca.pem".into()],
         ),
     ];
-    // Both commands that talk to a cluster: seedproxy, and retarget --live.
-    let commands: [(&str, &[&str]); 2] = [
+    // The commands that talk to a cluster: audit, seedproxy, and retarget --live.
+    let commands: [(&str, &[&str]); 3] = [
+        ("kubectl-kkp-audit", &["--registry", "registry.corp:5000"]),
         (
             "kubectl-kkp-seedproxy",
             &["hamburg", "--http-proxy", "http://proxy.corp:3128", "--yes"],

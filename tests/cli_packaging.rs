@@ -10,11 +10,12 @@ use sha2::{Digest, Sha256};
 
 use crate::support::{bin, fixtures, run};
 
-const TOOLS: [&str; 4] = [
+const TOOLS: [&str; 5] = [
     "kubectl-kkp",
     "kubectl-kkp-mirror",
     "kubectl-kkp-retarget",
     "kubectl-kkp-seedproxy",
+    "kubectl-kkp-audit",
 ];
 
 fn version_line() -> String {
@@ -97,7 +98,14 @@ fn dispatcher_prints_version_and_kubectl_usage() {
     let out = ok(run("kubectl-kkp", &["--help"]), "--help");
     let help = stdout(&out);
     assert!(help.contains("Usage: kubectl kkp <COMMAND>"), "{help}");
-    for sub in ["mirror", "retarget", "seedproxy", "version", "completion"] {
+    for sub in [
+        "mirror",
+        "retarget",
+        "seedproxy",
+        "audit",
+        "version",
+        "completion",
+    ] {
         assert!(
             help.contains(&format!("\n  {sub} ")),
             "{sub} missing from help:\n{help}"
@@ -242,6 +250,7 @@ fn kubectl_dir() -> tempfile::TempDir {
         "kubectl_complete-kkp-mirror",
         "kubectl_complete-kkp-retarget",
         "kubectl_complete-kkp-seedproxy",
+        "kubectl_complete-kkp-audit",
     ] {
         std::fs::copy(&shim, dir.path().join(name)).unwrap();
     }
