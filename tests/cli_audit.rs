@@ -503,6 +503,57 @@ fn audit_exit_codes_clean_allowed_and_unreachable() {
         text.contains("1 clusters, 2 objects, 2 images: 0 leaks, 0 missing"),
         "{text}"
     );
+    // The same through kubectl's plugin discovery and the dispatcher: `kubectl kkp audit`.
+    let path_dir = tempfile::tempdir().unwrap();
+    for tool in ["kubectl-kkp", "kubectl-kkp-audit"] {
+        std::os::unix::fs::symlink(bin(tool), path_dir.path().join(tool)).unwrap();
+    }
+    let kubectl_dir = std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .find(|d| d.join("kubectl").is_file())
+        .expect("kubectl is installed (a test peer)");
+    let path = std::env::join_paths([
+        path_dir.path().to_path_buf(),
+        kubectl_dir,
+        "/usr/bin".into(),
+        "/bin".into(),
+    ])
+    .unwrap();
+    let out = Command::new("kubectl")
+        .args(["kkp", "audit", "--kubeconfig"])
+        .arg(&kc)
+        .args([
+            "--registry",
+            &reg,
+            "--insecure-registry",
+            &registry.host,
+            "--allow",
+            "docker.io/library/*",
+        ])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("0 leaks, 0 missing"),
+        "{}",
+        show(&out)
+    );
+    let out = Command::new("kubectl")
+        .args(["kkp", "audit", "--kubeconfig"])
+        .arg(&kc)
+        .args(["--registry", &reg, "--insecure-registry", &registry.host])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the exit code passes through: {}",
+        show(&out)
+    );
+
     // A master that does not answer is an error, not a finding.
     drop(server);
     let out = run(&[]);
