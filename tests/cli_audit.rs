@@ -613,3 +613,41 @@ fn an_unanswering_seed_cluster_is_not_audited_and_the_rest_goes_on() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
 }
+
+/// The benchmark's API server (`benches/bench-audit.sh`): 5,000 Pods in 200 namespaces, 100 distinct
+/// images (half under the registry `reg.bench/kkp`), two containers each. Writes `kubeconfig` and then
+/// `ready` into `$KKP_BENCH_DIR` and serves until `$KKP_BENCH_DIR/done` appears.
+#[test]
+#[ignore = "the API server of benches/bench-audit.sh; needs KKP_BENCH_DIR"]
+fn bench_audit_apiserver() {
+    let dir = std::path::PathBuf::from(std::env::var("KKP_BENCH_DIR").expect("KKP_BENCH_DIR"));
+    let server = ApiServer::start(TOKEN);
+    let image = |i: usize| {
+        if i.is_multiple_of(2) {
+            format!("reg.bench/kkp/team-{}/app-{i}:v{}", i % 7, i % 5)
+        } else {
+            format!("quay.io/team-{}/app-{i}:v{}", i % 7, i % 5)
+        }
+    };
+    server.put_all((0..200).map(|n| namespace(&format!("ns-{n:03}"))));
+    server.put_all((0..5000).map(|p| {
+        let mut pod = pod(
+            &format!("ns-{:03}", p % 200),
+            &format!("pod-{p:05}"),
+            &image(p % 100),
+        );
+        pod["metadata"]["labels"] =
+            json!({"app": format!("app-{}", p % 100), "pod-template-hash": "5d9f7c8b6"});
+        pod["spec"]["initContainers"] = json!([{"name": "init", "image": image((p + 37) % 100),
+            "command": ["sh", "-c", "true"], "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]);
+        pod["status"] = json!({"phase": "Running", "podIP": "10.0.0.1",
+            "containerStatuses": [{"name": "main", "ready": true, "restartCount": 0,
+                                   "state": {"running": {"startedAt": "2026-12-01T00:00:00Z"}}}]});
+        pod
+    }));
+    server.kubeconfig(&dir, TOKEN);
+    std::fs::write(dir.join("ready"), server.url()).unwrap();
+    while !dir.join("done").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
