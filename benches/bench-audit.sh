@@ -40,7 +40,7 @@ echo "API server $(cat "$WORK/ready"): 5000 Pods, 200 namespaces, 100 images"
 measure() {
   local name=$1; shift
   /usr/bin/time -f '%e %M' -o "$WORK/$name.time" "$@" >"$WORK/$name.out" 2>"$WORK/$name.err" || true
-  cat "$WORK/$name.time"
+  tail -n 1 "$WORK/$name.time"
 }
 audit() {
   "$AUDIT_BIN" --kubeconfig "$KC" --registry reg.bench/kkp --no-mirror-check -o json

@@ -459,7 +459,10 @@ fn audit_finds_every_leak_with_its_knob_and_what_the_mirror_lacks() {
 #[test]
 fn audit_exit_codes_clean_allowed_and_unreachable() {
     let dir = tempfile::tempdir().unwrap();
-    let registry = Registry::start();
+    let registry = Registry::start_with(crate::support::registry::Options {
+        access_log: true,
+        ..Default::default()
+    });
     let reg = format!("{}/kkp", registry.host);
     block_on(async {
         let client = client_for(&[&registry]);
@@ -472,6 +475,8 @@ fn audit_exit_codes_clean_allowed_and_unreachable() {
         json!([{"name": "app", "image": format!("{reg}/shop/app:v1")}]),
     ));
     server.put(pod("shop", "tool", "docker.io/library/busybox:1.37"));
+    server.put(pod("shop", "app-standalone", &format!("{reg}/shop/app:v1")));
+    server.put(pod("batch", "app-once", &format!("{reg}/shop/app:v1")));
     let kc = server.kubeconfig(dir.path(), TOKEN);
     let run = |extra: &[&str]| {
         Command::new(bin("kubectl-kkp-audit"))
@@ -483,8 +488,31 @@ fn audit_exit_codes_clean_allowed_and_unreachable() {
             .unwrap()
     };
     // The busybox leaks (no configuration: that part is not audited, not a failure).
-    let out = run(&["-o", "json"]);
+    let out = run(&["-o", "json", "--page-size", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // Paged: one object per LIST, continued; the mirror asked once for the image three objects use.
+    let pages = server
+        .seen()
+        .iter()
+        .filter(|s| s.target.contains("/pods?") && s.target.contains("continue="))
+        .count();
+    assert_eq!(
+        pages,
+        2,
+        "{:#?}",
+        server.seen().iter().map(|s| &s.target).collect::<Vec<_>>()
+    );
+    let heads: Vec<String> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("HEAD ") && r.contains("/manifests/"))
+        .collect();
+    assert_eq!(
+        heads,
+        ["HEAD /v2/kkp/shop/app/manifests/v1"],
+        "{:?}",
+        registry.requests()
+    );
     let rows = findings(&out);
     assert_eq!(
         rows.iter().filter(|r| r["status"] == "leak").count(),
@@ -500,7 +528,7 @@ fn audit_exit_codes_clean_allowed_and_unreachable() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("1 clusters, 2 objects, 2 images: 0 leaks, 0 missing"),
+        text.contains("1 clusters, 4 objects, 2 images: 0 leaks, 0 missing"),
         "{text}"
     );
     // The same through kubectl's plugin discovery and the dispatcher: `kubectl kkp audit`.
@@ -621,7 +649,8 @@ fn an_unanswering_seed_cluster_is_not_audited_and_the_rest_goes_on() {
 #[ignore = "the API server of benches/bench-audit.sh; needs KKP_BENCH_DIR"]
 fn bench_audit_apiserver() {
     let dir = std::path::PathBuf::from(std::env::var("KKP_BENCH_DIR").expect("KKP_BENCH_DIR"));
-    let server = ApiServer::start(TOKEN);
+    // HTTPS: kubectl sends a bearer token only over TLS.
+    let server = ApiServer::start_tls(TOKEN);
     let image = |i: usize| {
         if i.is_multiple_of(2) {
             format!("reg.bench/kkp/team-{}/app-{i}:v{}", i % 7, i % 5)
