@@ -680,3 +680,115 @@ fn bench_audit_apiserver() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// The user-cluster control-plane images KKP v2.31.0's reconcilers produce (its own fixtures, listed in
+/// `tests/fixtures/kkp/control-plane-fixture-images.txt`), running in a `cluster-*` namespace of a seed
+/// whose configuration `retarget` has already rewritten (the Pods predate the rollout): each leak names
+/// a KubermaticConfiguration field that `retarget` set under the registry.
+#[test]
+fn control_plane_images_of_the_catalog_name_the_field_retarget_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = "reg.example:5000/kkp";
+    // What retarget makes of a bare configuration.
+    let config = dir.path().join("kubermatic.yaml");
+    std::fs::write(
+        &config,
+        "apiVersion: kubermatic.k8c.io/v1\nkind: KubermaticConfiguration\nmetadata:\n  name: kubermatic\n  namespace: kubermatic\nspec:\n  ingress:\n    domain: kkp.example.com\n",
+    )
+    .unwrap();
+    let out = Command::new(bin("kubectl-kkp-retarget"))
+        .args(["--registry", reg, "--config"])
+        .arg(&config)
+        .arg("--yes")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let retargeted: Value = kkp_shared::yamledit::load_data(&std::fs::read_to_string(&config).unwrap())
+        .unwrap()
+        .remove(0);
+    let set_by_retarget = |field: &str| {
+        field
+            .split('.')
+            .try_fold(&retargeted, |v, k| v.get(k))
+            .and_then(Value::as_str)
+            .is_some_and(|v| v.starts_with(reg))
+    };
+
+    let master = ApiServer::start(TOKEN);
+    let seed = ApiServer::start(TOKEN);
+    master.put_kkp(retargeted.clone());
+    master.put_seed(json!({"metadata": {"namespace": "kubermatic", "name": "s"},
+        "spec": {"kubeconfig": {"name": "kc"}, "datacenters": {}}}));
+    master.put_secret(
+        "kubermatic",
+        "kc",
+        &[("kubeconfig", seed.kubeconfig_text(TOKEN).as_bytes())],
+    );
+    let text = std::fs::read_to_string(fixtures().join("kkp/control-plane-fixture-images.txt")).unwrap();
+    let mut images: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    images.sort();
+    images.dedup();
+    assert!(images.len() > 30, "{images:?}");
+    seed.put_all(images.iter().enumerate().map(|(i, image)| {
+        deployment(
+            "cluster-xyz",
+            &format!("component-{i}"),
+            json!([{"name": "c", "image": image}]),
+        )
+    }));
+    let out = Command::new(bin("kubectl-kkp-audit"))
+        .arg("--kubeconfig")
+        .arg(master.kubeconfig(dir.path(), TOKEN))
+        .args(["--registry", reg, "--no-mirror-check", "-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let rows = findings(&out);
+    // The configuration itself is clean after retarget.
+    assert!(
+        !rows
+            .iter()
+            .any(|r| r["object"] == "KubermaticConfiguration/kubermatic"),
+        "{rows:#?}"
+    );
+    let mut by_field = std::collections::BTreeMap::<String, usize>::new();
+    for image in &images {
+        let r = rows
+            .iter()
+            .find(|r| r["cluster"] == "seed s" && r["image"] == *image)
+            .unwrap_or_else(|| panic!("{image} not reported"));
+        let knob = r["knob"].as_str().unwrap();
+        let field = knob
+            .strip_prefix("KubermaticConfiguration ")
+            .unwrap_or_else(|| panic!("{image}: {knob}"));
+        assert!(
+            set_by_retarget(field),
+            "{image}: {field} is not a field retarget set"
+        );
+        assert_eq!(r["fix"], format!("kubectl kkp retarget --registry {reg} --live"));
+        *by_field.entry(field.to_string()).or_default() += 1;
+    }
+    let find_image = |prefix: &str| {
+        rows.iter()
+            .find(|r| r["image"].as_str().unwrap().starts_with(prefix))
+            .map(|r| r["knob"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    assert_eq!(
+        find_image("quay.io/kubermatic/etcd-launcher:"),
+        "KubermaticConfiguration spec.userCluster.etcdLauncherDockerRepository"
+    );
+    assert_eq!(
+        find_image("quay.io/kubermatic/kubermatic:"),
+        "KubermaticConfiguration spec.userCluster.kubermaticDockerRepository"
+    );
+    assert_eq!(
+        find_image("registry.k8s.io/kube-apiserver:"),
+        "KubermaticConfiguration spec.userCluster.overwriteRegistry"
+    );
+    assert!(by_field.len() >= 3, "{by_field:?}");
+}

@@ -195,9 +195,16 @@ fn field_for(
             .ok()
             .map(|r| format!("{}/{}", r.registry, r.repository))
     };
+    // The field's value, or KKP's default for it: a Pod started before the field was retargeted still
+    // runs the default's image, and it is still that field that moves it.
+    let is_default = |f: &str| {
+        REPOSITORY_FIELDS.iter().any(|rf| {
+            rf.path == f && rf.always && [rf.ce, rf.ee].iter().any(|d| norm(d).as_deref() == Some(repo))
+        })
+    };
     let matches: Vec<&'static str> = fields
         .iter()
-        .filter(|(_, v)| norm(v).as_deref() == Some(repo))
+        .filter(|(f, v)| norm(v).as_deref() == Some(repo) || is_default(f))
         .map(|(f, _)| *f)
         .collect();
     let hint = |f: &str| {
