@@ -523,6 +523,12 @@ fn audit_exit_codes_clean_allowed_and_unreachable() {
         rows.iter()
             .any(|r| r["status"] == "not-audited" && r["object"] == "KubermaticConfiguration")
     );
+    // The same findings as YAML.
+    let out = run(&["-o", "yaml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let doc: Value = serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).expect("the YAML parses");
+    assert_eq!(doc["summary"]["leaks"], 1, "{doc}");
+    assert_eq!(doc["findings"].as_array().unwrap().len(), rows.len());
     // Allowed: clean, exit 0, and the summary says what was looked at.
     let out = run(&["--allow", "docker.io/library/*"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));

@@ -542,9 +542,21 @@ pub async fn walk(args: &AuditArgs) -> Result<Walked, KubeError> {
             Vec::new()
         }
     };
+    // Hosts the nodes' containerd cannot verify: plain HTTP (`--insecure-registry`), or a private CA
+    // given for that host (`--ca-file HOST=FILE`), which the nodes do not trust by default.
+    let untrusted: Vec<String> = args
+        .insecure_registries
+        .iter()
+        .cloned()
+        .chain(
+            args.ca_files
+                .iter()
+                .filter(|c| !std::path::Path::new(c.as_str()).exists())
+                .filter_map(|c| c.split_once('=').map(|(h, _)| h.to_string())),
+        )
+        .collect();
     for seed in &seeds {
-        out.settings
-            .extend(seed_settings(seed, &registry, &args.insecure_registries));
+        out.settings.extend(seed_settings(seed, &registry, &untrusted));
     }
 
     let master_walk = walk_timed("master".into(), Scope::Master, master.clone(), page, timeout);
