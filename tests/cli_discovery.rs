@@ -5,7 +5,7 @@
 //! ConfigMap or an argument is "certain" is the scanner's decision, not this test's.
 
 use crate::support::helm::{
-    all_sources, expected_chart_images, mixed_charts_dir, origin_charts, run_env, sources,
+    all_sources, expected_chart_images, grafana_chart, mixed_charts_dir, origin_charts, run_env, sources,
 };
 use crate::support::{fixtures, run};
 
@@ -223,28 +223,8 @@ fn include_tests_adds_the_test_hook_image() {
 fn each_chart_is_rendered_with_its_own_stacks_values_file_and_names_it() {
     let dir = tempfile::tempdir().unwrap();
     let charts = dir.path().join("charts");
-    for (chart, kind) in [
-        ("monitoring/grafana", "Deployment"),
-        ("mla/grafana", "Deployment"),
-        ("iap", "Deployment"),
-    ] {
-        let d = charts.join(chart);
-        std::fs::create_dir_all(d.join("templates")).unwrap();
-        std::fs::write(
-            d.join("Chart.yaml"),
-            "apiVersion: v2\nname: grafana\nversion: 1.0.0\n",
-        )
-        .unwrap();
-        std::fs::write(
-            d.join("values.yaml"),
-            "grafana:\n  image:\n    repository: docker.io/grafana/grafana\n    tag: \"12.0\"\n",
-        )
-        .unwrap();
-        std::fs::write(
-            d.join("templates/deploy.yaml"),
-            format!("apiVersion: apps/v1\nkind: {kind}\nmetadata:\n  name: grafana\nspec:\n  template:\n    spec:\n      containers:\n        - name: grafana\n          image: \"{{{{ .Values.grafana.image.repository }}}}:{{{{ .Values.grafana.image.tag }}}}\"\n"),
-        )
-        .unwrap();
+    for chart in ["monitoring/grafana", "mla/grafana", "iap"] {
+        grafana_chart(&charts, chart, "docker.io/grafana/grafana");
     }
     let main = dir.path().join("values.yaml");
     let mla = dir.path().join("values.mla.yaml");

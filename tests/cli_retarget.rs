@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use crate::support::helm::grafana_chart;
 use crate::support::{bin, fixtures};
 
 const REG: &str = "reg.local:5000/kkp";
@@ -488,27 +489,8 @@ fn mirror_warns_once_about_a_retargeted_values_file() {
 fn the_whole_kkp_charts_dir_is_retargeted_per_values_file_and_reruns_are_clean() {
     let dir = tempfile::tempdir().unwrap();
     let charts = dir.path().join("charts");
-    let chart = |path: &str, repo: &str| {
-        let d = charts.join(path);
-        std::fs::create_dir_all(d.join("templates")).unwrap();
-        std::fs::write(
-            d.join("Chart.yaml"),
-            "apiVersion: v2\nname: grafana\nversion: 1.0.0\n",
-        )
-        .unwrap();
-        std::fs::write(
-            d.join("values.yaml"),
-            format!("grafana:\n  image:\n    repository: {repo}\n    tag: \"12.0\"\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            d.join("templates/deploy.yaml"),
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: grafana\nspec:\n  template:\n    spec:\n      containers:\n        - name: grafana\n          image: \"{{ .Values.grafana.image.repository }}:{{ .Values.grafana.image.tag }}\"\n",
-        )
-        .unwrap();
-    };
-    chart("monitoring/grafana", "docker.io/grafana/grafana-oss");
-    chart("mla/grafana", "docker.io/grafana/grafana");
+    grafana_chart(&charts, "monitoring/grafana", "docker.io/grafana/grafana-oss");
+    grafana_chart(&charts, "mla/grafana", "docker.io/grafana/grafana");
     let main = dir.path().join("values.yaml");
     let mla = dir.path().join("values.mla.yaml");
     std::fs::write(&main, "# main\ndex: {}\n").unwrap();

@@ -89,3 +89,26 @@ pub fn origin_charts(plan: &serde_json::Value, image: &str) -> Vec<String> {
     names.dedup();
     names
 }
+
+/// Writes a one-Deployment chart at `charts/<path>` whose image is `grafana.image.repository:12.0`, the
+/// repository defaulting to `repo`: the shape of KKP's `monitoring/grafana` and `mla/grafana`, which share
+/// those keys with different defaults.
+pub fn grafana_chart(charts: &Path, path: &str, repo: &str) {
+    let d = charts.join(path);
+    std::fs::create_dir_all(d.join("templates")).unwrap();
+    std::fs::write(
+        d.join("Chart.yaml"),
+        "apiVersion: v2\nname: grafana\nversion: 1.0.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("values.yaml"),
+        format!("grafana:\n  image:\n    repository: {repo}\n    tag: \"12.0\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("templates/deploy.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: grafana\nspec:\n  template:\n    spec:\n      containers:\n        - name: grafana\n          image: \"{{ .Values.grafana.image.repository }}:{{ .Values.grafana.image.tag }}\"\n",
+    )
+    .unwrap();
+}
