@@ -615,8 +615,28 @@ fn an_unanswering_seed_cluster_is_not_audited_and_the_rest_goes_on() {
         "spec": {"kubeconfig": {"name": "kc-gone"}, "datacenters": {}}}));
     master.put_secret("kubermatic", "kc-gone", &[("kubeconfig", kc.as_bytes())]);
     master.put_seed(json!({"metadata": {"namespace": "kubermatic", "name": "locked"},
-        "spec": {"kubeconfig": {"name": "kc-locked"}, "datacenters": {}}}));
-    master.forbid_on("secrets", "get", Some("kubermatic"));
+        "spec": {"kubeconfig": {"name": "kc-locked", "namespace": "locked"}, "datacenters": {}}}));
+    master.put_secret("locked", "kc-locked", &[("kubeconfig", kc.as_bytes())]);
+    // A server that accepts connections and never answers: the per-cluster timeout ends it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in silent.incoming().flatten() {
+            held.push(c);
+        }
+    });
+    master.put_seed(json!({"metadata": {"namespace": "kubermatic", "name": "mute"},
+        "spec": {"kubeconfig": {"name": "kc-mute"}, "datacenters": {}}}));
+    master.put_secret(
+        "kubermatic",
+        "kc-mute",
+        &[(
+            "kubeconfig",
+            kc.replace(&dead.to_string(), &silent_addr.to_string()).as_bytes(),
+        )],
+    );
+    master.forbid_on("secrets", "get", Some("locked"));
     master.put(pod("default", "p", "nginx:1.27"));
     let out = Command::new(bin("kubectl-kkp-audit"))
         .arg("--kubeconfig")
@@ -628,14 +648,23 @@ fn an_unanswering_seed_cluster_is_not_audited_and_the_rest_goes_on() {
             "-o",
             "json",
             "--cluster-timeout",
-            "5s",
+            "2s",
         ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let rows = findings(&out);
     let not: Vec<&Value> = rows.iter().filter(|r| r["status"] == "not-audited").collect();
-    assert!(not.iter().any(|r| r["cluster"] == "seed gone"), "{not:#?}");
+    assert!(
+        not.iter()
+            .any(|r| r["cluster"] == "seed gone" && r["knob"].as_str().unwrap().contains("refused")),
+        "{not:#?}"
+    );
+    assert!(
+        not.iter().any(|r| r["cluster"] == "seed mute"
+            && r["knob"].as_str().unwrap().contains("did not answer within 2s")),
+        "{not:#?}"
+    );
     assert!(
         not.iter()
             .any(|r| r["cluster"] == "seed locked" && r["knob"].as_str().unwrap().contains("forbidden")),
