@@ -146,6 +146,11 @@ impl Env {
         stuck["status"] = json!({"containerStatuses": [{"name": "sidecar", "state": {"waiting": {
             "reason": "ImagePullBackOff", "message": "Back-off pulling image \"sidecar:v9\""}}}]});
         master.put(stuck);
+        // The kubelet's event about it says why.
+        master.put(json!({"apiVersion": "v1", "kind": "Event", "metadata": {"namespace": "shop", "name": "app-5d9f-x2x.1"},
+            "involvedObject": {"kind": "Pod", "name": "app-5d9f-x2x", "namespace": "shop"}, "reason": "Failed",
+            "lastTimestamp": "2026-12-07T10:00:00Z",
+            "message": format!("Failed to pull image \"{reg}/shop/sidecar:v9\": not found")}));
         master.put(deployment(
             "kubermatic",
             "kubermatic-api",
@@ -301,7 +306,10 @@ fn audit_finds_every_leak_with_its_knob_and_what_the_mirror_lacks() {
     assert_eq!(r["status"], "missing");
     assert_eq!(
         r["message"],
-        "ImagePullBackOff: Back-off pulling image \"sidecar:v9\""
+        format!(
+            "ImagePullBackOff: Failed to pull image \"{}/shop/sidecar:v9\": not found",
+            env.reg
+        )
     );
 
     // KKP's operator-managed Deployment: the configuration field that moves it.

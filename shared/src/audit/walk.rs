@@ -375,7 +375,17 @@ async fn walk_cluster(
             format!("forbidden to list {} in this namespace", kinds.join(", ")),
         ));
     }
-    // A Pod that cannot pull: its message goes to the template with that image, else it stays itself.
+    // A Pod that cannot pull: the kubelet's event says why (the latest `Failed` pulling event), when
+    // events can be read.
+    let stuck: Vec<&mut ImageUse> = folded
+        .iter_mut()
+        .chain(w.uses.iter_mut())
+        .filter(|u| u.pull_error.is_some() && u.object.starts_with("Pod/"))
+        .collect();
+    if !stuck.is_empty() {
+        pull_events(cluster, page, stuck).await;
+    }
+    // Its message goes to the template with that image, else the Pod stays a row itself.
     for p in folded {
         match w
             .uses
@@ -390,6 +400,55 @@ async fn walk_cluster(
         }
     }
     Ok(w)
+}
+
+/// Replaces the status reason of each stuck Pod container with the message of the kubelet's latest
+/// `Failed` / `BackOff` event about pulling its image; events that cannot be read change nothing.
+async fn pull_events(cluster: &Cluster, page: u32, stuck: Vec<&mut ImageUse>) {
+    let ar = api_resource("v1", "Event", "events");
+    let mut namespaces: Vec<String> = stuck.iter().map(|u| u.namespace.clone()).collect();
+    namespaces.sort();
+    namespaces.dedup();
+    // (namespace, pod, image) → (time, message)
+    let mut latest: BTreeMap<(String, String, String), (String, String)> = BTreeMap::new();
+    for ns in namespaces {
+        let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), &ns, &ar);
+        let result = list_pages(&api, page, |e| {
+            let d = &e.data;
+            let text = |p: &str| {
+                d.pointer(p)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            if text("/involvedObject/kind") != "Pod"
+                || !matches!(text("/reason").as_str(), "Failed" | "BackOff")
+            {
+                return;
+            }
+            let message = text("/message");
+            let pod = text("/involvedObject/name");
+            let time = [text("/lastTimestamp"), text("/eventTime")].concat();
+            let key = (ns.clone(), pod, message.clone());
+            latest.insert(key, (time, message));
+        })
+        .await;
+        if let Err(e) = result {
+            tracing::info!("events in {ns}: {e}");
+        }
+    }
+    for u in stuck {
+        let pod = u.object.trim_start_matches("Pod/");
+        let best = latest
+            .iter()
+            .filter(|((ns, p, m), _)| *ns == u.namespace && p == pod && m.contains(&u.image))
+            .max_by(|a, b| a.1.0.cmp(&b.1.0))
+            .map(|(_, (_, m))| m.clone());
+        if let (Some(m), Some(reason)) = (best, &u.pull_error) {
+            let reason = reason.split(':').next().unwrap_or_default().to_string();
+            u.pull_error = Some(format!("{reason}: {m}"));
+        }
+    }
 }
 
 /// [`walk_cluster`] under the per-cluster timeout; failure is one "not audited" row for the cluster.
