@@ -834,4 +834,52 @@ fn control_plane_images_of_the_catalog_name_the_field_retarget_sets() {
         "KubermaticConfiguration spec.userCluster.overwriteRegistry"
     );
     assert!(by_field.len() >= 3, "{by_field:?}");
+
+    // A plain-HTTP mirror: KKP must be told so for the system Applications' charts. The audit says which
+    // retarget flag does it, and after that retarget run the configuration is clean again.
+    let audit_config_rows = || {
+        let out = Command::new(bin("kubectl-kkp-audit"))
+            .arg("--kubeconfig")
+            .arg(master.kubeconfig(dir.path(), TOKEN))
+            .args([
+                "--registry",
+                reg,
+                "--no-mirror-check",
+                "--seeds=false",
+                "-o",
+                "json",
+            ])
+            .args(["--insecure-registry", "reg.example:5000"])
+            .output()
+            .unwrap();
+        findings(&out)
+            .into_iter()
+            .filter(|r| r["object"] == "KubermaticConfiguration/kubermatic")
+            .map(|r| {
+                (
+                    r["status"].as_str().unwrap().to_string(),
+                    r["container"].as_str().unwrap().to_string(),
+                    r["fix"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let rows = audit_config_rows();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, "misconfigured");
+    assert_eq!(rows[0].1, "spec.userCluster.systemApplications.plainHTTP");
+    assert!(rows[0].2.contains("--live --plain-http"), "{rows:?}");
+    let out = Command::new(bin("kubectl-kkp-retarget"))
+        .args(["--registry", reg, "--plain-http", "--yes", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let mut fixed: Value = kkp_shared::yamledit::load_data(&std::fs::read_to_string(&config).unwrap())
+        .unwrap()
+        .remove(0);
+    fixed["metadata"]["resourceVersion"] =
+        master.kkp("kubermatic", "kubermatic").unwrap()["metadata"]["resourceVersion"].clone();
+    master.put_kkp(fixed);
+    assert_eq!(audit_config_rows(), Vec::<(String, String, String)>::new());
 }

@@ -124,6 +124,12 @@ pub async fn run(args: &AuditArgs) -> Result<u8, AuditError> {
         keys,
         charts_path: args.charts_path.clone(),
         helm_values: args.helm_values.clone(),
+        insecure: {
+            let host = registry.split('/').next().unwrap_or(&registry);
+            args.insecure_registries
+                .iter()
+                .any(|h| h.trim_end_matches('/') == host)
+        },
     };
     let mut rows = Vec::new();
     rows.extend(walked.not_audited.iter().cloned());

@@ -93,6 +93,8 @@ pub struct Context {
     pub charts_path: Option<PathBuf>,
     /// `--helm-values`, for the fixing command.
     pub helm_values: Vec<PathBuf>,
+    /// The registry's host is an `--insecure-registry` (plain HTTP, or HTTPS without certificate checks).
+    pub insecure: bool,
 }
 
 /// The edition of a live configuration: `status.kubermaticEdition`, else what its repository fields imply.
@@ -128,8 +130,10 @@ fn live_fix(registry: &str) -> String {
 }
 
 /// Findings about the configuration itself: every repository field, `overwriteRegistry` and
-/// `systemApplications.helmRepository` that is not under the registry.
-pub fn configuration_rows(config: &Value, registry: &str) -> Vec<Row> {
+/// `systemApplications.helmRepository` that is not under the registry; with an `insecure` mirror, the
+/// chart repositories' connection (`plainHTTP` / `insecureSkipTLSVerify`, KKP v2.30+) left at verified
+/// HTTPS, with which KKP cannot pull the mirrored charts.
+pub fn configuration_rows(config: &Value, registry: &str, insecure: bool) -> Vec<Row> {
     let name = config
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -178,6 +182,37 @@ pub fn configuration_rows(config: &Value, registry: &str) -> Vec<Row> {
     let bare = helm.strip_prefix("oci://").unwrap_or(&helm);
     if !is_under(bare, registry) {
         rows.push(row(SYSTEM_APPLICATIONS_HELM_REPOSITORY, helm));
+    }
+    if insecure {
+        let catalog = config
+            .pointer("/spec/applications/defaultApplicationCatalog")
+            .is_some();
+        for (parent, wanted) in [("systemApplications", true), ("applications", catalog)] {
+            let at = |key: &str| config.pointer(&format!("/spec/userCluster/{parent}/{key}"));
+            let on = |key: &str| at(key).and_then(Value::as_bool) == Some(true);
+            if !wanted || on("plainHTTP") || on("insecureSkipTLSVerify") {
+                continue;
+            }
+            let field = format!("spec.userCluster.{parent}.plainHTTP");
+            let host = registry.split('/').next().unwrap_or(registry);
+            rows.push(Row {
+                status: Status::Misconfigured,
+                knob: format!(
+                    "KubermaticConfiguration {field}: the mirror is plain HTTP (or its certificate is not \
+                     verified), but KKP pulls the {} charts over verified HTTPS",
+                    if parent == "applications" {
+                        "default catalog's"
+                    } else {
+                        "system Applications'"
+                    }
+                ),
+                fix: Some(format!(
+                    "{} --plain-http (--insecure-skip-tls-verify for HTTPS with an untrusted certificate)",
+                    live_fix(registry)
+                )),
+                ..row(&field, host.to_string())
+            });
+        }
     }
     rows
 }
@@ -341,7 +376,7 @@ pub fn classify(uses: &[ImageUse], ctx: &Context, allow: &[String]) -> (Vec<Row>
     let mut rows = Vec::new();
     if let Some(c) = &ctx.config {
         rows.extend(
-            configuration_rows(c, &ctx.registry)
+            configuration_rows(c, &ctx.registry, ctx.insecure)
                 .into_iter()
                 .filter(|r| !allowed(allow, &r.image)),
         );
@@ -402,7 +437,7 @@ mod tests {
     fn configuration_defaults_are_leaks_until_retargeted() {
         let cfg = json!({"metadata": {"name": "kkp", "namespace": "kubermatic"},
             "spec": {"ui": {"dockerRepository": "reg/kkp/kubermatic/dashboard"}, "userCluster": {"overwriteRegistry": "reg/kkp"}}});
-        let rows = configuration_rows(&cfg, "reg/kkp");
+        let rows = configuration_rows(&cfg, "reg/kkp", false);
         let fields: Vec<&str> = rows.iter().map(|r| r.container.as_str()).collect();
         assert!(fields.contains(&"spec.api.dockerRepository"), "{fields:?}");
         assert!(!fields.contains(&"spec.ui.dockerRepository"), "{fields:?}");
@@ -411,6 +446,47 @@ mod tests {
             fields.contains(&SYSTEM_APPLICATIONS_HELM_REPOSITORY),
             "{fields:?}"
         );
+    }
+
+    #[test]
+    fn a_plain_http_mirror_needs_the_chart_connection_kkp_pulls_with() {
+        let retargeted = |sys: Value| {
+            json!({"metadata": {"name": "kkp", "namespace": "kubermatic"},
+                "spec": {"applications": {"defaultApplicationCatalog": {"enable": true}},
+                         "userCluster": {"overwriteRegistry": "reg:5000/kkp", "systemApplications": sys}}})
+        };
+        let misconfigured = |cfg: &Value, insecure: bool| -> Vec<String> {
+            configuration_rows(cfg, "reg:5000/kkp", insecure)
+                .into_iter()
+                .filter(|r| r.status == Status::Misconfigured)
+                .map(|r| format!("{} {} {}", r.container, r.image, r.fix.unwrap_or_default()))
+                .collect()
+        };
+        let repo = "oci://reg:5000/kkp/kubermatic-mirror/helm-charts";
+        let cfg = retargeted(json!({"helmRepository": repo}));
+        let rows = misconfigured(&cfg, true);
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(
+            rows[0]
+                .starts_with("spec.userCluster.systemApplications.plainHTTP reg:5000 kubectl kkp retarget")
+        );
+        assert!(rows[0].contains("--live --plain-http"), "{rows:?}");
+        assert!(
+            rows[1].starts_with("spec.userCluster.applications.plainHTTP"),
+            "{rows:?}"
+        );
+        // A verified HTTPS mirror needs nothing; either setting satisfies an insecure one.
+        assert!(misconfigured(&cfg, false).is_empty());
+        let mut fixed = retargeted(json!({"helmRepository": repo, "plainHTTP": true}));
+        fixed["spec"]["userCluster"]["applications"] = json!({"insecureSkipTLSVerify": true});
+        assert!(
+            misconfigured(&fixed, true).is_empty(),
+            "{:?}",
+            misconfigured(&fixed, true)
+        );
+        // The string "true" is not KKP's boolean.
+        let quoted = retargeted(json!({"helmRepository": repo, "plainHTTP": "true"}));
+        assert_eq!(misconfigured(&quoted, true).len(), 2);
     }
 
     #[test]
