@@ -69,7 +69,10 @@ fn rendered_release(chart_dir: &Path, release: &str, chart_label: &str, values: 
         .map(|mut d| {
             d["metadata"]["namespace"] = json!("kubermatic");
             d["metadata"]["annotations"]["meta.helm.sh/release-name"] = json!(release);
-            d["metadata"]["labels"]["helm.sh/chart"] = json!(chart_label);
+            // Helm labels a subchart's objects with the subchart; the others get the chart's.
+            if d["metadata"]["labels"]["helm.sh/chart"].is_null() {
+                d["metadata"]["labels"]["helm.sh/chart"] = json!(chart_label);
+            }
             d
         })
         .collect()
@@ -882,4 +885,95 @@ fn control_plane_images_of_the_catalog_name_the_field_retarget_sets() {
         master.kkp("kubermatic", "kubermatic").unwrap()["metadata"]["resourceVersion"].clone();
     master.put_kkp(fixed);
     assert_eq!(audit_config_rows(), Vec::<(String, String, String)>::new());
+}
+
+/// Issue 20 on a real KKP release (`scripts/check-kkp-release.sh` runs it): every chart of the values
+/// file's installer stack rendered by `helm template` with the stock values (an install not yet
+/// retargeted) and stored as installed releases; `audit --charts-path --helm-values` must name, for every
+/// leaked chart image, the values key that `retarget -o set` sets, except the images no values key sets
+/// (`KKP_HARD_CODED`: space-separated `--allow-leak` patterns, e.g. local-kubevirt's).
+#[test]
+#[ignore = "needs KKP_CHARTS_DIR and KKP_VALUES (a KKP release's charts and one of its values files)"]
+fn audit_names_the_key_retarget_sets_for_every_chart_image_of_a_kkp_release() {
+    let charts = std::path::PathBuf::from(std::env::var("KKP_CHARTS_DIR").expect("KKP_CHARTS_DIR"));
+    let values = std::path::PathBuf::from(std::env::var("KKP_VALUES").expect("KKP_VALUES"));
+    let hard_coded: Vec<String> = std::env::var("KKP_HARD_CODED")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let reg = "reg.example:5000/kkp";
+    let text = std::fs::read_to_string(&values).unwrap();
+    let stack = kkp_shared::knobs::stacks::detect(&[(values.clone(), text)]).unwrap();
+    let (dirs, _) = kkp_shared::knobs::stacks::select(&charts, stack).unwrap();
+
+    let master = ApiServer::start(TOKEN);
+    let mut objects = 0;
+    for dir in &dirs {
+        let chart =
+            kkp_shared::yamledit::load_data(&std::fs::read_to_string(dir.join("Chart.yaml")).unwrap())
+                .unwrap()
+                .remove(0);
+        let name = chart["name"].as_str().unwrap();
+        let label = format!("{name}-{}", chart["version"].as_str().unwrap());
+        let release = dir.file_name().unwrap().to_str().unwrap();
+        let rendered = rendered_release(dir, release, &label, &values);
+        objects += rendered.len();
+        master.put_all(rendered);
+    }
+    assert!(objects > 20, "only {objects} workload objects rendered");
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin("kubectl-kkp-audit"))
+        .arg("--kubeconfig")
+        .arg(master.kubeconfig(dir.path(), TOKEN))
+        .args([
+            "--registry",
+            reg,
+            "--no-mirror-check",
+            "--seeds=false",
+            "-o",
+            "json",
+        ])
+        .arg("--charts-path")
+        .arg(&charts)
+        .arg("--helm-values")
+        .arg(&values)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let rows = findings(&out);
+
+    let set = Command::new(bin("kubectl-kkp-retarget"))
+        .args(["--registry", reg, "-o", "set", "--allow-leak", "*"])
+        .arg("--charts-path")
+        .arg(&charts)
+        .arg("--helm-values")
+        .arg(&values)
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "{}", show(&set));
+    let set = String::from_utf8(set.stdout).unwrap();
+
+    let glob = |p: &str, s: &str| kkp_shared::knobs::glob_match(p, s);
+    let (mut keyed, mut hard, mut wrong) = (0, 0, Vec::new());
+    for r in rows.iter().filter(|r| r["status"] == "leak") {
+        let image = r["image"].as_str().unwrap();
+        let knob = r["knob"].as_str().unwrap();
+        match knob.split(", values key ").nth(1) {
+            Some(key) if set.contains(&format!("--set {key}=")) => keyed += 1,
+            _ if hard_coded.iter().any(|p| glob(p, image)) => hard += 1,
+            _ => wrong.push(format!("{} {}: {image}: {knob}", r["object"], r["container"])),
+        }
+    }
+    eprintln!(
+        "{} charts, {objects} objects: {keyed} leaks name the key retarget sets, {hard} hard-coded",
+        dirs.len()
+    );
+    assert!(keyed > 10, "{rows:#?}");
+    assert!(
+        wrong.is_empty(),
+        "leaks without the key retarget sets:\n{}",
+        wrong.join("\n")
+    );
 }

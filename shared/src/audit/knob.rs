@@ -34,6 +34,52 @@ impl ChartKeys {
             .map_err(|e| AuditError::Charts(e.to_string()))
     }
 
+    /// The values key that decides `image` in the chart an object came from: the chart named by its
+    /// `helm.sh/chart` label, else the one named like its release, else the only chart below
+    /// `--charts-path` whose repository keys default to this image (a chart directory need not be named
+    /// like its `Chart.yaml`: `logging/alloy` is `grafana-alloy`).
+    pub fn key_of(&self, chart: &str, release: &str, image: &ImageRef) -> Option<String> {
+        self.key_for(chart, image)
+            .or_else(|| self.key_for(release, image))
+            .or_else(|| {
+                let mut found: Vec<String> = self
+                    .0
+                    .iter()
+                    .map(|k| k.chart.clone())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter()
+                    .filter_map(|c| {
+                        self.key_for(&c, image)
+                            .filter(|_| self.sets_repository(&c, image))
+                    })
+                    .collect();
+                found.dedup();
+                (found.len() == 1).then(|| found.remove(0))
+            })
+    }
+
+    /// True when a repository or whole-image key of `chart` (not only a registry key) decides `image`.
+    fn sets_repository(&self, chart: &str, image: &ImageRef) -> bool {
+        let repo = format!("{}/{}", image.registry, image.repository);
+        let norm = |s: &str| {
+            ImageRef::parse(s)
+                .ok()
+                .map(|r| format!("{}/{}", r.registry, r.repository))
+        };
+        self.0.iter().filter(|k| k.chart == chart).any(|k| match &k.kind {
+            KeyKind::Repository {
+                registry, repository, ..
+            } => {
+                let full = registry
+                    .as_ref()
+                    .map_or(repository.clone(), |r| format!("{r}/{repository}"));
+                norm(&full).as_deref() == Some(repo.as_str())
+            }
+            KeyKind::Whole { image: default, .. } => norm(default).as_deref() == Some(repo.as_str()),
+            KeyKind::GlobalRegistry { .. } => false,
+        })
+    }
+
     /// The values key of chart `chart` (directory name) that decides `image`.
     pub fn key_for(&self, chart: &str, image: &ImageRef) -> Option<String> {
         let repo = format!("{}/{}", image.registry, image.repository);
@@ -280,7 +326,7 @@ pub fn knob_of(u: &ImageUse, ctx: &Context) -> (String, Option<String>) {
                 v.starts_with(|c: char| c.is_ascii_digit())
             })
             .map_or(chart_label.as_str(), |i| &chart_label[..i]);
-        let key = parsed.as_ref().and_then(|p| ctx.keys.key_for(chart, p));
+        let key = parsed.as_ref().and_then(|p| ctx.keys.key_of(chart, release, p));
         let charts = ctx
             .charts_path
             .as_ref()
