@@ -1058,4 +1058,66 @@ fn archives_carry_attachments_to_the_air_gapped_side() {
             assert_eq!(tags, vec!["v1".to_string()]);
         }
     });
+    // --verify --from-archive compares the archive's attachments with the target's.
+    let verify = |host: &str, extra: &[&str]| {
+        let mut args = vec![
+            host,
+            "--from-archive",
+            archive.to_str().unwrap(),
+            "--verify",
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        mirror(&args)
+    };
+    let all = ok_json(&verify(&dst.host, &[]));
+    for img in all["images"].as_array().unwrap() {
+        assert_eq!(img["status"], "ok", "{img}");
+    }
+    let out = verify(&bare.host, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for img in doc["images"].as_array().unwrap() {
+        assert_eq!(img["status"], "missing-attachments", "{img}");
+        assert_eq!(img["missing_attachments"].as_array().unwrap().len(), 5, "{img}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for a in &attached {
+        assert!(stderr.contains(&format!("sig {}", a.sig)), "{stderr}");
+    }
+    // The images alone are right: with --skip-attachments, or selecting a kind not among the missing.
+    ok_json(&verify(&bare.host, &["--skip-attachments"]));
+    // One attachment gone at the target: that image, that attachment, named.
+    let gone = &attached[1];
+    dst.remove_tag(&gone.repo, &tag_of(&gone.image.manifests[0], Some("sig")));
+    let out = verify(&dst.host, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let images = doc["images"].as_array().unwrap();
+    assert_eq!(images[0]["status"], "ok", "{}", images[0]);
+    assert_eq!(images[1]["status"], "missing-attachments", "{}", images[1]);
+    assert_eq!(
+        images[1]["missing_attachments"],
+        json!([format!("sig {}", gone.child_sig)])
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "missing-attachments: {}/{}:v1 lacks sig {}",
+            dst.host, gone.repo, gone.child_sig
+        )),
+        "{stderr}"
+    );
+    ok_json(&verify(&dst.host, &["--attachments", "att,sbom,referrers"]));
 }

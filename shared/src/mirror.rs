@@ -530,7 +530,12 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         let images: Vec<_> = plan
             .images
             .iter()
-            .filter_map(|e| Some((e.source.clone(), e.target.clone()?, None)))
+            .filter_map(|e| {
+                Some(crate::copy::verify::Expectation::of_source(
+                    e.source.clone(),
+                    e.target.clone()?,
+                ))
+            })
             .collect();
         let mut code = verify_images(&images, args, format)?;
         if let Some(prep) = &binaries {

@@ -1076,22 +1076,13 @@ pub fn run_write(
     Ok(0)
 }
 
-/// `kubectl kkp mirror REGISTRY --from-archive FILE`: pushes a checked archive and prints
-/// the copy report. Exit code 1 when some image failed.
-pub fn run_from_archive(
-    layout: Arc<Layout>,
-    registry: &str,
-    args: &CopyArgs,
-    format: OutputFormat,
-) -> Result<u8, ArchiveError> {
-    let pushes = push_jobs(&layout, registry)?;
-    let target_host = pushes
-        .first()
-        .map(|j| j.target.registry.clone())
-        .unwrap_or_default();
-    let opts = args.copy_options()?;
-    let (client, rt) = client_and_runtime(args, &target_host)?;
-    let attachments = pushes
+/// What the archive lists as attached to each of `pushes` (its index annotation); a bad list is an error
+/// naming the annotation.
+fn archived_attachments(
+    layout: &Layout,
+    pushes: &[PushJob],
+) -> Result<Vec<Vec<super::attachments::Attachment>>, ArchiveError> {
+    pushes
         .iter()
         .map(|p| {
             match p
@@ -1109,7 +1100,25 @@ pub fn run_from_archive(
                 }),
             }
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+/// `kubectl kkp mirror REGISTRY --from-archive FILE`: pushes a checked archive and prints
+/// the copy report. Exit code 1 when some image failed.
+pub fn run_from_archive(
+    layout: Arc<Layout>,
+    registry: &str,
+    args: &CopyArgs,
+    format: OutputFormat,
+) -> Result<u8, ArchiveError> {
+    let pushes = push_jobs(&layout, registry)?;
+    let target_host = pushes
+        .first()
+        .map(|j| j.target.registry.clone())
+        .unwrap_or_default();
+    let opts = args.copy_options()?;
+    let (client, rt) = client_and_runtime(args, &target_host)?;
+    let attachments = archived_attachments(&layout, &pushes)?;
     let origin = Origin::Archive {
         attachments,
         left_out: left_out_blobs(&layout, &pushes),
@@ -1135,15 +1144,24 @@ pub fn run_from_archive(
     Ok(report.finish(format).map_err(CopyError::Output)?)
 }
 
-/// The image ids an archive holds, for `--verify --from-archive`: (source, target, archived digest).
+/// The images an archive holds, for `--verify --from-archive`: source, target, the archived digest and
+/// the attachments the image's [`ARCHIVE_ANNOTATION`](super::attachments::ARCHIVE_ANNOTATION) lists.
 pub fn archived_expectations(
     file: &Path,
     registry: &str,
-) -> Result<Vec<(ImageRef, ImageRef, Option<String>)>, ArchiveError> {
+) -> Result<Vec<super::verify::Expectation>, ArchiveError> {
     let layout = Layout::open(file, false)?;
-    Ok(push_jobs(&layout, registry)?
+    let pushes = push_jobs(&layout, registry)?;
+    let lists = archived_attachments(&layout, &pushes)?;
+    Ok(pushes
         .into_iter()
-        .map(|j| (j.image.source, j.target, Some(j.image.descriptor.digest)))
+        .zip(lists)
+        .map(|(j, attachments)| super::verify::Expectation {
+            source: j.image.source,
+            target: j.target,
+            expected: Some(j.image.descriptor.digest),
+            attachments: Some(attachments),
+        })
         .collect())
 }
 

@@ -222,7 +222,11 @@ async fn check_layer(
     }
 }
 
-async fn check(client: &Client, (source, target, _): &Expectation, keys: &[PublicKey]) -> SignatureEntry {
+async fn check(
+    client: &Client,
+    Expectation { source, target, .. }: &Expectation,
+    keys: &[PublicKey],
+) -> SignatureEntry {
     let mut entry = SignatureEntry {
         source: source.to_string(),
         target: target.to_string(),
@@ -374,7 +378,10 @@ pub fn run_verify_signatures(
             root.display()
         );
     }
-    let target_host = images.first().map(|i| i.1.registry.clone()).unwrap_or_default();
+    let target_host = images
+        .first()
+        .map(|i| i.target.registry.clone())
+        .unwrap_or_default();
     let opts = args.copy_options()?;
     let (client, rt) = super::archive::client_and_runtime(args, &target_host)?;
     let report = rt.block_on(verify_signatures(&client, images, &keys, opts.parallel * 2));

@@ -495,11 +495,7 @@ type StackRender = (Vec<PathBuf>, Vec<PathBuf>);
 /// (told by its top-level `mlaSecrets`), everything else reads the main file. Given files of both kinds,
 /// each stack's charts are rendered with its own files (`iap` with both, as both stacks install it);
 /// given files of one kind (or none), every chart is rendered with all of them, in order.
-fn stack_renders(
-    root: &Path,
-    charts: &[PathBuf],
-    values: &[PathBuf],
-) -> Result<Vec<StackRender>, HelmError> {
+fn stack_renders(root: &Path, charts: &[PathBuf], values: &[PathBuf]) -> Result<Vec<StackRender>, HelmError> {
     use crate::knobs::stacks::{Stack, detect};
     let mut main = Vec::new();
     let mut mla = Vec::new();
