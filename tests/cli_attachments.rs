@@ -1121,3 +1121,122 @@ fn archives_carry_attachments_to_the_air_gapped_side() {
     );
     ok_json(&verify(&dst.host, &["--attachments", "att,sbom,referrers"]));
 }
+
+/// `METHOD kind` of a request: `HEAD manifest`, `GET tags`, `GET referrers`, …
+fn request_kind(r: &str) -> String {
+    let (method, path) = r.split_once(' ').unwrap();
+    let kind = ["/manifests/", "/blobs/", "/tags/list", "/referrers/"]
+        .into_iter()
+        .find(|k| path.contains(k))
+        .map_or("other", |k| k.trim_matches('/').split('/').next().unwrap());
+    format!("{method} {kind}")
+}
+
+/// Requests of `reg` since `from`, counted by [`request_kind`].
+fn request_counts(reg: &Registry, from: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in &reg.requests()[from..] {
+        *out.entry(request_kind(r)).or_default() += 1;
+    }
+    out
+}
+
+#[test]
+fn a_no_op_rerun_asks_only_what_it_must() {
+    let logged = || {
+        Registry::start_with(Options {
+            access_log: true,
+            ..Options::default()
+        })
+    };
+    let (src, dst) = (logged(), logged());
+    let client = client_for(&[&src, &dst]);
+    let attached = block_on(push_attached(&client, &src.host, &src, 2, &*no_signer()));
+    // Plain images, nothing attached: three repositories, one holding three tags.
+    let spec = Spec {
+        layers: 1,
+        layer_size: 1024,
+        ..Spec::default()
+    };
+    let mut images = sources(&src.host, &attached);
+    block_on(async {
+        for (repo, tag) in [
+            ("plain/a", "v1"),
+            ("plain/a", "v2"),
+            ("plain/a", "v3"),
+            ("plain/b", "v1"),
+            ("plain/c", "v1"),
+        ] {
+            push_image(&client, &src, repo, tag, &spec).await;
+            images.push(format!("{}/{repo}:{tag}", src.host));
+        }
+    });
+    let list = image_list(&images);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            dst.host.as_str(),
+            "--image-list",
+            list.path().to_str().unwrap(),
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        ok_json(&mirror(&args))
+    };
+    let copied = run(&[]);
+    assert_eq!(copied["images"].as_array().unwrap().len(), 7);
+    let counted = |extra: &[&str]| {
+        let (s0, d0) = (src.requests().len(), dst.requests().len());
+        let report = run(extra);
+        for img in report["images"].as_array().unwrap() {
+            assert_eq!(img["status"], "up-to-date", "{img}");
+        }
+        (request_counts(&src, s0), request_counts(&dst, d0))
+    };
+    let (src_skip, dst_skip) = counted(&["--skip-attachments"]);
+    let (src_with, dst_with) = counted(&[]);
+    // What discovery adds to a no-op rerun: at the source one tag listing per repository (5), one
+    // referrers probe for the registry, and for each of the two attached images its top manifest (its
+    // platforms' digests), its fallback tag and a HEAD of each of its four cosign tags; nothing for the
+    // five images whose repositories list no `sha256-*` tag. At the target a HEAD of each of the five
+    // attachments per attached image, one referrers probe, and the fallback tag read to see that it
+    // lists the referrer.
+    let added = |with: &std::collections::BTreeMap<String, usize>,
+                 without: &std::collections::BTreeMap<String, usize>| {
+        let mut out = std::collections::BTreeMap::new();
+        for (k, n) in with {
+            let d = n - without.get(k).copied().unwrap_or(0);
+            if d > 0 {
+                out.insert(k.clone(), d);
+            }
+        }
+        out
+    };
+    let expect = |pairs: &[(&str, usize)]| -> std::collections::BTreeMap<String, usize> {
+        pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    };
+    assert_eq!(
+        added(&src_with, &src_skip),
+        expect(&[
+            ("GET tags", 5),
+            ("GET referrers", 1),
+            ("GET manifests", 4),
+            ("HEAD manifests", 8)
+        ]),
+        "source: {src_with:?} against {src_skip:?}"
+    );
+    assert_eq!(
+        added(&dst_with, &dst_skip),
+        expect(&[("GET referrers", 1), ("GET manifests", 2), ("HEAD manifests", 10)]),
+        "target: {dst_with:?} against {dst_skip:?}"
+    );
+    // And nothing written either way.
+    for counts in [&dst_skip, &dst_with] {
+        assert!(
+            counts
+                .keys()
+                .all(|k| k.starts_with("GET") || k.starts_with("HEAD")),
+            "{counts:?}"
+        );
+    }
+}

@@ -541,7 +541,7 @@ async fn write_to(
         }
         annotations.insert(SOURCE_ANNOTATION.into(), json!(image.to_string()));
         // What is attached to it, with their manifests and blobs (issue 14, `attachments`).
-        if finder.may_have(client, &src).await.map_err(fail)? {
+        if finder.may_have(client, &src, &digest).await.map_err(fail)? {
             let top = client.get_manifest(&src, &digest).await.map_err(fail)?;
             let subjects = super::attachments::subjects_of(&top);
             let found = finder.find(client, &src, &subjects).await.map_err(fail)?;

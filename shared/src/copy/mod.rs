@@ -452,11 +452,20 @@ impl Engine {
         job: &CopyJob,
         tally: &ImageTally,
     ) -> Result<(ImageState, String), RegistryError> {
-        let (state, digest, top) = self.copy_image_only(i, job, tally).await?;
         if self.opts.attachments.is_empty() {
+            let (state, digest, _) = self.copy_image_only(i, job, tally).await?;
             return Ok((state, digest));
         }
         let src = mirrored_source(&job.source, &self.opts.source_mirrors);
+        // The repository's tags are listed while the image is checked: on a rerun the listing then
+        // adds no round trip to the image's. A failed listing is asked again (and reported) below.
+        let listing = async {
+            if matches!(self.origin, Origin::Registry) {
+                let _ = self.finder.tags(&self.client, &src).await;
+            }
+        };
+        let (image, ()) = futures::future::join(self.copy_image_only(i, job, tally), listing).await;
+        let (state, digest, top) = image?;
         let dst = Repository::of(&job.target);
         let carried = match &self.origin {
             Origin::Registry => None,
@@ -497,7 +506,7 @@ impl Engine {
     ) -> Result<bool, RegistryError> {
         // A source that will not list its tags (some refuse) still has its images copied; the image
         // says so in its warnings.
-        match self.finder.may_have(&self.client, src).await {
+        match self.finder.may_have(&self.client, src, digest).await {
             Ok(true) => {}
             Ok(false) => return Ok(false),
             Err(e) if !e.is_transient() && !e.gave_up() => {

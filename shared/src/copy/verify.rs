@@ -114,7 +114,7 @@ async fn missing_attachments(
         None => {
             // A source that refuses to list its tags is not held against the target (the copy only
             // warns).
-            match finder.may_have(client, src).await {
+            match finder.may_have(client, src, digest).await {
                 Ok(true) => {}
                 Ok(false) => return Ok(Vec::new()),
                 Err(e) if !e.is_transient() && !e.gave_up() => return Ok(Vec::new()),
