@@ -3,17 +3,15 @@
 //! against a loopback stub of just that endpoint in front of it.
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
 
 use bytes::Bytes;
 use kkp_shared::registry::{Client, Repository, sha256_digest};
 use serde_json::{Value, json};
 
-use crate::support::bin;
-use crate::support::block_on;
 use crate::support::images::{Pushed, Spec, client_for, push_image, random_bytes};
 use crate::support::referrers::ReferrersStub;
 use crate::support::registry::{Options, Registry};
+use crate::support::{assert_exit, block_on, mirror, ok_json};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -21,31 +19,6 @@ const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const SIG_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 const SBOM_TYPE: &str = "application/spdx+json";
 const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
-
-/// Runs the mirror binary with an isolated docker config and cache.
-fn mirror(args: &[&str]) -> Output {
-    let empty = tempfile::tempdir().unwrap();
-    Command::new(bin("kubectl-kkp-mirror"))
-        .args(args)
-        .env("DOCKER_CONFIG", empty.path())
-        .env("XDG_CACHE_HOME", empty.path())
-        .env("REGISTRY_AUTH_FILE", empty.path().join("none.json"))
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn image_list(images: &[String]) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -327,6 +300,27 @@ async fn fallback_list(client: &Client, host: &str, repo: &str, subject: &str) -
     }
 }
 
+/// `a`'s cosign tags (`.sig`, `.att`, `.sbom` of the image, `.sig` of its first platform) are at `host`
+/// on the source's digests.
+async fn assert_cosign_tags_at(client: &Client, host: &str, a: &Attached) {
+    let platform = &a.image.manifests[0];
+    for (subject, suffix, want) in [
+        (&a.image.digest, "sig", &a.sig),
+        (&a.image.digest, "att", &a.att),
+        (&a.image.digest, "sbom", &a.sbom),
+        (platform, "sig", &a.child_sig),
+    ] {
+        assert_eq!(
+            digest_at(client, host, &a.repo, tag_of(subject, Some(suffix)))
+                .await
+                .as_ref(),
+            Some(want),
+            "{host}/{}: .{suffix} of {subject}",
+            a.repo
+        );
+    }
+}
+
 fn sources(src: &str, attached: &[Attached]) -> Vec<String> {
     attached.iter().map(|a| format!("{src}/{}:v1", a.repo)).collect()
 }
@@ -406,22 +400,7 @@ fn signatures_attestations_sboms_and_fallback_referrers_travel_with_every_image(
         for a in &attached {
             let at = |r: String| digest_at(&client, &dst.host, &a.repo, r);
             assert_eq!(at("v1".into()).await.as_deref(), Some(a.image.digest.as_str()));
-            assert_eq!(
-                at(tag_of(&a.image.digest, Some("sig"))).await,
-                Some(a.sig.clone())
-            );
-            assert_eq!(
-                at(tag_of(&a.image.digest, Some("att"))).await,
-                Some(a.att.clone())
-            );
-            assert_eq!(
-                at(tag_of(&a.image.digest, Some("sbom"))).await,
-                Some(a.sbom.clone())
-            );
-            assert_eq!(
-                at(tag_of(&a.image.manifests[0], Some("sig"))).await,
-                Some(a.child_sig.clone())
-            );
+            assert_cosign_tags_at(&client, &dst.host, a).await;
             // The referrer, by digest, and its subject resolves at the target.
             let raw = client
                 .get_manifest(&Repository::new(&dst.host, &a.repo), &a.referrer)
@@ -539,12 +518,7 @@ fn skip_attachments_copies_none_and_attachments_selects_kinds() {
         "-o",
         "json",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     for (img, a) in v["images"].as_array().unwrap().iter().zip(&attached) {
         assert_eq!(img["status"], "missing-attachments", "{img}");
@@ -591,12 +565,7 @@ fn skip_attachments_copies_none_and_attachments_selects_kinds() {
         "--attachments",
         "sigs,bom",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"bom\""));
 }
 
@@ -834,12 +803,7 @@ fn signatures_verify_offline_at_the_target_and_tampering_fails_naming_the_image(
         ])
     };
     let out = verify(list.path());
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let status: Vec<(&str, &str)> = report["images"]
         .as_array()
@@ -892,7 +856,7 @@ fn signatures_verify_offline_at_the_target_and_tampering_fails_naming_the_image(
         "--key",
         ec_file.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     assert!(String::from_utf8_lossy(&out.stderr).contains("sig/good-ed:v1"));
     // A key file that is not a key is named.
     let junk = keys.path().join("junk.pub");
@@ -905,12 +869,7 @@ fn signatures_verify_offline_at_the_target_and_tampering_fails_naming_the_image(
         "--key",
         junk.to_str().unwrap(),
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("junk.pub"));
 }
 
@@ -1007,22 +966,7 @@ fn archives_carry_attachments_to_the_air_gapped_side() {
     block_on(async {
         for a in &attached {
             let at = |r: String| digest_at(&client, &dst.host, &a.repo, r);
-            assert_eq!(
-                at(tag_of(&a.image.digest, Some("sig"))).await,
-                Some(a.sig.clone())
-            );
-            assert_eq!(
-                at(tag_of(&a.image.digest, Some("att"))).await,
-                Some(a.att.clone())
-            );
-            assert_eq!(
-                at(tag_of(&a.image.digest, Some("sbom"))).await,
-                Some(a.sbom.clone())
-            );
-            assert_eq!(
-                at(tag_of(&a.image.manifests[0], Some("sig"))).await,
-                Some(a.child_sig.clone())
-            );
+            assert_cosign_tags_at(&client, &dst.host, a).await;
             assert_eq!(at(a.referrer.clone()).await, Some(a.referrer.clone()));
             assert_eq!(
                 fallback_list(&client, &dst.host, &a.repo, &a.image.digest).await,
@@ -1076,12 +1020,7 @@ fn archives_carry_attachments_to_the_air_gapped_side() {
         assert_eq!(img["status"], "ok", "{img}");
     }
     let out = verify(&bare.host, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     for img in doc["images"].as_array().unwrap() {
         assert_eq!(img["status"], "missing-attachments", "{img}");
@@ -1097,12 +1036,7 @@ fn archives_carry_attachments_to_the_air_gapped_side() {
     let gone = &attached[1];
     dst.remove_tag(&gone.repo, &tag_of(&gone.image.manifests[0], Some("sig")));
     let out = verify(&dst.host, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     let images = doc["images"].as_array().unwrap();
     assert_eq!(images[0]["status"], "ok", "{}", images[0]);

@@ -222,9 +222,11 @@ pub fn is_attachment_tag(tag: &str) -> bool {
     tag.starts_with("sha256-")
 }
 
-type Cell<T> = Arc<OnceCell<T>>;
+/// A value computed once and shared by everyone who asks for it meanwhile.
+pub(crate) type Cell<T> = Arc<OnceCell<T>>;
 
-fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Cell<T>>>, key: K) -> Cell<T> {
+/// The cell for `key` in `map` (made empty when new).
+pub(crate) fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Cell<T>>>, key: K) -> Cell<T> {
     map.lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(key)

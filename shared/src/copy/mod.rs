@@ -26,7 +26,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest as _, Sha256};
-use tokio::sync::OnceCell;
 
 pub use args::{CopyArgs, CopyError, list_attachments, run_plan};
 pub use report::{CopyReport, ImageReport, ImageStatus};
@@ -35,6 +34,7 @@ use crate::reference::ImageRef;
 use crate::registry::manifest::{self, Descriptor, ManifestView, Platform};
 use crate::registry::{Client, Mount, RawManifest, RegistryError, Repository, sha256_digest};
 use archive::Layout;
+use attachments::{Cell, cell};
 
 /// Default number of images and of blob transfers in flight.
 pub const DEFAULT_PARALLEL: usize = 8;
@@ -127,8 +127,6 @@ impl Counters {
     }
 }
 
-type Cell<T> = Arc<OnceCell<T>>;
-
 /// Where the images of a run are read from.
 pub(crate) enum Origin {
     /// Each job's source registry (after `--source-mirror`); tags are resolved there.
@@ -168,14 +166,6 @@ struct Engine {
     images_done: AtomicUsize,
     /// Finds what is attached to each image at its source.
     finder: attachments::Finder,
-}
-
-fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Cell<T>>>, key: K) -> Cell<T> {
-    map.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(key)
-        .or_default()
-        .clone()
 }
 
 /// Per-image accounting.

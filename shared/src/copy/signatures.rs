@@ -325,33 +325,28 @@ pub async fn verify_signatures(
 impl SignatureReport {
     /// Renders the report for stdout: one line per image.
     pub fn render(&self, format: OutputFormat) -> String {
-        if let Some(doc) = crate::output::structured(self, format) {
-            return doc;
-        }
-        let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
-        match format {
-            OutputFormat::Json | OutputFormat::Yaml => unreachable!("handled by output::structured"),
-            OutputFormat::Text => self
-                .images
-                .iter()
-                .map(|i| format!("{} {} {}\n", i.target, i.status.as_str(), dash(&i.digest)))
-                .collect(),
-            OutputFormat::Table => {
-                let rows: Vec<Vec<String>> = self
-                    .images
-                    .iter()
-                    .map(|i| {
-                        vec![
-                            i.target.clone(),
-                            i.status.as_str().to_string(),
-                            dash(&i.digest),
-                            dash(&i.detail),
-                        ]
-                    })
-                    .collect();
-                crate::output::table(&["TARGET", "SIGNATURE", "DIGEST", "DETAIL"], &rows)
-            }
-        }
+        use crate::output::or_dash;
+        crate::output::listing(
+            self,
+            format,
+            &self.images,
+            |i| {
+                vec![
+                    i.target.clone(),
+                    i.status.as_str().into(),
+                    or_dash(i.digest.as_deref()),
+                ]
+            },
+            &["TARGET", "SIGNATURE", "DIGEST", "DETAIL"],
+            |i| {
+                vec![
+                    i.target.clone(),
+                    i.status.as_str().into(),
+                    or_dash(i.digest.as_deref()),
+                    or_dash(i.detail.as_deref()),
+                ]
+            },
+        )
     }
 }
 

@@ -230,41 +230,29 @@ impl VerifyReport {
 
     /// Renders the report for stdout.
     pub fn render(&self, format: OutputFormat) -> String {
-        let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
-        if let Some(doc) = crate::output::structured(self, format) {
-            return doc;
-        }
-        match format {
-            OutputFormat::Json | OutputFormat::Yaml => unreachable!("handled by output::structured"),
-            OutputFormat::Text => self
-                .images
-                .iter()
-                .map(|i| {
-                    format!(
-                        "{} {} {} {}\n",
-                        i.source,
-                        i.target,
-                        i.status.as_str(),
-                        dash(&i.actual)
-                    )
-                })
-                .collect(),
-            OutputFormat::Table => {
-                let rows: Vec<Vec<String>> = self
-                    .images
-                    .iter()
-                    .map(|i| {
-                        vec![
-                            i.target.clone(),
-                            i.status.as_str().to_string(),
-                            dash(&i.expected),
-                            dash(&i.actual),
-                        ]
-                    })
-                    .collect();
-                crate::output::table(&["TARGET", "STATUS", "EXPECTED", "ACTUAL"], &rows)
-            }
-        }
+        use crate::output::or_dash;
+        crate::output::listing(
+            self,
+            format,
+            &self.images,
+            |i| {
+                vec![
+                    i.source.clone(),
+                    i.target.clone(),
+                    i.status.as_str().into(),
+                    or_dash(i.actual.as_deref()),
+                ]
+            },
+            &["TARGET", "STATUS", "EXPECTED", "ACTUAL"],
+            |i| {
+                vec![
+                    i.target.clone(),
+                    i.status.as_str().into(),
+                    or_dash(i.expected.as_deref()),
+                    or_dash(i.actual.as_deref()),
+                ]
+            },
+        )
     }
 }
 
