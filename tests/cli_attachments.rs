@@ -120,6 +120,18 @@ async fn push_signature_layer(
     payload: Vec<u8>,
     sig: String,
 ) -> String {
+    push_signature_annotated(client, repo, digest, payload, json!({ SIG_ANNOTATION: sig })).await
+}
+
+/// A cosign signature manifest at `sha256-<hex>.sig` for `digest` with this payload, its layer
+/// annotated with `annotations` (the signature, and for keyless ones the certificate and bundle).
+async fn push_signature_annotated(
+    client: &Client,
+    repo: &Repository,
+    digest: &str,
+    payload: Vec<u8>,
+    annotations: Value,
+) -> String {
     let config = Bytes::from(
         serde_json::to_vec(&json!({"architecture": "", "os": "", "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&payload)]}, "config": {}}))
             .unwrap(),
@@ -128,11 +140,7 @@ async fn push_signature_layer(
         client,
         repo,
         ("application/vnd.oci.image.config.v1+json", config),
-        vec![(
-            SIMPLESIGNING,
-            Bytes::from(payload),
-            json!({ SIG_ANNOTATION: sig }),
-        )],
+        vec![(SIMPLESIGNING, Bytes::from(payload), annotations)],
         None,
         None,
         Some(&tag_of(digest, Some("sig"))),
@@ -1173,4 +1181,309 @@ fn a_no_op_rerun_asks_only_what_it_must() {
             "{counts:?}"
         );
     }
+}
+
+/// Runs `openssl ARGS` in `dir`; its stdout.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A test sigstore: a Fulcio-like CA and a leaf certificate for code signing under it, a Rekor key.
+struct Sigstore {
+    dir: tempfile::TempDir,
+}
+
+impl Sigstore {
+    fn new() -> Sigstore {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for ca in ["ca", "rogue"] {
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-keyout",
+                    &format!("{ca}.key"),
+                    "-out",
+                    &format!("{ca}.pem"),
+                    "-subj",
+                    &format!("/CN={ca}"),
+                    "-days",
+                    "30",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign",
+                ],
+            );
+        }
+        std::fs::write(
+            d.join("leaf.ext"),
+            "extendedKeyUsage=codeSigning\nkeyUsage=critical,digitalSignature\nsubjectAltName=email:signer@example.com\n",
+        )
+        .unwrap();
+        for (leaf, ca) in [("leaf", "ca"), ("rogue-leaf", "rogue")] {
+            openssl(
+                d,
+                &[
+                    "ecparam",
+                    "-name",
+                    "prime256v1",
+                    "-genkey",
+                    "-noout",
+                    "-out",
+                    &format!("{leaf}.key"),
+                ],
+            );
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-new",
+                    "-key",
+                    &format!("{leaf}.key"),
+                    "-subj",
+                    "/CN=signer",
+                    "-out",
+                    &format!("{leaf}.csr"),
+                ],
+            );
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{leaf}.csr"),
+                    "-CA",
+                    &format!("{ca}.pem"),
+                    "-CAkey",
+                    &format!("{ca}.key"),
+                    "-CAcreateserial",
+                    "-out",
+                    &format!("{leaf}.pem"),
+                    "-days",
+                    "1",
+                    "-extfile",
+                    "leaf.ext",
+                ],
+            );
+        }
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "rekor.key",
+            ],
+        );
+        Sigstore { dir }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `trusted_root.json` naming the CA and the Rekor key.
+    fn trusted_root(&self) -> std::path::PathBuf {
+        use base64::Engine as _;
+        let b64 = |b: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(b);
+        let ca = openssl(self.dir.path(), &["x509", "-in", "ca.pem", "-outform", "DER"]);
+        let rekor = openssl(
+            self.dir.path(),
+            &["ec", "-in", "rekor.key", "-pubout", "-outform", "DER"],
+        );
+        let doc = json!({
+            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+            "tlogs": [{"baseUrl": "https://rekor.test", "hashAlgorithm": "SHA2_256",
+                       "publicKey": {"rawBytes": b64(rekor), "keyDetails": "PKIX_ECDSA_P256_SHA_256"},
+                       "logId": {"keyId": "dGVzdA=="}}],
+            "certificateAuthorities": [{"subject": {"commonName": "ca"}, "uri": "https://fulcio.test",
+                       "certChain": {"certificates": [{"rawBytes": b64(ca)}]}}],
+        });
+        let p = self.path("trusted_root.json");
+        std::fs::write(&p, serde_json::to_vec(&doc).unwrap()).unwrap();
+        p
+    }
+
+    /// `data` signed with `key` (DER ECDSA over SHA-256).
+    fn sign(&self, key: &str, data: &[u8]) -> Vec<u8> {
+        let f = self.path(&format!("data-{}", fastrand::u64(..)));
+        std::fs::write(&f, data).unwrap();
+        openssl(
+            self.dir.path(),
+            &["dgst", "-sha256", "-sign", key, f.to_str().unwrap()],
+        )
+    }
+
+    /// The layer annotations of a keyless signature of `payload` by `leaf`, logged at `time` (the
+    /// entry names `logged_sig`, the signature itself unless a test swaps it).
+    fn annotations(&self, leaf: &str, payload: &[u8], time: u64, tamper_set: bool) -> Value {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let sig = self.sign(&format!("{leaf}.key"), payload);
+        let cert = std::fs::read_to_string(self.path(&format!("{leaf}.pem"))).unwrap();
+        let hash = sha256_digest(payload);
+        let body = json!({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": hash.strip_prefix("sha256:").unwrap()}},
+            "signature": {"content": b64(&sig), "publicKey": {"content": b64(cert.as_bytes())}}}});
+        let body = b64(&serde_json::to_vec(&body).unwrap());
+        let log_id = "c0d23d6ad406973f9559f3ba2d1ca01f84147d8ffc5b8445c224f98b9591801d";
+        let canonical =
+            format!(r#"{{"body":"{body}","integratedTime":{time},"logID":"{log_id}","logIndex":7}}"#);
+        let set = self.sign("rekor.key", canonical.as_bytes());
+        let logged_time = if tamper_set { time + 1 } else { time };
+        json!({
+            SIG_ANNOTATION: b64(&sig),
+            "dev.sigstore.cosign/certificate": cert,
+            "dev.sigstore.cosign/bundle": serde_json::to_string(&json!({
+                "SignedEntryTimestamp": b64(&set),
+                "Payload": {"body": body, "integratedTime": logged_time, "logIndex": 7, "logID": log_id},
+            })).unwrap(),
+        })
+    }
+}
+
+#[test]
+fn keyless_signatures_verify_offline_against_a_trusted_root() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let client = client_for(&[&src, &dst]);
+    let sigstore = Sigstore::new();
+    let spec = Spec {
+        layers: 1,
+        layer_size: 1024,
+        ..Spec::default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // good; a certificate of a CA the root does not list; a SET that does not match its entry; logged
+    // two days after the one-day certificate; a valid keyless signature of another image's digest.
+    let cases = [
+        ("good", "leaf", now, false),
+        ("rogue-ca", "rogue-leaf", now, false),
+        ("bad-set", "leaf", now, true),
+        ("expired", "leaf", now + 2 * 86400, false),
+        ("other-digest", "leaf", now, false),
+    ];
+    block_on(async {
+        let mut digests = Vec::new();
+        for (name, ..) in cases {
+            let image = push_image(&client, &src, &format!("keyless/{name}"), "v1", &spec).await;
+            digests.push(image.digest);
+        }
+        for (i, (name, leaf, time, tamper)) in cases.iter().enumerate() {
+            let repo = Repository::new(&src.host, format!("keyless/{name}"));
+            let named = if *name == "other-digest" {
+                &digests[0]
+            } else {
+                &digests[i]
+            };
+            let payload = simplesigning(&repo.to_string(), named);
+            let annotations = sigstore.annotations(leaf, &payload, *time, *tamper);
+            push_signature_annotated(&client, &repo, &digests[i], payload, annotations).await;
+        }
+    });
+    let all: Vec<String> = cases
+        .iter()
+        .map(|(n, ..)| format!("{}/keyless/{n}:v1", src.host))
+        .collect();
+    let list = image_list(&all);
+    ok_json(&mirror(&[
+        &dst.host,
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    let root = sigstore.trusted_root();
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            dst.host.as_str(),
+            "--image-list",
+            list.path().to_str().unwrap(),
+            "--verify",
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = mirror(&args);
+        assert_exit(&out, 1);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        // By image name (the report is in plan order, sorted).
+        let statuses: std::collections::BTreeMap<String, (String, String)> = doc["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let target = i["target"].as_str().unwrap();
+                let name = target
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(":v1")
+                    .to_string();
+                let detail = i["detail"].as_str().unwrap_or("").to_string();
+                (name, (i["status"].as_str().unwrap().to_string(), detail))
+            })
+            .collect();
+        (statuses, String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (statuses, _) = verify(&["--trusted-root", root.to_str().unwrap()]);
+    let is = |name: &str, status: &str, why: &str| {
+        let (s, d) = &statuses[name];
+        assert!(s == status && d.contains(why), "{name}: {statuses:#?}");
+    };
+    is("good", "verified", "");
+    is("rogue-ca", "bad-signature", "does not chain to a Fulcio root");
+    is(
+        "bad-set",
+        "bad-signature",
+        "signed entry timestamp does not verify",
+    );
+    is("expired", "bad-signature", "CertExpired");
+    is("other-digest", "digest-mismatch", "names");
+    // Without the root (a key that signed none of them): not verifiable offline, never verified.
+    let (ec_signer, ec_pem) = p256_signer();
+    drop(ec_signer);
+    let key = sigstore.path("cosign.pub");
+    std::fs::write(&key, ec_pem).unwrap();
+    let (statuses, stderr) = verify(&["--key", key.to_str().unwrap()]);
+    assert_eq!(statuses["good"].0, "not-verifiable-offline", "{statuses:#?}");
+    assert!(stderr.contains("keyless/good:v1"), "{stderr}");
+    // A trusted root that is not one is a usage error naming the file.
+    let junk = sigstore.path("junk.json");
+    std::fs::write(&junk, "{}").unwrap();
+    let out = mirror(&[
+        &dst.host,
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "--verify",
+        "--trusted-root",
+        junk.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junk.json"));
 }

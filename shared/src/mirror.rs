@@ -608,7 +608,7 @@ fn verify_images(
     args: &MirrorArgs,
     format: crate::cli::OutputFormat,
 ) -> Result<u8, crate::copy::archive::ArchiveError> {
-    if args.archive.keys.is_empty() {
+    if args.archive.keys.is_empty() && args.archive.trusted_root.is_none() {
         return crate::copy::verify::run_verify(images, &args.copy, format);
     }
     crate::copy::signatures::run_verify_signatures(

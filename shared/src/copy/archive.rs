@@ -96,9 +96,10 @@ pub struct ArchiveArgs {
     /// key may have signed. One line per image: verified, unsigned, bad signature, digest mismatch.
     #[arg(long = "key", value_name = "FILE", requires = "verify")]
     pub keys: Vec<PathBuf>,
-    /// With --verify --key: the sigstore trusted root for keyless (Fulcio/Rekor) signatures; without
-    /// it they are listed as not verifiable offline.
-    #[arg(long, value_name = "FILE", requires = "keys")]
+    /// With --verify: the sigstore trusted root (trusted_root.json: Fulcio CA certificates, Rekor
+    /// public keys) keyless signatures are checked against, offline; without it they are listed as not
+    /// verifiable offline. Alone or with --key.
+    #[arg(long, value_name = "FILE", requires = "verify")]
     pub trusted_root: Option<PathBuf>,
 }
 

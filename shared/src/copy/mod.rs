@@ -13,6 +13,7 @@ pub mod archive;
 mod args;
 pub mod attachments;
 pub mod homes;
+pub mod keyless;
 mod report;
 pub mod signatures;
 mod slots;
