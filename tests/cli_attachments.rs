@@ -1185,17 +1185,7 @@ fn a_no_op_rerun_asks_only_what_it_must() {
 
 /// Runs `openssl ARGS` in `dir`; its stdout.
 fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    crate::support::registry::run_ok(std::process::Command::new("openssl").args(args).current_dir(dir))
 }
 
 /// A test sigstore: a Fulcio-like CA and a leaf certificate for code signing under it, a Rekor key.

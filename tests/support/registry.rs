@@ -55,7 +55,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn run_ok(cmd: &mut Command) -> Vec<u8> {
+/// Runs `cmd`; its stdout. A failure fails the test, showing the command and its stderr.
+pub fn run_ok(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
