@@ -5,39 +5,14 @@
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::support::bin;
 use crate::support::images::{Pushed, Spec, client_for, push_image, push_three_shapes, random_bytes};
 use crate::support::registry::Registry;
-use crate::support::{block_on, show};
-
-fn mirror_cmd(args: &[&str]) -> (Command, tempfile::TempDir) {
-    let empty = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(bin("kubectl-kkp-mirror"));
-    cmd.args(args)
-        .env("DOCKER_CONFIG", empty.path())
-        .env("XDG_CACHE_HOME", empty.path())
-        .env("REGISTRY_AUTH_FILE", empty.path().join("none.json"))
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    (cmd, empty)
-}
-
-fn mirror(args: &[&str]) -> Output {
-    let (mut cmd, _dir) = mirror_cmd(args);
-    cmd.output().unwrap()
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(out.status.success(), "{}", show(out));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use crate::support::{block_on, mirror, mirror_cmd, ok_json, show};
 
 fn image_list(dir: &Path, images: &[String]) -> PathBuf {
     let p = dir.join(format!("images-{}.txt", fastrand::u32(..)));

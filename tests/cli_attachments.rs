@@ -3,17 +3,15 @@
 //! against a loopback stub of just that endpoint in front of it.
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
 
 use bytes::Bytes;
 use kkp_shared::registry::{Client, Repository, sha256_digest};
 use serde_json::{Value, json};
 
-use crate::support::bin;
-use crate::support::block_on;
 use crate::support::images::{Pushed, Spec, client_for, push_image, random_bytes};
 use crate::support::referrers::ReferrersStub;
 use crate::support::registry::{Options, Registry};
+use crate::support::{assert_exit, block_on, mirror, ok_json};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -21,31 +19,6 @@ const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 const SIG_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 const SBOM_TYPE: &str = "application/spdx+json";
 const EMPTY_CONFIG: &str = "application/vnd.oci.empty.v1+json";
-
-/// Runs the mirror binary with an isolated docker config and cache.
-fn mirror(args: &[&str]) -> Output {
-    let empty = tempfile::tempdir().unwrap();
-    Command::new(bin("kubectl-kkp-mirror"))
-        .args(args)
-        .env("DOCKER_CONFIG", empty.path())
-        .env("XDG_CACHE_HOME", empty.path())
-        .env("REGISTRY_AUTH_FILE", empty.path().join("none.json"))
-        .env_remove("XDG_RUNTIME_DIR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
-
-fn ok_json(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 fn image_list(images: &[String]) -> tempfile::NamedTempFile {
     let mut f = tempfile::NamedTempFile::new().unwrap();
@@ -147,6 +120,18 @@ async fn push_signature_layer(
     payload: Vec<u8>,
     sig: String,
 ) -> String {
+    push_signature_annotated(client, repo, digest, payload, json!({ SIG_ANNOTATION: sig })).await
+}
+
+/// A cosign signature manifest at `sha256-<hex>.sig` for `digest` with this payload, its layer
+/// annotated with `annotations` (the signature, and for keyless ones the certificate and bundle).
+async fn push_signature_annotated(
+    client: &Client,
+    repo: &Repository,
+    digest: &str,
+    payload: Vec<u8>,
+    annotations: Value,
+) -> String {
     let config = Bytes::from(
         serde_json::to_vec(&json!({"architecture": "", "os": "", "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&payload)]}, "config": {}}))
             .unwrap(),
@@ -155,11 +140,7 @@ async fn push_signature_layer(
         client,
         repo,
         ("application/vnd.oci.image.config.v1+json", config),
-        vec![(
-            SIMPLESIGNING,
-            Bytes::from(payload),
-            json!({ SIG_ANNOTATION: sig }),
-        )],
+        vec![(SIMPLESIGNING, Bytes::from(payload), annotations)],
         None,
         None,
         Some(&tag_of(digest, Some("sig"))),
@@ -327,6 +308,27 @@ async fn fallback_list(client: &Client, host: &str, repo: &str, subject: &str) -
     }
 }
 
+/// `a`'s cosign tags (`.sig`, `.att`, `.sbom` of the image, `.sig` of its first platform) are at `host`
+/// on the source's digests.
+async fn assert_cosign_tags_at(client: &Client, host: &str, a: &Attached) {
+    let platform = &a.image.manifests[0];
+    for (subject, suffix, want) in [
+        (&a.image.digest, "sig", &a.sig),
+        (&a.image.digest, "att", &a.att),
+        (&a.image.digest, "sbom", &a.sbom),
+        (platform, "sig", &a.child_sig),
+    ] {
+        assert_eq!(
+            digest_at(client, host, &a.repo, tag_of(subject, Some(suffix)))
+                .await
+                .as_ref(),
+            Some(want),
+            "{host}/{}: .{suffix} of {subject}",
+            a.repo
+        );
+    }
+}
+
 fn sources(src: &str, attached: &[Attached]) -> Vec<String> {
     attached.iter().map(|a| format!("{src}/{}:v1", a.repo)).collect()
 }
@@ -406,22 +408,7 @@ fn signatures_attestations_sboms_and_fallback_referrers_travel_with_every_image(
         for a in &attached {
             let at = |r: String| digest_at(&client, &dst.host, &a.repo, r);
             assert_eq!(at("v1".into()).await.as_deref(), Some(a.image.digest.as_str()));
-            assert_eq!(
-                at(tag_of(&a.image.digest, Some("sig"))).await,
-                Some(a.sig.clone())
-            );
-            assert_eq!(
-                at(tag_of(&a.image.digest, Some("att"))).await,
-                Some(a.att.clone())
-            );
-            assert_eq!(
-                at(tag_of(&a.image.digest, Some("sbom"))).await,
-                Some(a.sbom.clone())
-            );
-            assert_eq!(
-                at(tag_of(&a.image.manifests[0], Some("sig"))).await,
-                Some(a.child_sig.clone())
-            );
+            assert_cosign_tags_at(&client, &dst.host, a).await;
             // The referrer, by digest, and its subject resolves at the target.
             let raw = client
                 .get_manifest(&Repository::new(&dst.host, &a.repo), &a.referrer)
@@ -539,12 +526,7 @@ fn skip_attachments_copies_none_and_attachments_selects_kinds() {
         "-o",
         "json",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     for (img, a) in v["images"].as_array().unwrap().iter().zip(&attached) {
         assert_eq!(img["status"], "missing-attachments", "{img}");
@@ -591,12 +573,7 @@ fn skip_attachments_copies_none_and_attachments_selects_kinds() {
         "--attachments",
         "sigs,bom",
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"bom\""));
 }
 
@@ -834,12 +811,7 @@ fn signatures_verify_offline_at_the_target_and_tampering_fails_naming_the_image(
         ])
     };
     let out = verify(list.path());
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 1);
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let status: Vec<(&str, &str)> = report["images"]
         .as_array()
@@ -892,7 +864,7 @@ fn signatures_verify_offline_at_the_target_and_tampering_fails_naming_the_image(
         "--key",
         ec_file.to_str().unwrap(),
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 1);
     assert!(String::from_utf8_lossy(&out.stderr).contains("sig/good-ed:v1"));
     // A key file that is not a key is named.
     let junk = keys.path().join("junk.pub");
@@ -905,12 +877,7 @@ fn signatures_verify_offline_at_the_target_and_tampering_fails_naming_the_image(
         "--key",
         junk.to_str().unwrap(),
     ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("junk.pub"));
 }
 
@@ -1007,22 +974,7 @@ fn archives_carry_attachments_to_the_air_gapped_side() {
     block_on(async {
         for a in &attached {
             let at = |r: String| digest_at(&client, &dst.host, &a.repo, r);
-            assert_eq!(
-                at(tag_of(&a.image.digest, Some("sig"))).await,
-                Some(a.sig.clone())
-            );
-            assert_eq!(
-                at(tag_of(&a.image.digest, Some("att"))).await,
-                Some(a.att.clone())
-            );
-            assert_eq!(
-                at(tag_of(&a.image.digest, Some("sbom"))).await,
-                Some(a.sbom.clone())
-            );
-            assert_eq!(
-                at(tag_of(&a.image.manifests[0], Some("sig"))).await,
-                Some(a.child_sig.clone())
-            );
+            assert_cosign_tags_at(&client, &dst.host, a).await;
             assert_eq!(at(a.referrer.clone()).await, Some(a.referrer.clone()));
             assert_eq!(
                 fallback_list(&client, &dst.host, &a.repo, &a.image.digest).await,
@@ -1058,4 +1010,470 @@ fn archives_carry_attachments_to_the_air_gapped_side() {
             assert_eq!(tags, vec!["v1".to_string()]);
         }
     });
+    // --verify --from-archive compares the archive's attachments with the target's.
+    let verify = |host: &str, extra: &[&str]| {
+        let mut args = vec![
+            host,
+            "--from-archive",
+            archive.to_str().unwrap(),
+            "--verify",
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        mirror(&args)
+    };
+    let all = ok_json(&verify(&dst.host, &[]));
+    for img in all["images"].as_array().unwrap() {
+        assert_eq!(img["status"], "ok", "{img}");
+    }
+    let out = verify(&bare.host, &[]);
+    assert_exit(&out, 1);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for img in doc["images"].as_array().unwrap() {
+        assert_eq!(img["status"], "missing-attachments", "{img}");
+        assert_eq!(img["missing_attachments"].as_array().unwrap().len(), 5, "{img}");
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for a in &attached {
+        assert!(stderr.contains(&format!("sig {}", a.sig)), "{stderr}");
+    }
+    // The images alone are right: with --skip-attachments, or selecting a kind not among the missing.
+    ok_json(&verify(&bare.host, &["--skip-attachments"]));
+    // One attachment gone at the target: that image, that attachment, named.
+    let gone = &attached[1];
+    dst.remove_tag(&gone.repo, &tag_of(&gone.image.manifests[0], Some("sig")));
+    let out = verify(&dst.host, &[]);
+    assert_exit(&out, 1);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let images = doc["images"].as_array().unwrap();
+    assert_eq!(images[0]["status"], "ok", "{}", images[0]);
+    assert_eq!(images[1]["status"], "missing-attachments", "{}", images[1]);
+    assert_eq!(
+        images[1]["missing_attachments"],
+        json!([format!("sig {}", gone.child_sig)])
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "missing-attachments: {}/{}:v1 lacks sig {}",
+            dst.host, gone.repo, gone.child_sig
+        )),
+        "{stderr}"
+    );
+    ok_json(&verify(&dst.host, &["--attachments", "att,sbom,referrers"]));
+}
+
+/// `METHOD kind` of a request: `HEAD manifest`, `GET tags`, `GET referrers`, …
+fn request_kind(r: &str) -> String {
+    let (method, path) = r.split_once(' ').unwrap();
+    let kind = ["/manifests/", "/blobs/", "/tags/list", "/referrers/"]
+        .into_iter()
+        .find(|k| path.contains(k))
+        .map_or("other", |k| k.trim_matches('/').split('/').next().unwrap());
+    format!("{method} {kind}")
+}
+
+/// Requests of `reg` since `from`, counted by [`request_kind`].
+fn request_counts(reg: &Registry, from: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in &reg.requests()[from..] {
+        *out.entry(request_kind(r)).or_default() += 1;
+    }
+    out
+}
+
+#[test]
+fn a_no_op_rerun_asks_only_what_it_must() {
+    let logged = || {
+        Registry::start_with(Options {
+            access_log: true,
+            ..Options::default()
+        })
+    };
+    let (src, dst) = (logged(), logged());
+    let client = client_for(&[&src, &dst]);
+    let attached = block_on(push_attached(&client, &src.host, &src, 2, &*no_signer()));
+    // Plain images, nothing attached: three repositories, one holding three tags.
+    let spec = Spec {
+        layers: 1,
+        layer_size: 1024,
+        ..Spec::default()
+    };
+    let mut images = sources(&src.host, &attached);
+    block_on(async {
+        for (repo, tag) in [
+            ("plain/a", "v1"),
+            ("plain/a", "v2"),
+            ("plain/a", "v3"),
+            ("plain/b", "v1"),
+            ("plain/c", "v1"),
+        ] {
+            push_image(&client, &src, repo, tag, &spec).await;
+            images.push(format!("{}/{repo}:{tag}", src.host));
+        }
+    });
+    let list = image_list(&images);
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            dst.host.as_str(),
+            "--image-list",
+            list.path().to_str().unwrap(),
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        ok_json(&mirror(&args))
+    };
+    let copied = run(&[]);
+    assert_eq!(copied["images"].as_array().unwrap().len(), 7);
+    let counted = |extra: &[&str]| {
+        let (s0, d0) = (src.requests().len(), dst.requests().len());
+        let report = run(extra);
+        for img in report["images"].as_array().unwrap() {
+            assert_eq!(img["status"], "up-to-date", "{img}");
+        }
+        (request_counts(&src, s0), request_counts(&dst, d0))
+    };
+    let (src_skip, dst_skip) = counted(&["--skip-attachments"]);
+    let (src_with, dst_with) = counted(&[]);
+    // What discovery adds to a no-op rerun: at the source one tag listing per repository (5), one
+    // referrers probe for the registry, and for each of the two attached images its top manifest (its
+    // platforms' digests), its fallback tag and a HEAD of each of its four cosign tags; nothing for the
+    // five images whose repositories list no `sha256-*` tag. At the target a HEAD of each of the five
+    // attachments per attached image, one referrers probe, and the fallback tag read to see that it
+    // lists the referrer.
+    let added = |with: &std::collections::BTreeMap<String, usize>,
+                 without: &std::collections::BTreeMap<String, usize>| {
+        let mut out = std::collections::BTreeMap::new();
+        for (k, n) in with {
+            let d = n - without.get(k).copied().unwrap_or(0);
+            if d > 0 {
+                out.insert(k.clone(), d);
+            }
+        }
+        out
+    };
+    let expect = |pairs: &[(&str, usize)]| -> std::collections::BTreeMap<String, usize> {
+        pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    };
+    assert_eq!(
+        added(&src_with, &src_skip),
+        expect(&[
+            ("GET tags", 5),
+            ("GET referrers", 1),
+            ("GET manifests", 4),
+            ("HEAD manifests", 8)
+        ]),
+        "source: {src_with:?} against {src_skip:?}"
+    );
+    assert_eq!(
+        added(&dst_with, &dst_skip),
+        expect(&[("GET referrers", 1), ("GET manifests", 2), ("HEAD manifests", 10)]),
+        "target: {dst_with:?} against {dst_skip:?}"
+    );
+    // And nothing written either way.
+    for counts in [&dst_skip, &dst_with] {
+        assert!(
+            counts
+                .keys()
+                .all(|k| k.starts_with("GET") || k.starts_with("HEAD")),
+            "{counts:?}"
+        );
+    }
+}
+
+/// Runs `openssl ARGS` in `dir`; its stdout.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> Vec<u8> {
+    crate::support::registry::run_ok(std::process::Command::new("openssl").args(args).current_dir(dir))
+}
+
+/// A test sigstore: a Fulcio-like CA and a leaf certificate for code signing under it, a Rekor key.
+struct Sigstore {
+    dir: tempfile::TempDir,
+}
+
+impl Sigstore {
+    fn new() -> Sigstore {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for ca in ["ca", "rogue"] {
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1",
+                    "-nodes",
+                    "-keyout",
+                    &format!("{ca}.key"),
+                    "-out",
+                    &format!("{ca}.pem"),
+                    "-subj",
+                    &format!("/CN={ca}"),
+                    "-days",
+                    "30",
+                    "-addext",
+                    "basicConstraints=critical,CA:TRUE",
+                    "-addext",
+                    "keyUsage=critical,keyCertSign",
+                ],
+            );
+        }
+        std::fs::write(
+            d.join("leaf.ext"),
+            "extendedKeyUsage=codeSigning\nkeyUsage=critical,digitalSignature\nsubjectAltName=email:signer@example.com\n",
+        )
+        .unwrap();
+        for (leaf, ca) in [("leaf", "ca"), ("rogue-leaf", "rogue")] {
+            openssl(
+                d,
+                &[
+                    "ecparam",
+                    "-name",
+                    "prime256v1",
+                    "-genkey",
+                    "-noout",
+                    "-out",
+                    &format!("{leaf}.key"),
+                ],
+            );
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-new",
+                    "-key",
+                    &format!("{leaf}.key"),
+                    "-subj",
+                    "/CN=signer",
+                    "-out",
+                    &format!("{leaf}.csr"),
+                ],
+            );
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{leaf}.csr"),
+                    "-CA",
+                    &format!("{ca}.pem"),
+                    "-CAkey",
+                    &format!("{ca}.key"),
+                    "-CAcreateserial",
+                    "-out",
+                    &format!("{leaf}.pem"),
+                    "-days",
+                    "1",
+                    "-extfile",
+                    "leaf.ext",
+                ],
+            );
+        }
+        openssl(
+            d,
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "rekor.key",
+            ],
+        );
+        Sigstore { dir }
+    }
+
+    fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `trusted_root.json` naming the CA and the Rekor key.
+    fn trusted_root(&self) -> std::path::PathBuf {
+        use base64::Engine as _;
+        let b64 = |b: Vec<u8>| base64::engine::general_purpose::STANDARD.encode(b);
+        let ca = openssl(self.dir.path(), &["x509", "-in", "ca.pem", "-outform", "DER"]);
+        let rekor = openssl(
+            self.dir.path(),
+            &["ec", "-in", "rekor.key", "-pubout", "-outform", "DER"],
+        );
+        let doc = json!({
+            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+            "tlogs": [{"baseUrl": "https://rekor.test", "hashAlgorithm": "SHA2_256",
+                       "publicKey": {"rawBytes": b64(rekor), "keyDetails": "PKIX_ECDSA_P256_SHA_256"},
+                       "logId": {"keyId": "dGVzdA=="}}],
+            "certificateAuthorities": [{"subject": {"commonName": "ca"}, "uri": "https://fulcio.test",
+                       "certChain": {"certificates": [{"rawBytes": b64(ca)}]}}],
+        });
+        let p = self.path("trusted_root.json");
+        std::fs::write(&p, serde_json::to_vec(&doc).unwrap()).unwrap();
+        p
+    }
+
+    /// `data` signed with `key` (DER ECDSA over SHA-256).
+    fn sign(&self, key: &str, data: &[u8]) -> Vec<u8> {
+        let f = self.path(&format!("data-{}", fastrand::u64(..)));
+        std::fs::write(&f, data).unwrap();
+        openssl(
+            self.dir.path(),
+            &["dgst", "-sha256", "-sign", key, f.to_str().unwrap()],
+        )
+    }
+
+    /// The layer annotations of a keyless signature of `payload` by `leaf`, logged at `time` (the
+    /// entry names `logged_sig`, the signature itself unless a test swaps it).
+    fn annotations(&self, leaf: &str, payload: &[u8], time: u64, tamper_set: bool) -> Value {
+        use base64::Engine as _;
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        let sig = self.sign(&format!("{leaf}.key"), payload);
+        let cert = std::fs::read_to_string(self.path(&format!("{leaf}.pem"))).unwrap();
+        let hash = sha256_digest(payload);
+        let body = json!({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": hash.strip_prefix("sha256:").unwrap()}},
+            "signature": {"content": b64(&sig), "publicKey": {"content": b64(cert.as_bytes())}}}});
+        let body = b64(&serde_json::to_vec(&body).unwrap());
+        let log_id = "c0d23d6ad406973f9559f3ba2d1ca01f84147d8ffc5b8445c224f98b9591801d";
+        let canonical =
+            format!(r#"{{"body":"{body}","integratedTime":{time},"logID":"{log_id}","logIndex":7}}"#);
+        let set = self.sign("rekor.key", canonical.as_bytes());
+        let logged_time = if tamper_set { time + 1 } else { time };
+        json!({
+            SIG_ANNOTATION: b64(&sig),
+            "dev.sigstore.cosign/certificate": cert,
+            "dev.sigstore.cosign/bundle": serde_json::to_string(&json!({
+                "SignedEntryTimestamp": b64(&set),
+                "Payload": {"body": body, "integratedTime": logged_time, "logIndex": 7, "logID": log_id},
+            })).unwrap(),
+        })
+    }
+}
+
+#[test]
+fn keyless_signatures_verify_offline_against_a_trusted_root() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let client = client_for(&[&src, &dst]);
+    let sigstore = Sigstore::new();
+    let spec = Spec {
+        layers: 1,
+        layer_size: 1024,
+        ..Spec::default()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // good; a certificate of a CA the root does not list; a SET that does not match its entry; logged
+    // two days after the one-day certificate; a valid keyless signature of another image's digest.
+    let cases = [
+        ("good", "leaf", now, false),
+        ("rogue-ca", "rogue-leaf", now, false),
+        ("bad-set", "leaf", now, true),
+        ("expired", "leaf", now + 2 * 86400, false),
+        ("other-digest", "leaf", now, false),
+    ];
+    block_on(async {
+        let mut digests = Vec::new();
+        for (name, ..) in cases {
+            let image = push_image(&client, &src, &format!("keyless/{name}"), "v1", &spec).await;
+            digests.push(image.digest);
+        }
+        for (i, (name, leaf, time, tamper)) in cases.iter().enumerate() {
+            let repo = Repository::new(&src.host, format!("keyless/{name}"));
+            let named = if *name == "other-digest" {
+                &digests[0]
+            } else {
+                &digests[i]
+            };
+            let payload = simplesigning(&repo.to_string(), named);
+            let annotations = sigstore.annotations(leaf, &payload, *time, *tamper);
+            push_signature_annotated(&client, &repo, &digests[i], payload, annotations).await;
+        }
+    });
+    let all: Vec<String> = cases
+        .iter()
+        .map(|(n, ..)| format!("{}/keyless/{n}:v1", src.host))
+        .collect();
+    let list = image_list(&all);
+    ok_json(&mirror(&[
+        &dst.host,
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ]));
+    let root = sigstore.trusted_root();
+    let verify = |extra: &[&str]| {
+        let mut args = vec![
+            dst.host.as_str(),
+            "--image-list",
+            list.path().to_str().unwrap(),
+            "--verify",
+            "-o",
+            "json",
+        ];
+        args.extend_from_slice(extra);
+        let out = mirror(&args);
+        assert_exit(&out, 1);
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        // By image name (the report is in plan order, sorted).
+        let statuses: std::collections::BTreeMap<String, (String, String)> = doc["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                let target = i["target"].as_str().unwrap();
+                let name = target
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .trim_end_matches(":v1")
+                    .to_string();
+                let detail = i["detail"].as_str().unwrap_or("").to_string();
+                (name, (i["status"].as_str().unwrap().to_string(), detail))
+            })
+            .collect();
+        (statuses, String::from_utf8_lossy(&out.stderr).to_string())
+    };
+    let (statuses, _) = verify(&["--trusted-root", root.to_str().unwrap()]);
+    let is = |name: &str, status: &str, why: &str| {
+        let (s, d) = &statuses[name];
+        assert!(s == status && d.contains(why), "{name}: {statuses:#?}");
+    };
+    is("good", "verified", "");
+    is("rogue-ca", "bad-signature", "does not chain to a Fulcio root");
+    is(
+        "bad-set",
+        "bad-signature",
+        "signed entry timestamp does not verify",
+    );
+    is("expired", "bad-signature", "CertExpired");
+    is("other-digest", "digest-mismatch", "names");
+    // Without the root (a key that signed none of them): not verifiable offline, never verified.
+    let (ec_signer, ec_pem) = p256_signer();
+    drop(ec_signer);
+    let key = sigstore.path("cosign.pub");
+    std::fs::write(&key, ec_pem).unwrap();
+    let (statuses, stderr) = verify(&["--key", key.to_str().unwrap()]);
+    assert_eq!(statuses["good"].0, "not-verifiable-offline", "{statuses:#?}");
+    assert!(stderr.contains("keyless/good:v1"), "{stderr}");
+    // A trusted root that is not one is a usage error naming the file.
+    let junk = sigstore.path("junk.json");
+    std::fs::write(&junk, "{}").unwrap();
+    let out = mirror(&[
+        &dst.host,
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "--verify",
+        "--trusted-root",
+        junk.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("junk.json"));
 }

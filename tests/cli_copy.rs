@@ -42,17 +42,6 @@ fn image_list(images: &[String]) -> tempfile::NamedTempFile {
     f
 }
 
-fn json_report(out: &Output) -> Value {
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Every manifest and blob of `pushed` is at `dst/repo`, with the tag on the same digest as the source.
 fn assert_complete_copy(
     src: &Registry,
@@ -110,7 +99,7 @@ fn multi_arch_copy_keeps_digests_mounts_shared_layers_and_reruns_as_noop() {
         "--insecure-registry",
         &dst.host,
     ];
-    let report = json_report(&mirror(&args, None, None));
+    let report = crate::support::ok_json(&mirror(&args, None, None));
     let images = report["images"].as_array().unwrap();
     assert_eq!(images.len(), 3);
     for i in images {
@@ -143,7 +132,7 @@ fn multi_arch_copy_keeps_digests_mounts_shared_layers_and_reruns_as_noop() {
     );
 
     // Second run: nothing to do, every image up to date, no byte moved.
-    let again = json_report(&mirror(&args, None, None));
+    let again = crate::support::ok_json(&mirror(&args, None, None));
     for i in again["images"].as_array().unwrap() {
         assert_eq!(i["status"], "up-to-date", "{i}");
         assert_eq!(i["bytes_copied"], 0);
@@ -200,7 +189,7 @@ fn interrupted_copy_leaves_no_tag_on_an_incomplete_image_and_rerun_finishes() {
         );
     }
 
-    let report = json_report(&mirror(&args, None, None));
+    let report = crate::support::ok_json(&mirror(&args, None, None));
     assert_eq!(report["images"][0]["status"], "copied");
     assert_complete_copy(&src, &dst, "big/app", "big/app", "v1", &pushed);
     // The rerun skipped what the first run had already written.
@@ -251,7 +240,7 @@ fn tls_target_with_basic_auth_from_flags() {
     assert_eq!(dst.tag_link("app", "1.0"), None);
 
     let out = mirror(&args, Some("s3cret-pass\n"), None);
-    let report = json_report(&out);
+    let report = crate::support::ok_json(&out);
     assert_eq!(report["images"][0]["status"], "copied");
     assert_complete_copy(&src, &dst, "app", "app", "1.0", &pushed);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -304,7 +293,7 @@ fn credentials_from_docker_config_and_wrong_credentials_are_a_clear_error() {
         serde_json::json!({"auths": {dst.host.clone(): {"auth": auth}}}).to_string(),
     )
     .unwrap();
-    let report = json_report(&mirror(&args, None, Some(cfg.path())));
+    let report = crate::support::ok_json(&mirror(&args, None, Some(cfg.path())));
     assert_eq!(report["images"][0]["status"], "copied");
     assert_complete_copy(&src, &dst, "app", "app", "1.0", &pushed);
 }
@@ -361,7 +350,7 @@ fn credentials_from_a_credential_helper_a_creds_store_and_podman_auth_json() {
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(!stderr.contains("helper-secret"), "{stderr}");
-        let report = json_report(&out);
+        let report = crate::support::ok_json(&out);
         assert_eq!(report["images"][0]["status"], "copied", "{stderr}");
         assert_complete_copy(&src, &dst, "app", "app", tag, &pushed);
     };
@@ -481,7 +470,7 @@ fn platform_filter_rewrites_the_index_and_says_so() {
         "linux/amd64,linux/arm64",
     ];
     let out = mirror(&args, None, None);
-    let report = json_report(&out);
+    let report = crate::support::ok_json(&out);
     let img = &report["images"][0];
     assert_eq!(img["status"], "copied");
     assert!(
@@ -510,7 +499,7 @@ fn platform_filter_rewrites_the_index_and_says_so() {
     assert!(dst.skopeo_raw("multi", &pushed.manifests[2]).is_none());
     assert!(dst.skopeo_raw("multi", &pushed.manifests[0]).is_some());
     // A rerun with the same filter is a no-op.
-    let again = json_report(&mirror(&args, None, None));
+    let again = crate::support::ok_json(&mirror(&args, None, None));
     assert_eq!(again["images"][0]["status"], "up-to-date");
 }
 
@@ -614,7 +603,7 @@ fn a_large_layer_is_streamed_without_buffering_it() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let out = child.wait_with_output().unwrap();
-    let report = json_report(&out);
+    let report = crate::support::ok_json(&out);
     assert_eq!(
         report["images"][0]["bytes_copied"].as_u64().unwrap(),
         pushed.blob_bytes()
@@ -672,7 +661,7 @@ fn bearer_token_auth_with_mount_scopes_and_wrong_password() {
         "{stderr}"
     );
 
-    let report = json_report(&mirror(&args, Some("tok-pass"), None));
+    let report = crate::support::ok_json(&mirror(&args, Some("tok-pass"), None));
     assert_complete_copy(&src, &dst, "one/a", "one/a", "v1", &a);
     assert_complete_copy(&src, &dst, "two/b", "two/b", "v1", &b);
     let mounted: u64 = report["images"]
@@ -723,7 +712,7 @@ fn foreign_layers_are_reported_not_copied_and_the_digest_is_kept() {
         None,
         None,
     );
-    let report = json_report(&out);
+    let report = crate::support::ok_json(&out);
     let img = &report["images"][0];
     assert_eq!(img["status"], "copied");
     let warning = img["warnings"][0].as_str().unwrap();
@@ -828,7 +817,7 @@ fn transient_failures_429_503_and_dropped_connections_are_retried() {
     ];
     let out = mirror(&args, None, None);
     eprintln!("DBG {}", String::from_utf8_lossy(&out.stderr));
-    let report = json_report(&out);
+    let report = crate::support::ok_json(&out);
     for (i, p) in pushed.iter().enumerate() {
         assert_eq!(report["images"][i]["status"], "copied", "{report:#}");
         let repo = format!("flaky/app{i}");
@@ -859,7 +848,7 @@ fn a_token_without_push_is_refreshed_after_insufficient_scope() {
         "mirror",
         "--password-stdin",
     ];
-    let report = json_report(&mirror(&args, Some("pw"), None));
+    let report = crate::support::ok_json(&mirror(&args, Some("pw"), None));
     assert_eq!(report["images"][0]["status"], "copied");
     assert_complete_copy(&src, &dst, "scoped/app", "scoped/app", "v1", &pushed);
     let issued = dst.tokens.as_ref().unwrap().issued.lock().unwrap().clone();
@@ -909,7 +898,7 @@ fn once_the_target_has_mounted_a_blob_is_asked_for_with_one_mount_request_and_he
     };
     let v1 = list("v1");
     let run = |list: &tempfile::NamedTempFile| {
-        json_report(&mirror(
+        crate::support::ok_json(&mirror(
             &[
                 &dst.host,
                 "--image-list",
@@ -1032,7 +1021,7 @@ fn a_later_run_mounts_layers_an_earlier_run_put_in_another_repository() {
             .stdin(Stdio::null())
             .output()
             .unwrap();
-        json_report(&out)["images"][0].clone()
+        crate::support::ok_json(&out)["images"][0].clone()
     };
     let one = run(repos[0], &[]);
     assert_eq!(one["bytes_mounted"], 0, "{one}");

@@ -530,7 +530,12 @@ pub fn run(args: &MirrorArgs) -> Result<u8, MirrorError> {
         let images: Vec<_> = plan
             .images
             .iter()
-            .filter_map(|e| Some((e.source.clone(), e.target.clone()?, None)))
+            .filter_map(|e| {
+                Some(crate::copy::verify::Expectation::of_source(
+                    e.source.clone(),
+                    e.target.clone()?,
+                ))
+            })
             .collect();
         let mut code = verify_images(&images, args, format)?;
         if let Some(prep) = &binaries {
@@ -603,7 +608,7 @@ fn verify_images(
     args: &MirrorArgs,
     format: crate::cli::OutputFormat,
 ) -> Result<u8, crate::copy::archive::ArchiveError> {
-    if args.archive.keys.is_empty() {
+    if args.archive.keys.is_empty() && args.archive.trusted_root.is_none() {
         return crate::copy::verify::run_verify(images, &args.copy, format);
     }
     crate::copy::signatures::run_verify_signatures(

@@ -59,3 +59,27 @@ pub fn structured<T: Serialize>(value: &T, format: OutputFormat) -> Option<Strin
         OutputFormat::Table | OutputFormat::Text => None,
     }
 }
+
+/// One row per item, as reports list images: JSON or YAML of `doc`; as text, the words of `line(item)`
+/// joined by spaces, one line each; as a table, `header` over `row(item)`. An absent value shows as `-`.
+pub fn listing<D: Serialize, T>(
+    doc: &D,
+    format: OutputFormat,
+    items: &[T],
+    line: impl Fn(&T) -> Vec<String>,
+    header: &[&str],
+    row: impl Fn(&T) -> Vec<String>,
+) -> String {
+    if let Some(text) = structured(doc, format) {
+        return text;
+    }
+    match format {
+        OutputFormat::Text => items.iter().map(|i| line(i).join(" ") + "\n").collect(),
+        _ => table(header, &items.iter().map(row).collect::<Vec<_>>()),
+    }
+}
+
+/// `value`, or `-` when there is none (a table cell, a word of a text line).
+pub fn or_dash(value: Option<&str>) -> String {
+    value.unwrap_or("-").to_string()
+}

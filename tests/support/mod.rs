@@ -39,7 +39,6 @@ pub fn run(name: &str, args: &[&str]) -> Output {
         .expect("binary runs")
 }
 
-/// Runs a future to completion on a fresh multi-threaded runtime (tests drive the async client with it).
 /// An exit code with both streams, for assertion messages.
 pub fn show(out: &Output) -> String {
     format!(
@@ -50,6 +49,40 @@ pub fn show(out: &Output) -> String {
     )
 }
 
+/// Asserts that a run exited with `code`, showing both streams when not.
+pub fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(out.status.code(), Some(code), "{}", show(out));
+}
+
+/// The JSON a successful run printed; any other exit fails the test, showing both streams.
+pub fn ok_json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "{}", show(out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `kubectl-kkp-mirror ARGS` with an empty docker config, auth file and cache (kept until the
+/// returned directory drops), stdin closed, both streams captured.
+pub fn mirror_cmd(args: &[&str]) -> (Command, tempfile::TempDir) {
+    let empty = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(bin("kubectl-kkp-mirror"));
+    cmd.args(args)
+        .env("DOCKER_CONFIG", empty.path())
+        .env("XDG_CACHE_HOME", empty.path())
+        .env("REGISTRY_AUTH_FILE", empty.path().join("none.json"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    (cmd, empty)
+}
+
+/// Runs [`mirror_cmd`] to its end.
+pub fn mirror(args: &[&str]) -> Output {
+    let (mut cmd, _dir) = mirror_cmd(args);
+    cmd.output().unwrap()
+}
+
+/// Runs a future to completion on a fresh multi-threaded runtime (tests drive the async client with it).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,7 +4,7 @@
 //! every other request goes to the registry unchanged. One request per connection (`Connection: close`).
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
@@ -58,33 +58,12 @@ impl ReferrersStub {
 fn serve(conn: TcpStream, upstream: &str, index: &Mutex<Index>, seen: &Mutex<Vec<String>>) {
     let mut out = conn.try_clone().unwrap();
     let mut r = BufReader::new(conn);
-    match r.fill_buf() {
-        // A TLS hello (the client tries HTTPS first on loopback): closed at once.
-        Ok(b) if !b.is_empty() && b[0] != 0x16 => {}
-        _ => return,
-    }
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let line = line.trim_end().to_string();
-        if line.is_empty() {
-            break;
-        }
-        head.push(line);
-    }
-    let mut first = head[0].split_whitespace();
-    let method = first.next().unwrap_or("").to_string();
-    let target = first.next().unwrap_or("").to_string();
-    seen.lock().unwrap().push(format!("{method} {target}"));
-    let value = |name: &str| {
-        head.iter().skip(1).find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-        })
+    let Some(head) = super::scripted::read_head(&mut r) else {
+        return;
     };
+    let (method, target) = (head.method.clone(), head.target.clone());
+    seen.lock().unwrap().push(format!("{method} {target}"));
+    let value = |name: &str| head.header(name);
     assert!(
         value("transfer-encoding").is_none(),
         "the stub takes bodies with a length only"
@@ -152,11 +131,10 @@ fn serve(conn: TcpStream, upstream: &str, index: &Mutex<Index>, seen: &Mutex<Vec
         return;
     };
     let mut fwd = String::new();
-    for (i, l) in head.iter().enumerate() {
+    for l in std::iter::once(&head.line).chain(head.lines.iter().filter(|l| {
         let name = l.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
-        if i > 0 && (name == "connection" || name == "keep-alive" || name == "host") {
-            continue;
-        }
+        !(name == "connection" || name == "keep-alive" || name == "host")
+    })) {
         fwd.push_str(l);
         fwd.push_str("\r\n");
     }

@@ -55,7 +55,8 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn run_ok(cmd: &mut Command) -> Vec<u8> {
+/// Runs `cmd`; its stdout. A failure fails the test, showing the command and its stderr.
+pub fn run_ok(cmd: &mut Command) -> Vec<u8> {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
@@ -368,16 +369,26 @@ impl Registry {
         out
     }
 
-    /// The digest the tag points to, read from the storage (independent of any client).
-    pub fn tag_link(&self, repo: &str, tag: &str) -> Option<String> {
-        let p = self
-            .dir
+    /// Where `repo`'s `tag` is kept in the storage.
+    fn tag_dir(&self, repo: &str, tag: &str) -> PathBuf {
+        self.dir
             .path()
             .join("storage/docker/registry/v2/repositories")
             .join(repo)
             .join("_manifests/tags")
             .join(tag)
-            .join("current/link");
+    }
+
+    /// Removes `tag` from `repo` in the storage (the manifest stays, by digest), as a registry
+    /// operator's cleanup would.
+    pub fn remove_tag(&self, repo: &str, tag: &str) {
+        let p = self.tag_dir(repo, tag);
+        std::fs::remove_dir_all(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+
+    /// The digest the tag points to, read from the storage (independent of any client).
+    pub fn tag_link(&self, repo: &str, tag: &str) -> Option<String> {
+        let p = self.tag_dir(repo, tag).join("current/link");
         std::fs::read_to_string(p).ok().map(|s| s.trim().to_string())
     }
 }

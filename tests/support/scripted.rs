@@ -151,36 +151,79 @@ impl Scripted {
     }
 }
 
-fn serve(conn: TcpStream, log: &Mutex<Vec<Req>>, handler: &Handler) {
-    let mut out = conn.try_clone().unwrap();
-    let mut r = BufReader::new(conn);
-    loop {
-        match r.fill_buf() {
-            Ok(b) if !b.is_empty() && b[0] != 0x16 => {}
-            _ => return,
-        }
-        let mut head = Vec::new();
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).unwrap_or(0) == 0 {
-                return;
-            }
-            let line = line.trim_end().to_string();
-            if line.is_empty() {
-                break;
-            }
-            head.push(line);
-        }
-        let mut first = head[0].split_whitespace();
-        let method = first.next().unwrap_or("").to_string();
-        let target = first.next().unwrap_or("").to_string();
-        let headers: Vec<(String, String)> = head[1..]
+/// One request's line and headers, as sent.
+pub struct Head {
+    /// `GET /v2/ HTTP/1.1`.
+    pub line: String,
+    /// `GET`, `PUT`, …
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// The header lines, in order.
+    pub lines: Vec<String>,
+}
+
+impl Head {
+    /// The headers, names lower-cased.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        self.lines
             .iter()
             .filter_map(|l| {
                 let (k, v) = l.split_once(':')?;
                 Some((k.trim().to_ascii_lowercase(), v.trim().to_string()))
             })
-            .collect();
+            .collect()
+    }
+
+    /// The value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers()
+            .into_iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+    }
+}
+
+/// The next request's head on `r`, up to the blank line; `None` at the end of the connection or for a
+/// TLS hello (the client probes HTTPS first on loopback), which ends the connection.
+pub fn read_head(r: &mut impl BufRead) -> Option<Head> {
+    match r.fill_buf() {
+        Ok(b) if !b.is_empty() && b[0] != 0x16 => {}
+        _ => return None,
+    }
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        let line = line.trim_end().to_string();
+        if line.is_empty() {
+            break;
+        }
+        head.push(line);
+    }
+    let line = head.remove(0);
+    let mut first = line.split_whitespace();
+    let method = first.next().unwrap_or("").to_string();
+    let target = first.next().unwrap_or("").to_string();
+    Some(Head {
+        line,
+        method,
+        target,
+        lines: head,
+    })
+}
+
+fn serve(conn: TcpStream, log: &Mutex<Vec<Req>>, handler: &Handler) {
+    let mut out = conn.try_clone().unwrap();
+    let mut r = BufReader::new(conn);
+    loop {
+        let Some(head) = read_head(&mut r) else {
+            return;
+        };
+        let headers = head.headers();
+        let (method, target) = (head.method, head.target);
         let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
         let mut body = Vec::new();
         if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {

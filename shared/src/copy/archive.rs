@@ -96,9 +96,10 @@ pub struct ArchiveArgs {
     /// key may have signed. One line per image: verified, unsigned, bad signature, digest mismatch.
     #[arg(long = "key", value_name = "FILE", requires = "verify")]
     pub keys: Vec<PathBuf>,
-    /// With --verify --key: the sigstore trusted root for keyless (Fulcio/Rekor) signatures; without
-    /// it they are listed as not verifiable offline.
-    #[arg(long, value_name = "FILE", requires = "keys")]
+    /// With --verify: the sigstore trusted root (trusted_root.json: Fulcio CA certificates, Rekor
+    /// public keys) keyless signatures are checked against, offline; without it they are listed as not
+    /// verifiable offline. Alone or with --key.
+    #[arg(long, value_name = "FILE", requires = "verify")]
     pub trusted_root: Option<PathBuf>,
 }
 
@@ -541,7 +542,7 @@ async fn write_to(
         }
         annotations.insert(SOURCE_ANNOTATION.into(), json!(image.to_string()));
         // What is attached to it, with their manifests and blobs (issue 14, `attachments`).
-        if finder.may_have(client, &src).await.map_err(fail)? {
+        if finder.may_have(client, &src, &digest).await.map_err(fail)? {
             let top = client.get_manifest(&src, &digest).await.map_err(fail)?;
             let subjects = super::attachments::subjects_of(&top);
             let found = finder.find(client, &src, &subjects).await.map_err(fail)?;
@@ -1076,22 +1077,13 @@ pub fn run_write(
     Ok(0)
 }
 
-/// `kubectl kkp mirror REGISTRY --from-archive FILE`: pushes a checked archive and prints
-/// the copy report. Exit code 1 when some image failed.
-pub fn run_from_archive(
-    layout: Arc<Layout>,
-    registry: &str,
-    args: &CopyArgs,
-    format: OutputFormat,
-) -> Result<u8, ArchiveError> {
-    let pushes = push_jobs(&layout, registry)?;
-    let target_host = pushes
-        .first()
-        .map(|j| j.target.registry.clone())
-        .unwrap_or_default();
-    let opts = args.copy_options()?;
-    let (client, rt) = client_and_runtime(args, &target_host)?;
-    let attachments = pushes
+/// What the archive lists as attached to each of `pushes` (its index annotation); a bad list is an error
+/// naming the annotation.
+fn archived_attachments(
+    layout: &Layout,
+    pushes: &[PushJob],
+) -> Result<Vec<Vec<super::attachments::Attachment>>, ArchiveError> {
+    pushes
         .iter()
         .map(|p| {
             match p
@@ -1109,7 +1101,25 @@ pub fn run_from_archive(
                 }),
             }
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect()
+}
+
+/// `kubectl kkp mirror REGISTRY --from-archive FILE`: pushes a checked archive and prints
+/// the copy report. Exit code 1 when some image failed.
+pub fn run_from_archive(
+    layout: Arc<Layout>,
+    registry: &str,
+    args: &CopyArgs,
+    format: OutputFormat,
+) -> Result<u8, ArchiveError> {
+    let pushes = push_jobs(&layout, registry)?;
+    let target_host = pushes
+        .first()
+        .map(|j| j.target.registry.clone())
+        .unwrap_or_default();
+    let opts = args.copy_options()?;
+    let (client, rt) = client_and_runtime(args, &target_host)?;
+    let attachments = archived_attachments(&layout, &pushes)?;
     let origin = Origin::Archive {
         attachments,
         left_out: left_out_blobs(&layout, &pushes),
@@ -1135,15 +1145,24 @@ pub fn run_from_archive(
     Ok(report.finish(format).map_err(CopyError::Output)?)
 }
 
-/// The image ids an archive holds, for `--verify --from-archive`: (source, target, archived digest).
+/// The images an archive holds, for `--verify --from-archive`: source, target, the archived digest and
+/// the attachments the image's [`ARCHIVE_ANNOTATION`](super::attachments::ARCHIVE_ANNOTATION) lists.
 pub fn archived_expectations(
     file: &Path,
     registry: &str,
-) -> Result<Vec<(ImageRef, ImageRef, Option<String>)>, ArchiveError> {
+) -> Result<Vec<super::verify::Expectation>, ArchiveError> {
     let layout = Layout::open(file, false)?;
-    Ok(push_jobs(&layout, registry)?
+    let pushes = push_jobs(&layout, registry)?;
+    let lists = archived_attachments(&layout, &pushes)?;
+    Ok(pushes
         .into_iter()
-        .map(|j| (j.image.source, j.target, Some(j.image.descriptor.digest)))
+        .zip(lists)
+        .map(|(j, attachments)| super::verify::Expectation {
+            source: j.image.source,
+            target: j.target,
+            expected: Some(j.image.descriptor.digest),
+            attachments: Some(attachments),
+        })
         .collect())
 }
 

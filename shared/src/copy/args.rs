@@ -198,10 +198,10 @@ pub fn list_attachments(plan: &mut Plan, args: &CopyArgs) -> Result<(), CopyErro
                 let (client, finder, mirrors) = (&client, &finder, &opts.source_mirrors);
                 async move {
                     let src = super::mirrored_source(&e.source, mirrors);
-                    if !finder.may_have(client, &src).await? {
+                    let top = client.get_manifest(&src, e.source.identifier()).await?;
+                    if !finder.may_have(client, &src, &top.digest).await? {
                         return Ok(Vec::new());
                     }
-                    let top = client.get_manifest(&src, e.source.identifier()).await?;
                     Ok(finder.find(client, &src, &subjects_of(&top)).await?.items)
                 }
             })

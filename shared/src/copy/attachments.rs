@@ -222,9 +222,11 @@ pub fn is_attachment_tag(tag: &str) -> bool {
     tag.starts_with("sha256-")
 }
 
-type Cell<T> = Arc<OnceCell<T>>;
+/// A value computed once and shared by everyone who asks for it meanwhile.
+pub(crate) type Cell<T> = Arc<OnceCell<T>>;
 
-fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Cell<T>>>, key: K) -> Cell<T> {
+/// The cell for `key` in `map` (made empty when new).
+pub(crate) fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Cell<T>>>, key: K) -> Cell<T> {
     map.lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(key)
@@ -239,6 +241,8 @@ pub struct Finder {
     tags: Mutex<HashMap<Repository, Cell<Arc<HashSet<String>>>>>,
     /// Per host: does it answer the referrers API?
     api: Mutex<HashMap<String, Cell<bool>>>,
+    /// The probe's answer, until the probed digest's referrers are asked for.
+    probed: Mutex<HashMap<(Repository, String), Bytes>>,
 }
 
 impl Finder {
@@ -272,26 +276,11 @@ impl Finder {
             .cloned()
     }
 
-    /// What is known of `host`'s referrers API so far.
-    pub fn api_known(&self, host: &str) -> Option<bool> {
-        self.api
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(host)
-            .and_then(|c| c.get().copied())
-    }
-
-    /// The referrers API answer for `digest`, or `None` when `repo`'s registry has no such API (asked
-    /// once per registry: the first answer decides).
-    pub async fn api_referrers(
-        &self,
-        client: &Client,
-        repo: &Repository,
-        digest: &str,
-    ) -> Result<Option<Bytes>, RegistryError> {
+    /// Whether `repo`'s registry answers the referrers API, asked once per registry (with `digest`;
+    /// the answer is kept for [`Finder::api_referrers`] of that digest, so the probe costs nothing extra).
+    async fn api(&self, client: &Client, repo: &Repository, digest: &str) -> Result<bool, RegistryError> {
         let probe = cell(&self.api, repo.host.clone());
-        let first = Mutex::new(None);
-        let supported = *probe
+        probe
             .get_or_try_init(|| async {
                 // A registry that refuses the endpoint (401/403 for a path it does not know) has no
                 // referrers API for us; only a fault worth retrying is an error.
@@ -304,28 +293,61 @@ impl Finder {
                     Err(e) => return Err(e),
                 };
                 let has = answer.is_some();
-                *first.lock().unwrap_or_else(|e| e.into_inner()) = answer;
+                if let Some(answer) = answer {
+                    self.probed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert((repo.clone(), digest.to_string()), answer);
+                }
                 tracing::debug!(host = %repo.host, referrers_api = has, "referrers API probed");
                 Ok::<_, RegistryError>(has)
             })
-            .await?;
-        if let Some(answer) = first.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            return Ok(Some(answer));
-        }
-        if !supported {
-            return Ok(None);
-        }
-        client.referrers(repo, digest).await
+            .await
+            .copied()
     }
 
-    /// Whether anything may be attached to images of `repo` at all: an attachment tag is listed, or
-    /// its registry may have the referrers API. When not, an image costs no further request.
-    pub async fn may_have(&self, client: &Client, repo: &Repository) -> Result<bool, RegistryError> {
+    /// The referrers API answer for `digest`, or `None` when `repo`'s registry has no such API (asked
+    /// once per registry: the first answer decides).
+    pub async fn api_referrers(
+        &self,
+        client: &Client,
+        repo: &Repository,
+        digest: &str,
+    ) -> Result<Option<Bytes>, RegistryError> {
+        if !self.api(client, repo, digest).await? {
+            return Ok(None);
+        }
+        let kept = self
+            .probed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(repo.clone(), digest.to_string()));
+        match kept {
+            Some(answer) => Ok(Some(answer)),
+            None => client.referrers(repo, digest).await,
+        }
+    }
+
+    /// Whether anything may be attached to the image `digest` of `repo` at all: an attachment tag is
+    /// listed, or its registry has the referrers API. The tag listing and the probe (the first image of
+    /// a registry) go out together; when neither finds anything, the image costs no further request.
+    pub async fn may_have(
+        &self,
+        client: &Client,
+        repo: &Repository,
+        digest: &str,
+    ) -> Result<bool, RegistryError> {
         if self.kinds.is_empty() {
             return Ok(false);
         }
-        let tags = self.tags(client, repo).await?;
-        Ok(!tags.is_empty() || (self.kinds.referrers && self.api_known(&repo.host) != Some(false)))
+        let api = async {
+            match self.kinds.referrers {
+                true => self.api(client, repo, digest).await,
+                false => Ok(false),
+            }
+        };
+        let (tags, api) = futures::future::try_join(self.tags(client, repo), api).await?;
+        Ok(!tags.is_empty() || api)
     }
 
     /// What is attached to each of `subjects` (an image digest and its per-platform manifest digests)

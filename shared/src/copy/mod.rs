@@ -13,6 +13,7 @@ pub mod archive;
 mod args;
 pub mod attachments;
 pub mod homes;
+pub mod keyless;
 mod report;
 pub mod signatures;
 mod slots;
@@ -26,7 +27,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use sha2::{Digest as _, Sha256};
-use tokio::sync::OnceCell;
 
 pub use args::{CopyArgs, CopyError, list_attachments, run_plan};
 pub use report::{CopyReport, ImageReport, ImageStatus};
@@ -35,6 +35,7 @@ use crate::reference::ImageRef;
 use crate::registry::manifest::{self, Descriptor, ManifestView, Platform};
 use crate::registry::{Client, Mount, RawManifest, RegistryError, Repository, sha256_digest};
 use archive::Layout;
+use attachments::{Cell, cell};
 
 /// Default number of images and of blob transfers in flight.
 pub const DEFAULT_PARALLEL: usize = 8;
@@ -127,8 +128,6 @@ impl Counters {
     }
 }
 
-type Cell<T> = Arc<OnceCell<T>>;
-
 /// Where the images of a run are read from.
 pub(crate) enum Origin {
     /// Each job's source registry (after `--source-mirror`); tags are resolved there.
@@ -168,14 +167,6 @@ struct Engine {
     images_done: AtomicUsize,
     /// Finds what is attached to each image at its source.
     finder: attachments::Finder,
-}
-
-fn cell<K: std::hash::Hash + Eq, T>(map: &Mutex<HashMap<K, Cell<T>>>, key: K) -> Cell<T> {
-    map.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(key)
-        .or_default()
-        .clone()
 }
 
 /// Per-image accounting.
@@ -452,11 +443,20 @@ impl Engine {
         job: &CopyJob,
         tally: &ImageTally,
     ) -> Result<(ImageState, String), RegistryError> {
-        let (state, digest, top) = self.copy_image_only(i, job, tally).await?;
         if self.opts.attachments.is_empty() {
+            let (state, digest, _) = self.copy_image_only(i, job, tally).await?;
             return Ok((state, digest));
         }
         let src = mirrored_source(&job.source, &self.opts.source_mirrors);
+        // The repository's tags are listed while the image is checked: on a rerun the listing then
+        // adds no round trip to the image's. A failed listing is asked again (and reported) below.
+        let listing = async {
+            if matches!(self.origin, Origin::Registry) {
+                let _ = self.finder.tags(&self.client, &src).await;
+            }
+        };
+        let (image, ()) = futures::future::join(self.copy_image_only(i, job, tally), listing).await;
+        let (state, digest, top) = image?;
         let dst = Repository::of(&job.target);
         let carried = match &self.origin {
             Origin::Registry => None,
@@ -497,7 +497,7 @@ impl Engine {
     ) -> Result<bool, RegistryError> {
         // A source that will not list its tags (some refuse) still has its images copied; the image
         // says so in its warnings.
-        match self.finder.may_have(&self.client, src).await {
+        match self.finder.may_have(&self.client, src, digest).await {
             Ok(true) => {}
             Ok(false) => return Ok(false),
             Err(e) if !e.is_transient() && !e.gave_up() => {

@@ -178,45 +178,31 @@ impl CopyReport {
 
     /// Renders the per-image report for stdout.
     pub fn render(&self, format: OutputFormat) -> String {
-        if let Some(doc) = crate::output::structured(self, format) {
-            return doc;
-        }
-        match format {
-            OutputFormat::Json | OutputFormat::Yaml => unreachable!("handled by output::structured"),
-            OutputFormat::Text => self
-                .images
-                .iter()
-                .map(|i| {
-                    format!(
-                        "{} {} {} {}\n",
-                        i.source,
-                        i.target,
-                        i.status.as_str(),
-                        i.digest.as_deref().unwrap_or("-")
-                    )
-                })
-                .collect(),
-            OutputFormat::Table => {
-                let rows: Vec<Vec<String>> = self
-                    .images
-                    .iter()
-                    .map(|i| {
-                        vec![
-                            i.source.clone(),
-                            i.target.clone(),
-                            i.status.as_str().to_string(),
-                            mib(i.bytes_copied),
-                            mib(i.bytes_mounted),
-                            i.digest.clone().unwrap_or_else(|| "-".into()),
-                        ]
-                    })
-                    .collect();
-                crate::output::table(
-                    &["SOURCE", "TARGET", "STATUS", "COPIED", "MOUNTED", "DIGEST"],
-                    &rows,
-                )
-            }
-        }
+        use crate::output::or_dash;
+        crate::output::listing(
+            self,
+            format,
+            &self.images,
+            |i| {
+                vec![
+                    i.source.clone(),
+                    i.target.clone(),
+                    i.status.as_str().into(),
+                    or_dash(i.digest.as_deref()),
+                ]
+            },
+            &["SOURCE", "TARGET", "STATUS", "COPIED", "MOUNTED", "DIGEST"],
+            |i| {
+                vec![
+                    i.source.clone(),
+                    i.target.clone(),
+                    i.status.as_str().into(),
+                    mib(i.bytes_copied),
+                    mib(i.bytes_mounted),
+                    or_dash(i.digest.as_deref()),
+                ]
+            },
+        )
     }
 }
 

@@ -5,8 +5,9 @@
 //! simplesigning layer — the payload's bytes hash to the layer's digest, the payload names the image's
 //! digest, and the `dev.cosignproject.cosign/signature` annotation is a valid signature of the payload
 //! under one of the keys (ECDSA P-256 with SHA-256, or ed25519; PEM public keys, as `cosign
-//! generate-key-pair` writes them). Keyless (Fulcio certificate / Rekor bundle) signatures need the
-//! sigstore trust root and are listed as not verifiable offline.
+//! generate-key-pair` writes them). Keyless (Fulcio certificate / Rekor bundle) signatures are checked
+//! against the sigstore trust root given with `--trusted-root` (`keyless`); without it they are listed as
+//! not verifiable offline.
 //!
 //! Knows registries and plans, never charts or KKP.
 
@@ -18,6 +19,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::attachments::tag_for;
+use super::keyless::TrustedRoot;
 use super::verify::Expectation;
 use super::{CopyArgs, CopyError};
 use crate::cli::OutputFormat;
@@ -29,7 +31,7 @@ pub const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+jso
 /// The annotation holding a payload's signature (base64).
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
 /// Annotations only keyless signatures carry.
-const KEYLESS_ANNOTATIONS: [&str; 2] = ["dev.sigstore.cosign/certificate", "dev.sigstore.cosign/bundle"];
+const KEYLESS_ANNOTATIONS: [&str; 2] = [super::keyless::CERTIFICATE, super::keyless::BUNDLE];
 /// Largest payload read.
 const MAX_PAYLOAD: usize = 1 << 20;
 
@@ -170,6 +172,7 @@ async fn check_layer(
     repo: &Repository,
     layer: &crate::registry::manifest::Descriptor,
     keys: &[PublicKey],
+    root: Option<&TrustedRoot>,
 ) -> Result<Layer, RegistryError> {
     let Some(sig_b64) = layer.annotations.get(SIGNATURE_ANNOTATION) else {
         return Ok(Layer::Invalid("a payload without a signature annotation".into()));
@@ -197,15 +200,22 @@ async fn check_layer(
         return Ok(Layer::Invalid("the signature is not base64".into()));
     };
     if !keys.iter().any(|k| k.verifies(&payload, &sig)) {
-        if KEYLESS_ANNOTATIONS
+        let keyless = KEYLESS_ANNOTATIONS
             .iter()
-            .any(|a| layer.annotations.contains_key(*a))
-        {
-            return Ok(Layer::Keyless);
+            .any(|a| layer.annotations.contains_key(*a));
+        match (keyless, root) {
+            (true, None) => return Ok(Layer::Keyless),
+            (true, Some(root)) => {
+                if let Err(why) = root.verify(&payload, &sig, &layer.annotations) {
+                    return Ok(Layer::Invalid(format!("keyless: {why}")));
+                }
+            }
+            (false, _) => {
+                return Ok(Layer::Invalid(
+                    "no key verifies the signature of its payload".into(),
+                ));
+            }
         }
-        return Ok(Layer::Invalid(
-            "no key verifies the signature of its payload".into(),
-        ));
     }
     let doc: Value = match serde_json::from_slice(&payload) {
         Ok(v) => v,
@@ -222,7 +232,12 @@ async fn check_layer(
     }
 }
 
-async fn check(client: &Client, (source, target, _): &Expectation, keys: &[PublicKey]) -> SignatureEntry {
+async fn check(
+    client: &Client,
+    Expectation { source, target, .. }: &Expectation,
+    keys: &[PublicKey],
+    root: Option<&TrustedRoot>,
+) -> SignatureEntry {
     let mut entry = SignatureEntry {
         source: source.to_string(),
         target: target.to_string(),
@@ -267,7 +282,7 @@ async fn check(client: &Client, (source, target, _): &Expectation, keys: &[Publi
         }
         let (mut other, mut bad, mut keyless) = (None, None, false);
         for layer in layers {
-            match check_layer(client, &repo, layer, keys).await? {
+            match check_layer(client, &repo, layer, keys, root).await? {
                 Layer::Valid { names } if names == digest => {
                     return Ok((SignatureStatus::Verified, None));
                 }
@@ -308,10 +323,11 @@ pub async fn verify_signatures(
     client: &Client,
     images: &[Expectation],
     keys: &[PublicKey],
+    root: Option<&TrustedRoot>,
     parallel: usize,
 ) -> SignatureReport {
     let images = futures::stream::iter(images)
-        .map(|e| check(client, e, keys))
+        .map(|e| check(client, e, keys, root))
         .buffered(parallel.max(1))
         .collect()
         .await;
@@ -321,33 +337,28 @@ pub async fn verify_signatures(
 impl SignatureReport {
     /// Renders the report for stdout: one line per image.
     pub fn render(&self, format: OutputFormat) -> String {
-        if let Some(doc) = crate::output::structured(self, format) {
-            return doc;
-        }
-        let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
-        match format {
-            OutputFormat::Json | OutputFormat::Yaml => unreachable!("handled by output::structured"),
-            OutputFormat::Text => self
-                .images
-                .iter()
-                .map(|i| format!("{} {} {}\n", i.target, i.status.as_str(), dash(&i.digest)))
-                .collect(),
-            OutputFormat::Table => {
-                let rows: Vec<Vec<String>> = self
-                    .images
-                    .iter()
-                    .map(|i| {
-                        vec![
-                            i.target.clone(),
-                            i.status.as_str().to_string(),
-                            dash(&i.digest),
-                            dash(&i.detail),
-                        ]
-                    })
-                    .collect();
-                crate::output::table(&["TARGET", "SIGNATURE", "DIGEST", "DETAIL"], &rows)
-            }
-        }
+        use crate::output::or_dash;
+        crate::output::listing(
+            self,
+            format,
+            &self.images,
+            |i| {
+                vec![
+                    i.target.clone(),
+                    i.status.as_str().into(),
+                    or_dash(i.digest.as_deref()),
+                ]
+            },
+            &["TARGET", "SIGNATURE", "DIGEST", "DETAIL"],
+            |i| {
+                vec![
+                    i.target.clone(),
+                    i.status.as_str().into(),
+                    or_dash(i.digest.as_deref()),
+                    or_dash(i.detail.as_deref()),
+                ]
+            },
+        )
     }
 }
 
@@ -365,19 +376,23 @@ pub fn run_verify_signatures(
         .map(|p| PublicKey::read(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CopyError::Usage(e.to_string()))?;
-    if let Some(root) = trusted_root {
-        if !root.is_file() {
-            return Err(CopyError::Usage(format!("--trusted-root {}: no such file", root.display())).into());
-        }
-        eprintln!(
-            "warning: --trusted-root {}: keyless (Fulcio/Rekor) signatures are not checked by this version; they are listed as not verifiable offline",
-            root.display()
-        );
-    }
-    let target_host = images.first().map(|i| i.1.registry.clone()).unwrap_or_default();
+    let root = trusted_root
+        .map(TrustedRoot::read)
+        .transpose()
+        .map_err(CopyError::Usage)?;
+    let target_host = images
+        .first()
+        .map(|i| i.target.registry.clone())
+        .unwrap_or_default();
     let opts = args.copy_options()?;
     let (client, rt) = super::archive::client_and_runtime(args, &target_host)?;
-    let report = rt.block_on(verify_signatures(&client, images, &keys, opts.parallel * 2));
+    let report = rt.block_on(verify_signatures(
+        &client,
+        images,
+        &keys,
+        root.as_ref(),
+        opts.parallel * 2,
+    ));
     crate::output::print(&report.render(format)).map_err(CopyError::Output)?;
     let bad: Vec<&SignatureEntry> = report
         .images

@@ -1,12 +1,14 @@
 //! `--verify`: is every planned image at the target, with the digest it should have? Nothing is copied.
 //!
 //! Knows registries and plans, never charts or KKP. The expected digest is the source's (a HEAD at the
-//! source, or the digest the reference pins) or the one an archive recorded.
+//! source, or the digest the reference pins) or the one an archive recorded; the expected attachments
+//! are what the source has attached to the image, or what the archive lists in the image's
+//! `io.kubermatic.kkp.attachments` annotation.
 
 use futures::StreamExt;
 use serde::Serialize;
 
-use super::attachments::{Finder, Kinds, subjects_of};
+use super::attachments::{Attachment, Finder, Kinds, subjects_of};
 use super::{CopyArgs, mirrored_source};
 use crate::cli::OutputFormat;
 use crate::reference::ImageRef;
@@ -71,28 +73,60 @@ pub struct VerifyReport {
     pub images: Vec<VerifyEntry>,
 }
 
-/// One image to check: source, target, and the expected digest when already known (an archive's).
-pub type Expectation = (ImageRef, ImageRef, Option<String>);
+/// One image to check.
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    /// Where it comes from.
+    pub source: ImageRef,
+    /// Where it should be.
+    pub target: ImageRef,
+    /// The digest it should have, when already known (an archive's); else asked at the source.
+    pub expected: Option<String>,
+    /// What should be attached to it, when already known (an archive's); else asked at the source.
+    pub attachments: Option<Vec<Attachment>>,
+}
 
-/// Attachments of the image `digest` at the source that the target does not hold.
+impl Expectation {
+    /// An image compared with its source.
+    pub fn of_source(source: ImageRef, target: ImageRef) -> Expectation {
+        Expectation {
+            source,
+            target,
+            expected: None,
+            attachments: None,
+        }
+    }
+}
+
+/// Attachments of the image `digest` that the target does not hold: those at the source, or `known`
+/// (an archive's list), of the kinds `finder` looks for.
 async fn missing_attachments(
     client: &Client,
     finder: &Finder,
     src: &Repository,
     dst: &Repository,
     digest: &str,
+    known: Option<&[Attachment]>,
 ) -> Result<Vec<String>, crate::registry::RegistryError> {
-    // A source that refuses to list its tags is not held against the target (the copy only warns).
-    match finder.may_have(client, src).await {
-        Ok(true) => {}
-        Ok(false) => return Ok(Vec::new()),
-        Err(e) if !e.is_transient() && !e.gave_up() => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    }
-    let top = client.get_manifest(src, digest).await?;
-    let found = finder.find(client, src, &subjects_of(&top)).await?;
+    let found;
+    let items: Vec<&Attachment> = match known {
+        Some(list) => list.iter().filter(|a| finder.kinds().has(a.kind)).collect(),
+        None => {
+            // A source that refuses to list its tags is not held against the target (the copy only
+            // warns).
+            match finder.may_have(client, src, digest).await {
+                Ok(true) => {}
+                Ok(false) => return Ok(Vec::new()),
+                Err(e) if !e.is_transient() && !e.gave_up() => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            }
+            let top = client.get_manifest(src, digest).await?;
+            found = finder.find(client, src, &subjects_of(&top)).await?;
+            found.items.iter().collect()
+        }
+    };
     let mut missing = Vec::new();
-    for a in &found.items {
+    for a in items {
         let reference = a.tag.as_deref().unwrap_or(&a.digest);
         let at = client.head_manifest(dst, reference).await?;
         if at.is_none_or(|i| i.digest != a.digest) {
@@ -104,10 +138,16 @@ async fn missing_attachments(
 
 async fn check(
     client: &Client,
-    (source, target, expected): &Expectation,
+    want: &Expectation,
     mirrors: &[(String, String)],
     finder: Option<&Finder>,
 ) -> VerifyEntry {
+    let Expectation {
+        source,
+        target,
+        expected,
+        attachments,
+    } = want;
     let mut entry = VerifyEntry {
         source: source.to_string(),
         target: target.to_string(),
@@ -145,12 +185,10 @@ async fn check(
         }
         Err(e) => entry.error = Some(format!("target: {e}")),
     }
-    // Attachments are compared with the source's; an archive's images (no source) are not.
-    if let (VerifyStatus::Ok, Some(finder), None, Some(digest)) =
-        (entry.status, finder, expected, entry.actual.clone())
-    {
+    // Attachments are compared with the source's, or with the archive's list.
+    if let (VerifyStatus::Ok, Some(finder), Some(digest)) = (entry.status, finder, entry.actual.clone()) {
         let src = mirrored_source(source, mirrors);
-        match missing_attachments(client, finder, &src, &dst, &digest).await {
+        match missing_attachments(client, finder, &src, &dst, &digest, attachments.as_deref()).await {
             Ok(m) if m.is_empty() => {}
             Ok(m) => {
                 entry.status = VerifyStatus::MissingAttachments;
@@ -166,7 +204,7 @@ async fn check(
 }
 
 /// Checks every expectation, `parallel` at a time, in order; with `attachments`, also that what is
-/// attached to each image at its source is at the target.
+/// attached to each image (at its source, or as its archive lists) is at the target.
 pub async fn verify(
     client: &Client,
     images: &[Expectation],
@@ -192,41 +230,29 @@ impl VerifyReport {
 
     /// Renders the report for stdout.
     pub fn render(&self, format: OutputFormat) -> String {
-        let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
-        if let Some(doc) = crate::output::structured(self, format) {
-            return doc;
-        }
-        match format {
-            OutputFormat::Json | OutputFormat::Yaml => unreachable!("handled by output::structured"),
-            OutputFormat::Text => self
-                .images
-                .iter()
-                .map(|i| {
-                    format!(
-                        "{} {} {} {}\n",
-                        i.source,
-                        i.target,
-                        i.status.as_str(),
-                        dash(&i.actual)
-                    )
-                })
-                .collect(),
-            OutputFormat::Table => {
-                let rows: Vec<Vec<String>> = self
-                    .images
-                    .iter()
-                    .map(|i| {
-                        vec![
-                            i.target.clone(),
-                            i.status.as_str().to_string(),
-                            dash(&i.expected),
-                            dash(&i.actual),
-                        ]
-                    })
-                    .collect();
-                crate::output::table(&["TARGET", "STATUS", "EXPECTED", "ACTUAL"], &rows)
-            }
-        }
+        use crate::output::or_dash;
+        crate::output::listing(
+            self,
+            format,
+            &self.images,
+            |i| {
+                vec![
+                    i.source.clone(),
+                    i.target.clone(),
+                    i.status.as_str().into(),
+                    or_dash(i.actual.as_deref()),
+                ]
+            },
+            &["TARGET", "STATUS", "EXPECTED", "ACTUAL"],
+            |i| {
+                vec![
+                    i.target.clone(),
+                    i.status.as_str().into(),
+                    or_dash(i.expected.as_deref()),
+                    or_dash(i.actual.as_deref()),
+                ]
+            },
+        )
     }
 }
 
@@ -237,7 +263,10 @@ pub fn run_verify(
     args: &CopyArgs,
     format: OutputFormat,
 ) -> Result<u8, super::archive::ArchiveError> {
-    let target_host = images.first().map(|i| i.1.registry.clone()).unwrap_or_default();
+    let target_host = images
+        .first()
+        .map(|i| i.target.registry.clone())
+        .unwrap_or_default();
     let opts = args.copy_options()?;
     if !opts.platforms.is_empty() {
         eprintln!(
