@@ -8,7 +8,9 @@
 #     the Envoy Gateway data-plane envoy, envoy ratelimit);
 #  2. retarget: `kubectl-kkp-retarget --registry REG` with the whole charts dir on a copy of VALUES_FILE, a
 #     rerun on the result that must change nothing, then every chart of the values file's stack rendered
-#     with the result by plain `helm template`; every image outside REG must be one the leak check named.
+#     with the result by plain `helm template`; every image outside REG must be one the leak check named;
+#  3. audit: the stack's charts rendered with the stock VALUES_FILE as installed releases in the test
+#     suite's API server (an ignored test, needs cargo): every leak names the key `retarget -o set` sets.
 #
 # Usage: scripts/check-kkp-release.sh KKP_CHARTS_DIR VALUES_FILE
 # Environment:
@@ -200,6 +202,22 @@ grep_only=$(comm -23 "$work/grep-outside.norm" "$work/outside.norm")
 echo "  'image:' strings outside $reg found by grep but not by the scanner: $(grep -c . <<<"$grep_only" || true)" \
   "(expected: Helm test hooks only, which neither discovery nor the leak check reads)"
 [[ -n $grep_only ]] && sed 's/^/    /' <<<"$grep_only"
+# 3. audit (issue 20): the stack's charts rendered with the stock values file, stored in the test suite's
+# loopback API server as installed releases; every leaked chart image must name the values key that
+# `retarget -o set` sets, but the hard-coded ones the leak check named above.
+if command -v cargo >/dev/null; then
+  hard=$(cut -d' ' -f2 "$work/leaks.txt" | sort -u | tr '\n' ' ')
+  if KKP_CHARTS_DIR="$work/charts" KKP_VALUES="$values" KKP_HARD_CODED="$hard" \
+    cargo test -q --manifest-path "$here/Cargo.toml" --locked --test integration -- --ignored --nocapture \
+    audit_names_the_key_retarget_sets_for_every_chart_image_of_a_kkp_release >"$work/audit.log" 2>&1; then
+    echo "audit: $(grep -m1 'charts,' "$work/audit.log")"
+  else
+    echo "AUDIT CHECK FAILED:" && grep -v '^ *[0-9]*: \|^ *at ' "$work/audit.log" | tail -30
+    status=1
+  fi
+else
+  echo "audit: skipped (no cargo to run the test suite's API server)"
+fi
 echo "named leaks (hard-coded in templates):"
 sed 's/^/  /' "$work/leaks.txt"
 grep -m1 'No values key' "$work/leaks.err" | sed 's/^ */  advice: /' || true
