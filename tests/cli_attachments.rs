@@ -1223,12 +1223,21 @@ impl Sigstore {
                 ],
             );
         }
-        std::fs::write(
-            d.join("leaf.ext"),
-            "extendedKeyUsage=codeSigning\nkeyUsage=critical,digitalSignature\nsubjectAltName=email:signer@example.com\n",
-        )
-        .unwrap();
-        for (leaf, ca) in [("leaf", "ca"), ("rogue-leaf", "rogue")] {
+        // As Fulcio issues them: the signer's email and the OIDC issuer (1.3.6.1.4.1.57264.1.8).
+        for (ext, email) in [
+            ("leaf", "signer@example.com"),
+            ("stranger-leaf", "stranger@example.com"),
+        ] {
+            std::fs::write(
+                d.join(format!("{ext}.ext")),
+                format!(
+                    "extendedKeyUsage=codeSigning\nkeyUsage=critical,digitalSignature\nsubjectAltName=email:{email}\n\
+                     1.3.6.1.4.1.57264.1.8=ASN1:UTF8String:https://issuer.test\n"
+                ),
+            )
+            .unwrap();
+        }
+        for (leaf, ca) in [("leaf", "ca"), ("rogue-leaf", "rogue"), ("stranger-leaf", "ca")] {
             openssl(
                 d,
                 &[
@@ -1271,7 +1280,11 @@ impl Sigstore {
                     "-days",
                     "1",
                     "-extfile",
-                    "leaf.ext",
+                    if leaf == "stranger-leaf" {
+                        "stranger-leaf.ext"
+                    } else {
+                        "leaf.ext"
+                    },
                 ],
             );
         }
@@ -1377,6 +1390,7 @@ fn keyless_signatures_verify_offline_against_a_trusted_root() {
         ("bad-set", "leaf", now, true),
         ("expired", "leaf", now + 2 * 86400, false),
         ("other-digest", "leaf", now, false),
+        ("stranger", "stranger-leaf", now, false),
     ];
     block_on(async {
         let mut digests = Vec::new();
@@ -1441,7 +1455,13 @@ fn keyless_signatures_verify_offline_against_a_trusted_root() {
             .collect();
         (statuses, String::from_utf8_lossy(&out.stderr).to_string())
     };
-    let (statuses, _) = verify(&["--trusted-root", root.to_str().unwrap()]);
+    let signer = [
+        "--certificate-identity",
+        "signer@example.com",
+        "--certificate-oidc-issuer",
+        "https://issuer.test",
+    ];
+    let (statuses, _) = verify(&[&["--trusted-root", root.to_str().unwrap()], &signer[..]].concat());
     let is = |name: &str, status: &str, why: &str| {
         let (s, d) = &statuses[name];
         assert!(s == status && d.contains(why), "{name}: {statuses:#?}");
@@ -1455,6 +1475,36 @@ fn keyless_signatures_verify_offline_against_a_trusted_root() {
     );
     is("expired", "bad-signature", "CertExpired");
     is("other-digest", "digest-mismatch", "names");
+    // Fulcio certifies anyone: a valid signature by someone else is not this signer's.
+    is(
+        "stranger",
+        "bad-signature",
+        "the certificate is for stranger@example.com, not --certificate-identity signer@example.com",
+    );
+    let (statuses, _) = verify(&[
+        "--trusted-root",
+        root.to_str().unwrap(),
+        "--certificate-identity",
+        "signer@example.com",
+        "--certificate-oidc-issuer",
+        "https://other.test",
+    ]);
+    let (s, d) = &statuses["good"];
+    assert!(
+        s == "bad-signature" && d.contains("OIDC issuer is https://issuer.test"),
+        "{statuses:#?}"
+    );
+    // A trusted root without the signer to expect is refused: any Fulcio certificate would pass.
+    let out = mirror(&[
+        &dst.host,
+        "--image-list",
+        list.path().to_str().unwrap(),
+        "--verify",
+        "--trusted-root",
+        root.to_str().unwrap(),
+    ]);
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--certificate-identity"));
     // Without the root (a key that signed none of them): not verifiable offline, never verified.
     let (ec_signer, ec_pem) = p256_signer();
     drop(ec_signer);
@@ -1473,6 +1523,10 @@ fn keyless_signatures_verify_offline_against_a_trusted_root() {
         "--verify",
         "--trusted-root",
         junk.to_str().unwrap(),
+        "--certificate-identity",
+        "signer@example.com",
+        "--certificate-oidc-issuer",
+        "https://issuer.test",
     ]);
     assert_exit(&out, 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("junk.json"));

@@ -611,10 +611,30 @@ fn verify_images(
     if args.archive.keys.is_empty() && args.archive.trusted_root.is_none() {
         return crate::copy::verify::run_verify(images, &args.copy, format);
     }
+    let keyless = match (
+        &args.archive.trusted_root,
+        &args.archive.certificate_identity,
+        &args.archive.certificate_oidc_issuer,
+    ) {
+        (None, ..) => None,
+        (Some(root), Some(identity), Some(issuer)) => Some(crate::copy::keyless::Policy {
+            root: root.clone(),
+            identity: identity.clone(),
+            issuer: issuer.clone(),
+        }),
+        (Some(_), ..) => {
+            return Err(crate::copy::CopyError::Usage(
+                "--trusted-root needs --certificate-identity and --certificate-oidc-issuer: without them any \
+                 certificate Fulcio issued to anyone would pass"
+                    .into(),
+            )
+            .into());
+        }
+    };
     crate::copy::signatures::run_verify_signatures(
         images,
         &args.archive.keys,
-        args.archive.trusted_root.as_deref(),
+        keyless.as_ref(),
         &args.copy,
         format,
     )

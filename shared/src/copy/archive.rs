@@ -101,6 +101,14 @@ pub struct ArchiveArgs {
     /// verifiable offline. Alone or with --key.
     #[arg(long, value_name = "FILE", requires = "verify")]
     pub trusted_root: Option<PathBuf>,
+    /// With --trusted-root (required there): the signer a keyless certificate must name, exactly as
+    /// cosign's --certificate-identity (an email or URI subject alternative name).
+    #[arg(long, value_name = "IDENTITY", requires = "trusted_root")]
+    pub certificate_identity: Option<String>,
+    /// With --trusted-root (required there): the OIDC issuer a keyless certificate must name (Fulcio's
+    /// issuer extension), exactly as cosign's --certificate-oidc-issuer.
+    #[arg(long, value_name = "URL", requires = "trusted_root")]
+    pub certificate_oidc_issuer: Option<String>,
 }
 
 /// Why an archive could not be written, read or pushed.

@@ -31,13 +31,110 @@ pub const BUNDLE: &str = "dev.sigstore.cosign/bundle";
 /// id-kp-codeSigning (1.3.6.1.5.5.7.3.3), DER without tag and length.
 const CODE_SIGNING: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x03];
 
-/// The sigstore trust root read from `--trusted-root`.
+/// Fulcio's OIDC issuer extension (1.3.6.1.4.1.57264.1.1, the issuer's bytes), DER without tag and length.
+const ISSUER_V1: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x83, 0xbf, 0x30, 0x01, 0x01];
+/// Fulcio's OIDC issuer extension (1.3.6.1.4.1.57264.1.8, a DER UTF8String).
+const ISSUER_V2: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x83, 0xbf, 0x30, 0x01, 0x08];
+/// subjectAltName (2.5.29.17).
+const SAN: &[u8] = &[0x55, 0x1d, 0x11];
+
+/// What a keyless signature must satisfy: `--trusted-root`, `--certificate-identity`,
+/// `--certificate-oidc-issuer` (as cosign, both required: Fulcio issues certificates to anyone).
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// trusted_root.json.
+    pub root: std::path::PathBuf,
+    /// The subject alternative name (email or URI) the certificate must carry.
+    pub identity: String,
+    /// The OIDC issuer the certificate must name.
+    pub issuer: String,
+}
+
+/// The sigstore trust root read from `--trusted-root`, with the signer its certificates must name.
 #[derive(Debug, Clone)]
 pub struct TrustedRoot {
     /// Fulcio CA certificates (DER), each a trust anchor.
     cas: Vec<Vec<u8>>,
     /// Rekor public keys.
     tlogs: Vec<p256::ecdsa::VerifyingKey>,
+    /// Required identity and issuer (None: any; the root on its own, as parsed).
+    signer: Option<(String, String)>,
+}
+
+/// The DER elements of `b`: tag and content, or None when `b` is not DER.
+fn der_items(mut b: &[u8]) -> Option<Vec<(u8, &[u8])>> {
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        let tag = b[0];
+        let (len, head): (usize, usize) = match *b.get(1)? {
+            l if l < 0x80 => (usize::from(l), 2),
+            0x81 => (usize::from(*b.get(2)?), 3),
+            0x82 => ((usize::from(*b.get(2)?) << 8) | usize::from(*b.get(3)?), 4),
+            0x83 => (
+                (usize::from(*b.get(2)?) << 16) | (usize::from(*b.get(3)?) << 8) | usize::from(*b.get(4)?),
+                5,
+            ),
+            _ => return None,
+        };
+        let content = b.get(head..head.checked_add(len)?)?;
+        out.push((tag, content));
+        b = &b[head + len..];
+    }
+    Some(out)
+}
+
+/// The content of the first element of `b`.
+fn first(b: &[u8]) -> Option<&[u8]> {
+    der_items(b)?.first().map(|(_, v)| *v)
+}
+
+/// The extensions of a DER certificate: (OID bytes, extnValue bytes).
+fn extensions(cert: &[u8]) -> Vec<(&[u8], &[u8])> {
+    // Certificate { tbsCertificate { …, [3] EXPLICIT SEQUENCE OF Extension }, … }
+    let tbs = first(cert)
+        .and_then(first)
+        .and_then(der_items)
+        .unwrap_or_default();
+    let Some((_, ext)) = tbs.iter().find(|(t, _)| *t == 0xa3) else {
+        return Vec::new();
+    };
+    first(ext)
+        .and_then(der_items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(_, e)| {
+            // Extension { extnID OID, critical BOOLEAN?, extnValue OCTET STRING }
+            let parts = der_items(e)?;
+            let oid = parts.first().filter(|(t, _)| *t == 0x06)?.1;
+            let value = parts.iter().rev().find(|(t, _)| *t == 0x04)?.1;
+            Some((oid, value))
+        })
+        .collect()
+}
+
+/// The email (`rfc822Name`) and URI subject alternative names, and Fulcio's OIDC issuer, of a certificate.
+pub fn signer_of(cert: &[u8]) -> (Vec<String>, Option<String>) {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let mut names = Vec::new();
+    let mut issuer = None;
+    for (oid, value) in extensions(cert) {
+        if oid == SAN {
+            let general = first(value).and_then(der_items).unwrap_or_default();
+            names.extend(
+                general
+                    .iter()
+                    .filter(|(t, _)| matches!(t, 0x81 | 0x86))
+                    .map(|(_, v)| text(v)),
+            );
+        } else if oid == ISSUER_V2 {
+            let named =
+                der_items(value).and_then(|s| s.first().filter(|(t, _)| *t == 0x0c).map(|(_, v)| text(v)));
+            issuer = named.or(issuer);
+        } else if oid == ISSUER_V1 && issuer.is_none() {
+            issuer = Some(text(value));
+        }
+    }
+    (names, issuer)
 }
 
 fn b64(s: &str) -> Option<Vec<u8>> {
@@ -85,7 +182,11 @@ impl TrustedRoot {
         if cas.is_empty() || tlogs.is_empty() {
             return Err("needs certificateAuthorities (Fulcio) and tlogs (Rekor)".into());
         }
-        Ok(TrustedRoot { cas, tlogs })
+        Ok(TrustedRoot {
+            cas,
+            tlogs,
+            signer: None,
+        })
     }
 
     /// Reads `--trusted-root FILE`; the error names the file.
@@ -93,6 +194,13 @@ impl TrustedRoot {
         let text =
             std::fs::read_to_string(path).map_err(|e| format!("--trusted-root {}: {e}", path.display()))?;
         TrustedRoot::parse(&text).map_err(|e| format!("--trusted-root {}: {e}", path.display()))
+    }
+
+    /// The root of `--trusted-root` with the signer `--certificate-identity` / `--certificate-oidc-issuer`.
+    pub fn from_policy(policy: &Policy) -> Result<TrustedRoot, String> {
+        let mut root = TrustedRoot::read(&policy.root)?;
+        root.signer = Some((policy.identity.clone(), policy.issuer.clone()));
+        Ok(root)
     }
 
     /// Checks a keyless signature `sig` of `payload` with its layer's `annotations`; `Err` says what
@@ -206,6 +314,25 @@ impl TrustedRoot {
         let algs = [webpki::ring::ECDSA_P256_SHA256, webpki::ring::ECDSA_P384_SHA384];
         if !algs.iter().any(|a| ee.verify_signature(*a, payload, sig).is_ok()) {
             return Err("the signature does not verify under the certificate's key".into());
+        }
+        if let Some((identity, issuer)) = &self.signer {
+            let (names, named_issuer) = signer_of(leaf.as_ref());
+            if !names.iter().any(|n| n == identity) {
+                let have = if names.is_empty() {
+                    "no email or URI".to_string()
+                } else {
+                    names.join(", ")
+                };
+                return Err(format!(
+                    "the certificate is for {have}, not --certificate-identity {identity}"
+                ));
+            }
+            if named_issuer.as_deref() != Some(issuer.as_str()) {
+                return Err(format!(
+                    "the certificate's OIDC issuer is {}, not --certificate-oidc-issuer {issuer}",
+                    named_issuer.as_deref().unwrap_or("not named")
+                ));
+            }
         }
         Ok(())
     }

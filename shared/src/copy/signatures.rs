@@ -367,7 +367,7 @@ impl SignatureReport {
 pub fn run_verify_signatures(
     images: &[Expectation],
     key_files: &[PathBuf],
-    trusted_root: Option<&Path>,
+    keyless: Option<&super::keyless::Policy>,
     args: &CopyArgs,
     format: OutputFormat,
 ) -> Result<u8, super::archive::ArchiveError> {
@@ -376,8 +376,8 @@ pub fn run_verify_signatures(
         .map(|p| PublicKey::read(p))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| CopyError::Usage(e.to_string()))?;
-    let root = trusted_root
-        .map(TrustedRoot::read)
+    let root = keyless
+        .map(TrustedRoot::from_policy)
         .transpose()
         .map_err(CopyError::Usage)?;
     let target_host = images
