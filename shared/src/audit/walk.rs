@@ -536,11 +536,20 @@ fn seed_settings(seed: &Value, registry: &str, insecure: &[String]) -> Vec<Row> 
                 )),
             ));
         }
-        let listed = node
+        let current: Vec<&str> = node
             .get("insecureRegistries")
             .and_then(Value::as_array)
-            .is_some_and(|l| l.iter().any(|h| h.as_str() == Some(host.as_str())));
+            .map(|l| l.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let listed = current.contains(&host.as_str());
         if plain && !listed {
+            // seedproxy's list replaces the one there: keep what is listed already.
+            let wanted = current
+                .iter()
+                .copied()
+                .chain([host.as_str()])
+                .collect::<Vec<_>>()
+                .join(",");
             rows.push(row(
                 Status::Misconfigured,
                 field("insecureRegistries"),
@@ -551,7 +560,7 @@ fn seed_settings(seed: &Value, registry: &str, insecure: &[String]) -> Vec<Row> 
                     field("insecureRegistries")
                 ),
                 Some(format!(
-                    "kubectl kkp seedproxy {dc} {} {host}",
+                    "kubectl kkp seedproxy {dc} {} {wanted}",
                     knob("insecureRegistries").flag
                 )),
             ));
@@ -740,7 +749,8 @@ mod tests {
     fn seed_node_settings_outside_the_mirror_are_findings() {
         let seed = json!({"metadata": {"name": "hamburg", "namespace": "kubermatic"},
             "spec": {"datacenters": {
-                "hh-1": {"node": {"pauseImage": "registry.k8s.io/pause:3.10", "httpProxy": "http://p:3128"}},
+                "hh-1": {"node": {"pauseImage": "registry.k8s.io/pause:3.10", "httpProxy": "http://p:3128",
+                                  "insecureRegistries": ["old.corp:5000"]}},
                 "hh-2": {"node": {"pauseImage": "reg.local:5000/kkp/pause:3.10", "insecureRegistries": ["reg.local:5000"]}}}}});
         let rows = seed_settings(&seed, "reg.local:5000/kkp", &["reg.local:5000".into()]);
         let got: Vec<(Status, &str)> = rows.iter().map(|r| (r.status, r.container.as_str())).collect();
@@ -758,6 +768,11 @@ mod tests {
         assert_eq!(
             rows[0].fix.as_deref(),
             Some("kubectl kkp seedproxy hh-1 --pause-image reg.local:5000/kkp/pause:3.10")
+        );
+        // seedproxy replaces the list: the fix keeps the registries already listed.
+        assert_eq!(
+            rows[1].fix.as_deref(),
+            Some("kubectl kkp seedproxy hh-1 --insecure-registry old.corp:5000,reg.local:5000")
         );
     }
 }
