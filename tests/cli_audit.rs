@@ -977,3 +977,74 @@ fn audit_names_the_key_retarget_sets_for_every_chart_image_of_a_kkp_release() {
         wrong.join("\n")
     );
 }
+
+/// A mirror behind basic auth is asked with `--username` / `--password-stdin`, as `mirror` pushes to it:
+/// the image it holds is fine, the one it lacks is missing. Without the credentials the mirror cannot be
+/// asked, and the audit says so instead of calling the images missing; the password is never printed.
+#[test]
+fn a_mirror_behind_basic_auth_is_asked_with_the_credentials_mirror_takes() {
+    use std::io::Write as _;
+    let registry = Registry::start_with(crate::support::registry::Options {
+        htpasswd: Some(("kkp".into(), "s3cret-pass".into())),
+        ..Default::default()
+    });
+    let client = client_for(&[&registry]);
+    block_on(push_image(&client, &registry, "kkp/app", "v1", &Spec::default()));
+    let master = ApiServer::start(TOKEN);
+    let reg = format!("{}/kkp", registry.host);
+    master.put(deployment(
+        "shop",
+        "app",
+        json!([{"name": "a", "image": format!("{reg}/app:v1")}, {"name": "b", "image": format!("{reg}/app:v2")}]),
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = master.kubeconfig(dir.path(), TOKEN);
+    let audit = |extra: &[&str], stdin: &str| {
+        let mut child = Command::new(bin("kubectl-kkp-audit"))
+            .env("HOME", dir.path())
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--registry", &reg, "--seeds=false", "-o", "json"])
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!all.contains("s3cret-pass"), "the password was printed: {all}");
+        // The Deployment's rows (the master has no KubermaticConfiguration or Seeds here: a row of its own).
+        let rows: Vec<(String, String)> = findings(&out)
+            .iter()
+            .filter(|r| r["object"] == "Deployment/app")
+            .map(|r| {
+                (
+                    r["status"].as_str().unwrap().to_string(),
+                    r["container"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        (out.status.code(), rows)
+    };
+    let (code, rows) = audit(&["--username", "kkp", "--password-stdin"], "s3cret-pass\n");
+    assert_eq!(code, Some(1));
+    assert_eq!(rows, [("missing".to_string(), "b".to_string())]);
+    // Not asked is not missing: "not audited" rows, which (as partial access) do not fail the run.
+    let (code, rows) = audit(&[], "");
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        rows,
+        [
+            ("not-audited".to_string(), "a".to_string()),
+            ("not-audited".to_string(), "b".to_string())
+        ]
+    );
+}

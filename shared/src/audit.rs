@@ -53,6 +53,12 @@ pub struct AuditArgs {
     /// Extra CA certificates (PEM) to trust, for every registry or, as HOST=FILE, for one (as mirror).
     #[arg(long = "ca-file", value_name = "[HOST=]FILE")]
     pub ca_files: Vec<String>,
+    /// User name for the mirror (default: from docker/podman login files), as mirror's.
+    #[arg(long, value_name = "USER")]
+    pub username: Option<String>,
+    /// Read the mirror's password from stdin (with --username).
+    #[arg(long, requires = "username")]
+    pub password_stdin: bool,
     /// Do not ask the mirror whether the images under the registry are there.
     #[arg(long)]
     pub no_mirror_check: bool,

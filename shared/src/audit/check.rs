@@ -20,10 +20,15 @@ pub fn client(args: &AuditArgs) -> Result<Client, AuditError> {
     let flags = crate::copy::CopyArgs {
         insecure_registries: args.insecure_registries.clone(),
         ca_files: args.ca_files.clone(),
+        username: args.username.clone(),
+        password_stdin: args.password_stdin,
         ..Default::default()
     };
+    let password =
+        crate::copy::archive::read_password(&flags).map_err(|e| AuditError::Usage(e.to_string()))?;
+    let host = args.registry.trim().split('/').next().unwrap_or_default();
     let opts = flags
-        .client_options("", None)
+        .client_options(host, password)
         .map_err(|e| AuditError::Usage(e.to_string()))?;
     Client::new(opts).map_err(|e| AuditError::Registry(e.to_string()))
 }

@@ -1007,7 +1007,8 @@ pub fn push_jobs(layout: &Layout, registry: &str) -> Result<Vec<PushJob>, Archiv
 // Glue for `kubectl kkp mirror`
 // ------------------------------------------------------------------------------------------------
 
-fn read_password(args: &CopyArgs) -> Result<Option<String>, CopyError> {
+/// The password `--password-stdin` asks for (stdin up to its end, line break dropped), if asked.
+pub(crate) fn read_password(args: &CopyArgs) -> Result<Option<String>, CopyError> {
     if !args.password_stdin {
         return Ok(None);
     }
